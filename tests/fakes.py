@@ -1,0 +1,68 @@
+"""Fakes shared by the unit tests: a Lambda context with a clock, an invoker that records."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.handoff import HandoffError
+from worker.processor import TaskContext
+from worker.tasks import Task
+
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:000000000000:function:baton"
+_ids = itertools.count()
+
+
+@dataclass
+class FakeClock:
+    """Lambda's remaining time, advanced by hand (or by a fake processor)."""
+
+    now_ms: float = 0.0
+
+    def advance(self, ms: float) -> None:
+        self.now_ms += ms
+
+
+@dataclass
+class FakeContext:
+    clock: FakeClock
+    timeout_ms: float = 60_000
+    aws_request_id: str = field(default_factory=lambda: f"req-{next(_ids)}")
+    invoked_function_arn: str = FUNCTION_ARN
+    function_name: str = "baton"
+
+    def __post_init__(self) -> None:
+        self.deadline_ms = self.clock.now_ms + self.timeout_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int(self.deadline_ms - self.clock.now_ms))
+
+
+@dataclass
+class RecordingInvoker:
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    fail: bool = False
+
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None:
+        if self.fail:
+            raise HandoffError("invoke refused (test)")
+        self.calls.append((function, payload))
+
+    def pop(self) -> dict[str, Any]:
+        return self.calls.pop(0)[1]
+
+
+def ticking_processor(
+    clock: FakeClock, ms_per_task: float, fail_on: Callable[[Task], bool] = lambda t: False
+) -> Callable[[Task, TaskContext], dict[str, Any]]:
+    """A processor whose every task costs `ms_per_task` of the leg's time."""
+
+    def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
+        clock.advance(ms_per_task)
+        if fail_on(task):
+            raise RuntimeError(f"task {task.index} broke")
+        return {"echo": task.url}
+
+    return process

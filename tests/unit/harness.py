@@ -1,0 +1,79 @@
+"""Drive baton in-process against moto: a container, a fake clock, recorded hand-offs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fakes import FakeClock, FakeContext, RecordingInvoker, ticking_processor
+from worker.config import Settings
+from worker.container import Container
+from worker.dispatch import dispatch
+from worker.state import RunStore
+
+
+@dataclass
+class Harness:
+    s3: Any
+    bucket: str
+    settings: Settings
+    clock: FakeClock = field(default_factory=FakeClock)
+    invoker: RecordingInvoker = field(default_factory=RecordingInvoker)
+    timeout_ms: float = 10_000
+    ms_per_task: float = 100
+
+    def __post_init__(self) -> None:
+        self.container = Container.create(
+            self.settings, s3=self.s3, lambda_client=object(), invoker=self.invoker
+        )
+        self.container.processor = ticking_processor(self.clock, self.ms_per_task)
+        self.store = RunStore(self.s3, self.bucket, self.settings.results_prefix)
+
+    def context(self, timeout_ms: float | None = None) -> FakeContext:
+        return FakeContext(self.clock, timeout_ms or self.timeout_ms)
+
+    def invoke(self, event: Any, timeout_ms: float | None = None) -> dict[str, Any]:
+        return dispatch(self.container, event, self.context(timeout_ms))
+
+    def upload_event(self, key: str, etag: str, sequencer: str = "0001") -> dict[str, Any]:
+        return {"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": self.bucket},
+                   "object": {"key": key, "eTag": etag.strip('"'), "sequencer": sequencer}},
+        }]}
+
+    def drive(self, first: Any, max_legs: int = 1000) -> list[dict[str, Any]]:
+        """Invoke, then keep delivering every hand-off until the chain stops."""
+        answers = [self.invoke(first)]
+        while self.invoker.calls and len(answers) < max_legs:
+            answers.append(self.invoke(self.invoker.pop()))
+        return answers
+
+    def result_indices(self, run_id: str) -> list[int]:
+        return [
+            row["index"]
+            for _, _, key in self.store.result_keys(run_id)
+            for row in self.store.read_rows(key)
+        ]
+
+    def summary(self, run_id: str) -> dict[str, Any]:
+        summary = self.store.load_summary(run_id)
+        assert summary is not None, f"run {run_id} has no summary"
+        return summary
+
+    def checkpoint(self, run_id: str) -> dict[str, Any]:
+        body = self.s3.get_object(
+            Bucket=self.bucket, Key=f"{self.settings.results_prefix}{run_id}/checkpoint.json"
+        )["Body"].read()
+        data: dict[str, Any] = json.loads(body)
+        return data
+
+
+def settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "batch_size": 5, "concurrency": 2, "margin_ms": 1_000, "adaptive_margin": False,
+        "check_recursion": False, "lease_slack_ms": 0,
+    }
+    base.update(overrides)
+    return Settings(**base)

@@ -1,0 +1,187 @@
+"""The leg loop against moto: batches, hand-off, finish, and every quiet exit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import put_tasks
+from tests.unit.harness import Harness, settings
+
+URLS = [f"https://example.com/{i}" for i in range(23)]
+
+
+@pytest.fixture
+def h(s3: Any, bucket: str) -> Harness:
+    return Harness(s3, bucket, settings())
+
+
+def start(h: Harness, tasks: list[Any] = URLS, key: str = "tasks/list.json") -> dict[str, Any]:
+    etag = put_tasks(h.s3, h.bucket, key, tasks)
+    answer = h.invoke(h.upload_event(key, etag))
+    assert answer["ok"], answer
+    return dict(answer["results"][0])
+
+
+def test_leg_works_batches_until_the_margin_then_hands_off(s3: Any, bucket: str) -> None:
+    # 1.6 s to live, 1 s margin, batches of 5 tasks at 100 ms: two batches fit.
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    assert (answer["exit"], answer["position"], answer["batches"]) == ("handed_off", 10, 2)
+    ((function, payload),) = h.invoker.calls
+    assert function.endswith(":function:baton")
+    assert payload == {"v": 1, "run_id": answer["run_id"], "bucket": bucket,
+                       "key": "tasks/list.json", "etag": etag, "position": 10, "leg": 1}
+
+
+def test_leg_finishes_in_one_leg_when_the_list_fits(h: Harness) -> None:
+    answer = start(h)
+    assert (answer["exit"], answer["position"], answer["total"]) == ("done", 23, 23)
+    assert h.invoker.calls == []
+
+
+def test_leg_chain_of_several_legs_writes_every_index_exactly_once(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    answers = h.drive(h.upload_event("tasks/list.json", etag))
+    exits = [a["results"][0]["exit"] for a in answers]
+    assert exits == ["handed_off", "handed_off", "done"]
+    run_id = answers[0]["results"][0]["run_id"]
+    assert sorted(h.result_indices(run_id)) == list(range(len(URLS)))
+    summary = h.summary(run_id)
+    assert (summary["status"], summary["ok"], summary["failed"], summary["legs"]) == (
+        "done", 23, 0, 3)
+
+
+def test_leg_warm_container_revalidates_task_list_with_a_304(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    answers = h.drive(h.upload_event("tasks/list.json", etag))
+    hits = [a["results"][0]["cache_hit"] for a in answers]
+    assert hits == [True] * 3  # the start itself loaded the list: every leg is a hit
+    assert h.container.cache.stats.misses == 1
+    assert h.container.cache.stats.hits == 3
+
+
+def test_leg_superseded_when_task_list_changes_mid_run(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    first = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    put_tasks(s3, bucket, "tasks/list.json", URLS[:3])
+    second = h.invoke(h.invoker.pop())["results"][0]
+    assert second["exit"] == "superseded"
+    assert h.summary(first["run_id"])["status"] == "superseded"
+    assert h.invoker.calls == []
+
+
+def test_leg_duplicate_delivery_exits_quietly_while_first_owns_the_run(
+    s3: Any, bucket: str
+) -> None:
+    h = Harness(s3, bucket, settings(lease_slack_ms=60_000), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    h.invoke(h.upload_event("tasks/list.json", etag))
+    payload = h.invoker.pop()
+    run_id = payload["run_id"]
+    store = h.store
+    held = store.load_checkpoint(run_id)
+    # The first delivery has claimed leg 1 (its lease is live) when the duplicate arrives.
+    store.swap(held, held.checkpoint.evolve(owner="first/1", lease_until_ms=2**62))
+    answer = h.invoke(payload)["results"][0]
+    assert answer["exit"] == "duplicate"
+    assert h.checkpoint(run_id)["position"] == 10
+    assert h.invoker.calls == []
+
+
+def test_leg_duplicate_delivery_loses_the_claim_cas_and_does_no_work(
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    h.invoke(h.upload_event("tasks/list.json", etag))
+    payload = h.invoker.pop()
+    store = h.store
+    stale = store.load_checkpoint(payload["run_id"])
+    # Another delivery claims between our read and our CAS: our IfMatch must fail.
+    store.swap(stale, stale.checkpoint.evolve(owner="other/1", lease_until_ms=2**62))
+    monkeypatch.setattr(store.__class__, "load_checkpoint", lambda self, run_id: stale)
+    answer = h.invoke(payload)["results"][0]
+    assert answer["exit"] == "lost_cas"
+    assert answer["processed"] == 0
+    assert sorted(h.result_indices(payload["run_id"])) == list(range(10))
+
+
+def test_leg_stale_retry_of_an_earlier_leg_exits_quietly(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    h.invoke(h.upload_event("tasks/list.json", etag))
+    payload = h.invoker.pop()
+    h.invoke(payload)
+    answer = h.invoke(payload)["results"][0]  # leg 1 again, after it handed off to leg 2
+    assert answer["exit"] == "stale"
+    assert len(h.invoker.calls) == 1
+
+
+def test_leg_duplicate_upload_notification_starts_one_run(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    event = h.upload_event("tasks/list.json", etag)
+    first = h.invoke(event)["results"][0]
+    again = h.invoke(event)["results"][0]
+    assert again["exit"] == "duplicate"
+    assert again["run_id"] == first["run_id"]
+    assert len(h.invoker.calls) == 1
+
+
+def test_leg_cancel_marker_stops_the_chain_at_the_next_batch(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    run_id = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]["run_id"]
+    h.store.request_cancel(run_id)
+    answer = h.invoke(h.invoker.pop())["results"][0]
+    assert answer["exit"] == "cancelled"
+    assert h.summary(run_id)["status"] == "cancelled"
+    assert h.invoker.calls == []
+
+
+def test_leg_max_legs_ends_a_runaway_chain_as_failed(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(max_legs=2), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    answers = h.drive(h.upload_event("tasks/list.json", etag))
+    assert [a["results"][0]["exit"] for a in answers] == ["handed_off", "failed"]
+    summary = h.summary(answers[0]["results"][0]["run_id"])
+    assert summary["status"] == "failed"
+    assert "maximum of 2 legs" in summary["reason"]
+
+
+def test_leg_failed_handoff_leaves_the_run_resumable(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    h.invoker.fail = True
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    assert answer["exit"] == "handoff_failed"
+    cp = h.checkpoint(answer["run_id"])
+    assert (cp["status"], cp["leg"], cp["position"], cp["owner"]) == ("running", 1, 10, None)
+    assert answer["run_id"] in set(h.store.active_runs())
+
+
+def test_leg_task_errors_are_recorded_per_task_not_raised(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings())
+    h.container.processor = _failing_odd
+    tasks: list[Any] = ["https://example.com/0", 42, {"url": "https://example.com/2"}]
+    etag = put_tasks(s3, bucket, "tasks/list.json", tasks)
+    answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    assert answer["exit"] == "done"
+    rows = {r["index"]: r for _, _, k in h.store.result_keys(answer["run_id"])
+            for r in h.store.read_rows(k)}
+    assert rows[0]["error"] is None
+    assert "must be a URL string or an object" in rows[1]["error"]
+    assert rows[2]["error"] == "processor raised ValueError: odd one out"
+    assert h.summary(answer["run_id"])["failed"] == 2
+
+
+def _failing_odd(task: Any, ctx: Any) -> dict[str, Any]:
+    if task.index == 2:
+        raise ValueError("odd one out")
+    return {}

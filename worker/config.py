@@ -1,0 +1,110 @@
+"""Settings: one frozen dataclass, read from the environment once per container."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from worker.exceptions import ConfigError
+
+ENV_PREFIX = "BATON_"
+DEFAULT_PROCESSOR = "worker.processor:process"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob, with production defaults; see the README table."""
+
+    bucket: str = ""
+    """The bucket the sweep tick scans; runs started by events use the event's bucket."""
+    tasks_prefix: str = "tasks/"
+    results_prefix: str = "runs/"
+    batch_size: int = 25
+    concurrency: int = 8
+    margin_ms: int = 2_000
+    """Floor of the safety margin: covers the checkpoint write and the hand-off."""
+    adaptive_margin: bool = True
+    """Also keep room for the slowest batch seen so far, so a leg never overruns."""
+    max_legs: int = 10_000
+    max_task_attempts: int = 3
+    """A task that kills its leg this many times is recorded as failed and skipped."""
+    lease_slack_ms: int = 5_000
+    stall_after_ms: int = 120_000
+    """A handed-off leg nobody claimed for this long is presumed lost; the sweep resends it."""
+    processor: str = DEFAULT_PROCESSOR
+    request_timeout_s: float = 15.0
+    fetch_attempts: int = 3
+    max_page_bytes: int = 5_000_000
+    max_redirects: int = 5
+    allow_nets: tuple[str, ...] = field(default=())
+    """CIDRs the fetcher may reach despite being private (for example 127.0.0.0/8 locally)."""
+    user_agent: str = "baton/0.1 (+https://github.com/baton)"
+    handoff_attempts: int = 4
+    check_recursion: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in (
+            "batch_size",
+            "concurrency",
+            "max_legs",
+            "max_task_attempts",
+            "fetch_attempts",
+            "handoff_attempts",
+            "max_page_bytes",
+        ):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("margin_ms", "lease_slack_ms", "stall_after_ms", "max_redirects"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.request_timeout_s <= 0:
+            problems.append(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
+        if ":" not in self.processor:
+            problems.append(f"processor must look like 'module:function', got {self.processor!r}")
+        if self.results_prefix.startswith(self.tasks_prefix) or self.tasks_prefix.startswith(
+            self.results_prefix
+        ):
+            problems.append("tasks_prefix and results_prefix must not overlap (loops)")
+        for cidr in self.allow_nets:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                problems.append(f"allow_nets entry {cidr!r} is not a CIDR")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read BATON_* variables; an explicit override beats the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, str(f.type), raw)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _parse(name: str, type_name: str, raw: str) -> Any:
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if type_name.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {type_name}") from exc
+    return raw

@@ -1,0 +1,72 @@
+"""What one Lambda container keeps warm: settings, clients, the fetcher, the pool."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from cache import ObjectCache, object_cache
+from worker.config import Settings
+from worker.fetch import Fetcher, FetchPolicy
+from worker.handoff import Invoker, LambdaInvoker
+from worker.netguard import NetPolicy
+from worker.processor import Processor, load_processor
+
+BOTO_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    connect_timeout=5,
+    read_timeout=30,
+    max_pool_connections=32,
+)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    s3: Any
+    invoker: Invoker
+    lambda_client: Any
+    fetcher: Fetcher
+    processor: Processor
+    pool: ThreadPoolExecutor
+    cache: ObjectCache = field(default_factory=object_cache)
+    recursion_checked: bool = False
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        s3: Any | None = None,
+        lambda_client: Any | None = None,
+        invoker: Invoker | None = None,
+    ) -> Container:
+        """Production defaults; tests pass their own clients or fakes."""
+        s3 = s3 if s3 is not None else boto3.client("s3", config=BOTO_CONFIG)
+        if lambda_client is None:
+            lambda_client = boto3.client("lambda", config=BOTO_CONFIG)
+        policy = FetchPolicy(
+            attempts=settings.fetch_attempts,
+            request_timeout_s=settings.request_timeout_s,
+            max_bytes=settings.max_page_bytes,
+            max_redirects=settings.max_redirects,
+            user_agent=settings.user_agent,
+        )
+        return cls(
+            settings=settings,
+            s3=s3,
+            lambda_client=lambda_client,
+            invoker=invoker or LambdaInvoker(lambda_client, settings.handoff_attempts),
+            fetcher=Fetcher(
+                policy, NetPolicy.from_cidrs(settings.allow_nets), pool_size=settings.concurrency
+            ),
+            processor=load_processor(settings.processor),
+            pool=ThreadPoolExecutor(settings.concurrency, thread_name_prefix="task"),
+        )
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.fetcher.close()

@@ -1,0 +1,50 @@
+"""Route a parsed event to its action and shape the handler's answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from worker.container import Container
+from worker.events import IgnoredEvent, LegEvent, StartRequest, SweepEvent, parse_event
+from worker.exceptions import BadEventError, ConfigError, RunNotFoundError, TaskListError
+from worker.leg import LambdaContext, Leg
+from worker.start import start_run
+from worker.sweep import sweep
+
+log = logging.getLogger(__name__)
+
+
+def dispatch(container: Container, event: Any, context: LambdaContext) -> dict[str, Any]:
+    """Act on one event. Bad input is answered, not raised, so Lambda does not retry it."""
+    settings = container.settings
+    try:
+        parsed = parse_event(event, settings.tasks_prefix, settings.results_prefix)
+        outcomes: list[dict[str, Any]] = []
+        for item in parsed:
+            outcomes.append(_act(container, item, context))
+    except (BadEventError, TaskListError, RunNotFoundError, ConfigError) as exc:
+        log.error("rejected event: %s", exc)
+        return {"ok": False, "error": str(exc), "error_type": type(exc).__name__}
+    return {"ok": True, "results": outcomes}
+
+
+def _act(container: Container, item: Any, context: LambdaContext) -> dict[str, Any]:
+    if isinstance(item, IgnoredEvent):
+        log.info("ignored: %s", item.reason)
+        return {"action": "ignored", "reason": item.reason}
+    if isinstance(item, SweepEvent):
+        if not container.settings.bucket:
+            raise ConfigError("the sweep needs BATON_BUCKET to know which bucket to scan")
+        swept = sweep(container, container.settings.bucket, context.invoked_function_arn)
+        return {
+            "action": "sweep",
+            "checked": swept.checked,
+            "resumed": swept.resumed,
+            "tidied": swept.tidied,
+            "errors": swept.errors,
+        }
+    if isinstance(item, StartRequest):
+        return {"action": "start", **start_run(container, item, context).as_dict()}
+    assert isinstance(item, LegEvent)
+    return {"action": "leg", **Leg(container, item, context).run().as_dict()}

@@ -1,0 +1,195 @@
+"""The events the handler accepts, parsed strictly into small dataclasses.
+
+Payloads are small and versioned and never carry the task list itself, so a
+chain has no payload-size or history limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from worker.exceptions import BadEventError
+
+LEG_VERSION = 1
+MAX_POSITION = 10**10 - 1
+"""Result keys hold positions in ten digits."""
+
+
+@dataclass(frozen=True)
+class LegEvent:
+    """The baton: which run, which pinned input, where to carry on."""
+
+    run_id: str
+    bucket: str
+    key: str
+    etag: str
+    position: int
+    leg: int
+
+    def payload(self) -> dict[str, Any]:
+        return {"v": LEG_VERSION, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """Start a run on a task list, or resume one, at a position."""
+
+    bucket: str
+    key: str
+    position: int = 0
+    etag: str | None = None
+    run_id: str | None = None
+    nonce: str = ""
+    """Makes each upload its own run (the S3 sequencer); empty for manual starts."""
+    source: str = "manual"
+
+
+@dataclass(frozen=True)
+class SweepEvent:
+    pass
+
+
+@dataclass(frozen=True)
+class IgnoredEvent:
+    reason: str
+
+
+Event = LegEvent | StartRequest | SweepEvent | IgnoredEvent
+
+_LEG_FIELDS = {"v", "run_id", "bucket", "key", "etag", "position", "leg"}
+_MANUAL_REQUIRED = {"bucket", "key", "position"}
+_MANUAL_OPTIONAL = {"run_id"}
+_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,80}$")
+
+
+def parse_event(event: Any, tasks_prefix: str, results_prefix: str) -> list[Event]:
+    """Recognise an event; raise BadEventError with a clear reason otherwise."""
+    if not isinstance(event, dict):
+        raise BadEventError(f"event must be a JSON object, got {type(event).__name__}")
+    if "Records" in event:
+        return parse_s3_event(event, tasks_prefix, results_prefix)
+    if event.get("action") == "sweep":
+        _no_unknown(event, {"action"}, "sweep event")
+        return [SweepEvent()]
+    if "v" in event or "leg" in event:
+        return [parse_leg_event(event)]
+    if "bucket" in event or "key" in event or "position" in event:
+        return [parse_manual_event(event)]
+    raise BadEventError(
+        "unrecognised event: expected an S3 ObjectCreated notification, a manual start "
+        '{"bucket", "key", "position"}, a leg payload {"v": 1, ...} or {"action": "sweep"}; '
+        f"got keys {sorted(event)}"
+    )
+
+
+def parse_leg_event(event: dict[str, Any]) -> LegEvent:
+    if event.get("v") != LEG_VERSION:
+        raise BadEventError(f"leg payload version {event.get('v')!r} is not supported (want 1)")
+    _no_unknown(event, _LEG_FIELDS, "leg payload")
+    missing = _LEG_FIELDS - event.keys()
+    if missing:
+        raise BadEventError(f"leg payload is missing {sorted(missing)}")
+    run_id = _string(event, "run_id")
+    if not _RUN_ID.match(run_id):
+        raise BadEventError(f"leg payload has a malformed run_id {run_id!r}")
+    return LegEvent(
+        run_id=run_id,
+        bucket=_string(event, "bucket"),
+        key=_string(event, "key"),
+        etag=_string(event, "etag"),
+        position=_position(event),
+        leg=_count(event, "leg"),
+    )
+
+
+def parse_manual_event(event: dict[str, Any]) -> StartRequest:
+    _no_unknown(event, _MANUAL_REQUIRED | _MANUAL_OPTIONAL, "manual payload")
+    missing = _MANUAL_REQUIRED - event.keys()
+    if missing:
+        raise BadEventError(f"manual payload is missing {sorted(missing)}")
+    run_id = event.get("run_id")
+    if run_id is not None and (not isinstance(run_id, str) or not _RUN_ID.match(run_id)):
+        raise BadEventError(f"manual payload has a malformed run_id {run_id!r}")
+    return StartRequest(
+        bucket=_string(event, "bucket"),
+        key=_string(event, "key"),
+        position=_position(event),
+        run_id=run_id,
+    )
+
+
+def parse_s3_event(event: dict[str, Any], tasks_prefix: str, results_prefix: str) -> list[Event]:
+    records = event.get("Records")
+    if not isinstance(records, list) or not records:
+        raise BadEventError("S3 event has no Records")
+    out: list[Event] = []
+    for number, record in enumerate(records):
+        try:
+            s3 = record["s3"]
+            bucket = s3["bucket"]["name"]
+            obj = s3["object"]
+            key = unquote_plus(obj["key"])
+        except (KeyError, TypeError) as exc:
+            raise BadEventError(f"S3 record {number} is malformed: missing {exc}") from exc
+        name = str(record.get("eventName", ""))
+        if record.get("eventSource") != "aws:s3" or not name.startswith("ObjectCreated"):
+            out.append(IgnoredEvent(f"record {number} is {name or 'not an S3 event'}"))
+        elif key.startswith(results_prefix):
+            out.append(IgnoredEvent(f"{key} is under the results prefix {results_prefix}"))
+        elif not key.startswith(tasks_prefix):
+            out.append(IgnoredEvent(f"{key} is outside the tasks prefix {tasks_prefix}"))
+        else:
+            etag = obj.get("eTag") or obj.get("etag")
+            out.append(
+                StartRequest(
+                    bucket=bucket,
+                    key=key,
+                    etag=quote_etag(etag) if etag else None,
+                    nonce=str(obj.get("sequencer") or record.get("eventTime") or ""),
+                    source="s3",
+                )
+            )
+    return out
+
+
+def derive_run_id(bucket: str, key: str, etag: str, nonce: str = "") -> str:
+    """Same object version and upload give the same run, so duplicates collapse."""
+    stem = key.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
+    stem = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")[:40] or "run"
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{etag}\n{nonce}".encode()).hexdigest()[:12]
+    return f"{stem}-{digest}"
+
+
+def quote_etag(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+def _no_unknown(event: dict[str, Any], allowed: set[str], what: str) -> None:
+    unknown = event.keys() - allowed
+    if unknown:
+        raise BadEventError(f"{what} has unknown fields {sorted(unknown)}")
+
+
+def _string(event: dict[str, Any], name: str) -> str:
+    value = event.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadEventError(f"{name!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _count(event: dict[str, Any], name: str) -> int:
+    value = event.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadEventError(f"{name!r} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _position(event: dict[str, Any]) -> int:
+    position = _count(event, "position")
+    if position > MAX_POSITION:
+        raise BadEventError(f"'position' {position} is larger than {MAX_POSITION}")
+    return position

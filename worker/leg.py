@@ -1,0 +1,410 @@
+"""One leg of a run: claim the checkpoint, work batches, then hand off or finish.
+
+Read `Leg.run()` top to bottom: every way out is a named `Exit`. A leg acts
+on a run only while it owns the checkpoint, and it owns it only through a
+compare-and-swap, so duplicate deliveries, stale retries and a late sweep can
+never make two legs of one run work at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from worker.budget import TimeBudget
+from worker.container import Container
+from worker.events import LegEvent
+from worker.exceptions import ConflictError, InputChangedError, TaskListError
+from worker.handoff import HandoffError, recursion_allowed
+from worker.processor import TaskContext, run_tasks
+from worker.state import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    RUNNING,
+    SUPERSEDED,
+    Checkpoint,
+    RunRecord,
+    RunStore,
+    Versioned,
+    now_ms,
+)
+from worker.tasks import Task, parse_task_list
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURE_SAMPLES = 20
+MAX_FAILURE_KINDS = 50
+
+
+class LambdaContext(Protocol):
+    aws_request_id: str
+    invoked_function_arn: str
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class Exit(StrEnum):
+    DONE = "done"
+    HANDED_OFF = "handed_off"
+    HANDOFF_FAILED = "handoff_failed"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+    LOST_CAS = "lost_cas"
+    ALREADY_FINISHED = "already_finished"
+
+
+QUIET_EXITS = frozenset({Exit.DUPLICATE, Exit.STALE, Exit.LOST_CAS, Exit.ALREADY_FINISHED})
+
+
+@dataclass
+class LegResult:
+    run_id: str
+    leg: int
+    exit: Exit
+    start_position: int
+    position: int
+    total: int
+    processed: int = 0
+    batches: int = 0
+    cache_hit: bool | None = None
+    elapsed_ms: float = 0.0
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exit"] = str(self.exit)
+        return data
+
+
+class _Stop(Exception):
+    def __init__(self, exit: Exit, reason: str) -> None:
+        super().__init__(reason)
+        self.exit = exit
+        self.reason = reason
+
+
+class Leg:
+    def __init__(self, container: Container, event: LegEvent, context: LambdaContext) -> None:
+        self.c = container
+        self.settings = container.settings
+        self.event = event
+        self.context = context
+        self.store = RunStore(container.s3, event.bucket, self.settings.results_prefix)
+        self.owner = f"{context.aws_request_id}/{uuid.uuid4().hex[:8]}"
+        self.budget = TimeBudget(
+            margin_ms=self.settings.margin_ms,
+            adaptive=self.settings.adaptive_margin,
+            batch_size=self.settings.batch_size,
+        )
+        self.started = time.monotonic()
+        self.processed = 0
+        self.cache_hit: bool | None = None
+        self.task_ms = 0.0
+
+    def run(self, current: Versioned | None = None) -> LegResult:
+        first = current or self.store.load_checkpoint(self.event.run_id)
+        try:
+            self._check_matches_run()
+            held = self.claim(first)
+            self.check_recursion_once()
+            tasks = self.load_tasks(held)
+            held = self.adopt_orphan(held)
+            while True:
+                cp = held.checkpoint
+                if cp.position >= cp.total:
+                    return self.finish(held, DONE, Exit.DONE)
+                if self.store.cancel_requested(cp.run_id):
+                    return self.finish(held, CANCELLED, Exit.CANCELLED, "cancel requested")
+                if cp.strikes >= self.settings.max_task_attempts:
+                    held = self.skip_killer_task(held, tasks)
+                    continue
+                remaining = self.context.get_remaining_time_in_millis()
+                if not self.budget.can_start_batch(remaining):
+                    return self.hand_off(held)
+                held = self.work_batch(held, tasks, remaining)
+        except _Stop as stop:
+            return self._result(first.checkpoint, stop.exit, stop.reason)
+        except ConflictError as exc:
+            log.info("leg %s of %s lost the checkpoint: %s", self.event.leg, self.event.run_id, exc)
+            return self._result(first.checkpoint, Exit.LOST_CAS, str(exc))
+        except Exception:
+            self.release()
+            raise
+
+    # steps
+    def _check_matches_run(self) -> None:
+        record = self.store.load_run(self.event.run_id)
+        if (record.bucket, record.key, record.etag) != (
+            self.event.bucket,
+            self.event.key,
+            self.event.etag,
+        ):
+            raise _Stop(Exit.STALE, "payload does not match the run's pinned input")
+        self.record = record
+
+    def claim(self, current: Versioned) -> Versioned:
+        cp = current.checkpoint
+        at = now_ms()
+        if cp.status != RUNNING:
+            raise _Stop(Exit.ALREADY_FINISHED, f"run is {cp.status}")
+        if cp.leg != self.event.leg:
+            raise _Stop(
+                Exit.STALE, f"payload is leg {self.event.leg}, checkpoint is at leg {cp.leg}"
+            )
+        if cp.lease_live(at) and cp.owner != self.owner:
+            raise _Stop(Exit.DUPLICATE, f"leg {cp.leg} is owned by {cp.owner}")
+        changes: dict[str, Any] = {
+            "owner": self.owner,
+            "lease_until_ms": at
+            + self.context.get_remaining_time_in_millis()
+            + self.settings.lease_slack_ms,
+            "heartbeat_ms": at,
+        }
+        if cp.owner is not None:
+            # The previous owner's lease ran out: it was killed while holding the run.
+            changes["strikes"] = cp.strikes + 1
+            changes["careful_until"] = max(
+                cp.careful_until, cp.position + max(1, cp.last_batch_size)
+            )
+            log.warning(
+                "run %s: leg %s died at position %s (strike %s)",
+                cp.run_id,
+                cp.leg,
+                cp.position,
+                cp.strikes + 1,
+            )
+        if cp.started_ms == 0:
+            changes["started_ms"] = at
+        return self.store.swap(current, cp.evolve(**changes))
+
+    def check_recursion_once(self) -> None:
+        if self.c.recursion_checked or not self.settings.check_recursion:
+            return
+        self.c.recursion_checked = True
+        recursion_allowed(self.c.lambda_client, self.context.invoked_function_arn)
+
+    def load_tasks(self, held: Versioned) -> list[Task]:
+        try:
+            tasks, hit = self.c.cache.get(
+                self.c.s3, self.event.bucket, self.event.key, self.event.etag, parse_task_list
+            )
+        except InputChangedError as exc:
+            self.finish(held, SUPERSEDED, Exit.SUPERSEDED, str(exc))
+            raise _Stop(Exit.SUPERSEDED, str(exc)) from exc
+        except TaskListError as exc:
+            self.finish(held, FAILED, Exit.FAILED, str(exc))
+            raise _Stop(Exit.FAILED, str(exc)) from exc
+        self.cache_hit = hit
+        if len(tasks) != held.checkpoint.total:
+            reason = f"task list has {len(tasks)} tasks, run expects {held.checkpoint.total}"
+            self.finish(held, FAILED, Exit.FAILED, reason)
+            raise _Stop(Exit.FAILED, reason)
+        return tasks
+
+    def adopt_orphan(self, held: Versioned) -> Versioned:
+        """Keep a batch a killed leg wrote but did not checkpoint, so it is not done twice."""
+        cp = held.checkpoint
+        for start, end, key in self.store.result_keys(cp.run_id, start_after=cp.position - 1):
+            if start < cp.position:
+                continue
+            if start > cp.position:
+                break
+            rows = self.store.read_rows(key)
+            log.info("run %s: adopting orphan results %s", cp.run_id, key)
+            return self.store.swap(held, self._advanced(cp, end + 1, rows, 0.0))
+        return held
+
+    def work_batch(self, held: Versioned, tasks: list[Task], remaining_ms: int) -> Versioned:
+        cp = held.checkpoint
+        size = 1 if cp.position < cp.careful_until else self.budget.next_batch_size(remaining_ms)
+        end = min(cp.total, cp.position + size)
+        deadline = time.monotonic() + self.budget.work_deadline_ms(remaining_ms) / 1000
+        started = time.monotonic()
+        rows = run_tasks(
+            tasks[cp.position : end],
+            self.c.processor,
+            TaskContext(self.c.fetcher, deadline),
+            self.c.pool,
+        )
+        elapsed_ms = (time.monotonic() - started) * 1000
+        self.store.put_results(cp.run_id, cp.position, end - 1, rows)
+        held = self.store.swap(held, self._advanced(cp, end, rows, elapsed_ms, size))
+        self.budget.record_batch(elapsed_ms, end - cp.position)
+        self.processed += end - cp.position
+        self.task_ms += elapsed_ms
+        log.info(
+            "run %s leg %s: batch %s-%s done in %.0f ms (%s failed), remaining %s ms",
+            cp.run_id,
+            cp.leg,
+            cp.position,
+            end - 1,
+            elapsed_ms,
+            sum(1 for r in rows if r.get("error")),
+            self.context.get_remaining_time_in_millis(),
+        )
+        return held
+
+    def skip_killer_task(self, held: Versioned, tasks: list[Task]) -> Versioned:
+        cp = held.checkpoint
+        task = tasks[cp.position]
+        row = task.result_base()
+        row["error"] = f"task killed its leg {cp.strikes} times; skipped"
+        log.error("run %s: %s at position %s", cp.run_id, row["error"], cp.position)
+        self.store.put_results(cp.run_id, cp.position, cp.position, [row])
+        return self.store.swap(held, self._advanced(cp, cp.position + 1, [row], 0.0, 1))
+
+    def hand_off(self, held: Versioned) -> LegResult:
+        cp = held.checkpoint
+        if cp.leg + 1 >= self.settings.max_legs:
+            reason = f"reached the maximum of {self.settings.max_legs} legs (BATON_MAX_LEGS)"
+            return self.finish(held, FAILED, Exit.FAILED, reason)
+        at = now_ms()
+        nxt = cp.evolve(
+            leg=cp.leg + 1,
+            owner=None,
+            lease_until_ms=0,
+            handed_off_ms=at,
+            heartbeat_ms=at,
+            leg_ms_total=cp.leg_ms_total + self._elapsed_ms(),
+        )
+        held = self.store.swap(held, nxt)
+        payload = LegEvent(
+            run_id=cp.run_id,
+            bucket=self.event.bucket,
+            key=self.event.key,
+            etag=self.event.etag,
+            position=nxt.position,
+            leg=nxt.leg,
+        ).payload()
+        try:
+            self.c.invoker.invoke_async(self.context.invoked_function_arn, payload)
+        except HandoffError as exc:
+            log.error(
+                "run %s: hand-off to leg %s failed (%s); the sweep will resume it from position %s",
+                cp.run_id,
+                nxt.leg,
+                exc,
+                nxt.position,
+            )
+            return self._result(nxt, Exit.HANDOFF_FAILED, str(exc))
+        return self._result(nxt, Exit.HANDED_OFF)
+
+    def finish(
+        self, held: Versioned, status: str, exit: Exit, reason: str | None = None
+    ) -> LegResult:
+        cp = held.checkpoint
+        at = now_ms()
+        final = cp.evolve(
+            status=status,
+            owner=None,
+            lease_until_ms=0,
+            finished_ms=at,
+            heartbeat_ms=at,
+            reason=reason,
+            leg_ms_total=cp.leg_ms_total + self._elapsed_ms(),
+        )
+        self.store.swap(held, final)
+        self.store.put_summary(cp.run_id, summarize(final, self.record, self.store))
+        self.store.mark_inactive(cp.run_id)
+        log.info("run %s finished %s after %s legs: %s", cp.run_id, status, cp.leg + 1, reason)
+        return self._result(final, exit, reason)
+
+    def release(self) -> None:
+        """After an unexpected error, give the run back so Lambda's retry can claim it."""
+        try:
+            current = self.store.load_checkpoint(self.event.run_id)
+            if current.checkpoint.owner == self.owner:
+                self.store.swap(current, current.checkpoint.evolve(owner=None, lease_until_ms=0))
+        except Exception:
+            log.exception("run %s: could not release leg %s", self.event.run_id, self.event.leg)
+
+    # helpers
+    def _advanced(
+        self,
+        cp: Checkpoint,
+        end: int,
+        rows: list[dict[str, Any]],
+        elapsed_ms: float,
+        size: int | None = None,
+    ) -> Checkpoint:
+        failed = [r for r in rows if r.get("error")]
+        kinds = dict(cp.failure_kinds)
+        samples = list(cp.failure_samples)
+        for row in failed:
+            kind = failure_kind(str(row["error"]))
+            if kind in kinds or len(kinds) < MAX_FAILURE_KINDS:
+                kinds[kind] = kinds.get(kind, 0) + 1
+            if len(samples) < MAX_FAILURE_SAMPLES:
+                samples.append(
+                    {"index": row["index"], "url": row.get("url"), "error": row["error"]}
+                )
+        return cp.evolve(
+            position=end,
+            ok=cp.ok + len(rows) - len(failed),
+            failed=cp.failed + len(failed),
+            strikes=0,
+            heartbeat_ms=now_ms(),
+            last_batch_size=size or cp.last_batch_size,
+            task_ms_total=cp.task_ms_total + int(elapsed_ms),
+            failure_kinds=kinds,
+            failure_samples=samples,
+        )
+
+    def _elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def _result(self, cp: Checkpoint, exit: Exit, reason: str | None = None) -> LegResult:
+        return LegResult(
+            run_id=self.event.run_id,
+            leg=self.event.leg,
+            exit=exit,
+            start_position=self.event.position,
+            position=cp.position,
+            total=cp.total,
+            processed=self.processed,
+            batches=self.budget.batches,
+            cache_hit=self.cache_hit,
+            elapsed_ms=round(self._elapsed_ms(), 1),
+            reason=reason,
+        )
+
+
+def failure_kind(error: str) -> str:
+    """Group errors for the summary: 'HTTP 404', 'blocked', 'ConnectionError', ..."""
+    head = error.split(":", 1)[0].strip()
+    return head[:60] or "error"
+
+
+def summarize(cp: Checkpoint, record: RunRecord, store: RunStore) -> dict[str, Any]:
+    duration_ms = max(0, cp.finished_ms - (cp.started_ms or record.created_ms))
+    return {
+        "run_id": cp.run_id,
+        "status": cp.status,
+        "reason": cp.reason,
+        "source": f"s3://{record.bucket}/{record.key}",
+        "etag": record.etag,
+        "total": cp.total,
+        "start_position": record.start_position,
+        "processed": cp.ok + cp.failed,
+        "ok": cp.ok,
+        "failed": cp.failed,
+        "failure_kinds": cp.failure_kinds,
+        "failure_samples": cp.failure_samples,
+        "legs": cp.leg + 1,
+        "sweeps": cp.sweeps,
+        "started_ms": cp.started_ms,
+        "finished_ms": cp.finished_ms,
+        "duration_s": round(duration_ms / 1000, 3),
+        "task_time_share": round(cp.task_ms_total / cp.leg_ms_total, 4)
+        if cp.leg_ms_total
+        else None,
+        "results": f"s3://{record.bucket}/{store.run_prefix(cp.run_id)}results/",
+    }

@@ -1,0 +1,109 @@
+"""Per-task work: the default fetch-and-extract processor, and plugging in others.
+
+A processor is `fn(task, ctx) -> dict`. Whatever it returns is merged into the
+task's result row; whatever it raises becomes that task's `error`. It never
+takes the leg down.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from worker.exceptions import ConfigError
+from worker.extract import extract
+from worker.fetch import Fetcher, FetchError
+from worker.tasks import Task
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    fetcher: Fetcher
+    deadline: float
+    """time.monotonic() by which the task must return."""
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+Processor = Callable[[Task, TaskContext], dict[str, Any]]
+
+
+def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """The default processor: fetch the URL and extract the page."""
+    assert task.url is not None
+    started = time.monotonic()
+    headers = task.options.get("headers")
+    row: dict[str, Any] = {}
+    try:
+        page = ctx.fetcher.fetch(
+            task.url, ctx.deadline, headers if isinstance(headers, dict) else None
+        )
+    except FetchError as exc:
+        row["error"] = str(exc)
+        row["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
+        return row
+    content_type = page.content_type.split(";", 1)[0].strip().lower()
+    row.update(
+        final_url=page.final_url,
+        status=page.status,
+        content_type=content_type,
+        bytes=len(page.body),
+        attempts=page.attempts,
+    )
+    if page.status >= 400:
+        row["error"] = f"HTTP {page.status}"
+    elif content_type and content_type not in HTML_TYPES:
+        row["error"] = f"not HTML: {content_type}"
+    else:
+        try:
+            row.update(extract(page.body, page.final_url))
+        except Exception as exc:  # a hostile page must cost one task, not the leg
+            row["error"] = f"extraction failed: {type(exc).__name__}: {exc}"
+    row["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
+    return row
+
+
+def load_processor(spec: str) -> Processor:
+    """Import `module:function`, failing at cold start with a clear message."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"processor {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(f"processor {spec!r}: {module_name} has no callable {attr!r}")
+    processor: Processor = fn
+    return processor
+
+
+def run_tasks(
+    tasks: list[Task], processor: Processor, ctx: TaskContext, pool: ThreadPoolExecutor
+) -> list[dict[str, Any]]:
+    """Run a batch concurrently; rows come back in task order, one per task."""
+    return list(pool.map(lambda task: _run_one(task, processor, ctx), tasks))
+
+
+def _run_one(task: Task, processor: Processor, ctx: TaskContext) -> dict[str, Any]:
+    row = task.result_base()
+    if task.error is not None:
+        row["error"] = task.error
+        return row
+    try:
+        produced = processor(task, ctx)
+    except Exception as exc:
+        row["error"] = f"processor raised {type(exc).__name__}: {exc}"
+        return row
+    if not isinstance(produced, dict):
+        row["error"] = f"processor returned {type(produced).__name__}, not a dict"
+        return row
+    row.update({k: v for k, v in produced.items() if k not in ("index",)})
+    row.setdefault("error", None)
+    return row

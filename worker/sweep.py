@@ -1,0 +1,68 @@
+"""The sweep tick: find runs whose chain stopped without finishing, and resume them.
+
+A chain stops silently when a hand-off is lost or a leg dies after Lambda's
+retries ran out. The sweep re-sends the leg payload the checkpoint asks for;
+it claims nothing itself, so a late original and the re-sent leg still race
+through the same checkpoint CAS and only one of them continues.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from worker.container import Container
+from worker.events import LegEvent
+from worker.exceptions import ConflictError, RunNotFoundError
+from worker.handoff import HandoffError
+from worker.state import TERMINAL, RunStore, now_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    checked: int = 0
+    resumed: list[str] = field(default_factory=list)
+    tidied: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def sweep(container: Container, bucket: str, function: str) -> SweepResult:
+    settings = container.settings
+    store = RunStore(container.s3, bucket, settings.results_prefix)
+    result = SweepResult()
+    at = now_ms()
+    for run_id in list(store.active_runs()):
+        result.checked += 1
+        try:
+            current = store.load_checkpoint(run_id)
+        except RunNotFoundError:
+            store.mark_inactive(run_id)
+            result.tidied.append(run_id)
+            continue
+        cp = current.checkpoint
+        if cp.status in TERMINAL:
+            store.mark_inactive(run_id)
+            result.tidied.append(run_id)
+            continue
+        lost_handoff = cp.owner is None and at - max(cp.handed_off_ms, cp.heartbeat_ms) > (
+            settings.stall_after_ms
+        )
+        dead_owner = cp.owner is not None and at > cp.lease_until_ms
+        if not (lost_handoff or dead_owner):
+            continue
+        try:
+            store.swap(current, cp.evolve(sweeps=cp.sweeps + 1, handed_off_ms=at))
+        except ConflictError:
+            continue  # the run moved on while we looked: it is alive
+        record = store.load_run(run_id)
+        event = LegEvent(run_id, record.bucket, record.key, record.etag, cp.position, cp.leg)
+        try:
+            container.invoker.invoke_async(function, event.payload())
+        except HandoffError as exc:
+            result.errors.append(f"{run_id}: {exc}")
+            continue
+        log.warning("sweep resumed run %s at leg %s, position %s", run_id, cp.leg, cp.position)
+        result.resumed.append(run_id)
+    return result
