@@ -54,15 +54,19 @@ class RecordingInvoker:
         return self.calls.pop(0)[1]
 
 
+class Killed(BaseException):
+    """Stands in for SIGKILL: no `except Exception` in the worker can catch it."""
+
+
 def ticking_processor(
-    clock: FakeClock, ms_per_task: float, fail_on: Callable[[Task], bool] = lambda t: False
+    clock: FakeClock, ms_per_task: float, kill_on: Callable[[Task], bool] = lambda t: False
 ) -> Callable[[Task, TaskContext], dict[str, Any]]:
     """A processor whose every task costs `ms_per_task` of the leg's time."""
 
     def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
         clock.advance(ms_per_task)
-        if fail_on(task):
-            raise RuntimeError(f"task {task.index} broke")
+        if kill_on(task):
+            raise Killed(f"task {task.index} killed the process")
         return {"echo": task.url}
 
     return process

@@ -40,6 +40,8 @@ def parse_task_list(body: bytes) -> list[Task]:
         stripped = stripped[3:].lstrip()
     if not stripped:
         raise TaskListError("task list is empty: expected a JSON array or JSONL lines")
+    if stripped.startswith(b"{"):
+        _reject_whole_object(stripped)
     entries = _parse_array(stripped) if stripped.startswith(b"[") else _parse_jsonl(stripped)
     tasks = _mark_duplicate_ids([_to_task(i, raw) for i, raw in enumerate(entries)])
     if not tasks:
@@ -76,7 +78,24 @@ def _parse_jsonl(body: bytes) -> list[Any]:
             entries.append(json.loads(line))
         except (ValueError, UnicodeDecodeError) as exc:
             entries.append(_Unparsable(f"line {number} is not valid JSON: {exc}"))
+    if entries and all(isinstance(e, _Unparsable) for e in entries):
+        first = entries[0]
+        assert isinstance(first, _Unparsable)
+        raise TaskListError(f"task list is neither a JSON array nor JSONL: {first.reason}")
     return entries
+
+
+def _reject_whole_object(body: bytes) -> None:
+    """A JSON object that is not a task (say {"urls": [...]}) is a mistake, not tasks."""
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return
+    if isinstance(value, dict) and "url" not in value:
+        raise TaskListError(
+            f"task list is a JSON object with keys {sorted(value)[:5]}: "
+            "expected a JSON array or JSONL lines"
+        )
 
 
 def _to_task(index: int, raw: Any) -> Task:

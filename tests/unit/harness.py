@@ -37,11 +37,19 @@ class Harness:
         return dispatch(self.container, event, self.context(timeout_ms))
 
     def upload_event(self, key: str, etag: str, sequencer: str = "0001") -> dict[str, Any]:
-        return {"Records": [{
-            "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": self.bucket},
-                   "object": {"key": key, "eTag": etag.strip('"'), "sequencer": sequencer}},
-        }]}
+        return {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {
+                        "bucket": {"name": self.bucket},
+                        "object": {"key": key, "eTag": etag.strip('"'), "sequencer": sequencer},
+                    },
+                }
+            ]
+        }
 
     def drive(self, first: Any, max_legs: int = 1000) -> list[dict[str, Any]]:
         """Invoke, then keep delivering every hand-off until the chain stops."""
@@ -72,8 +80,12 @@ class Harness:
 
 def settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {
-        "batch_size": 5, "concurrency": 2, "margin_ms": 1_000, "adaptive_margin": False,
-        "check_recursion": False, "lease_slack_ms": 0,
+        "batch_size": 5,
+        "concurrency": 2,
+        "margin_ms": 1_000,
+        "adaptive_margin": False,
+        "check_recursion": False,
+        "lease_slack_ms": 0,
     }
     base.update(overrides)
     return Settings(**base)

@@ -32,8 +32,15 @@ def test_leg_works_batches_until_the_margin_then_hands_off(s3: Any, bucket: str)
     assert (answer["exit"], answer["position"], answer["batches"]) == ("handed_off", 10, 2)
     ((function, payload),) = h.invoker.calls
     assert function.endswith(":function:baton")
-    assert payload == {"v": 1, "run_id": answer["run_id"], "bucket": bucket,
-                       "key": "tasks/list.json", "etag": etag, "position": 10, "leg": 1}
+    assert payload == {
+        "v": 1,
+        "run_id": answer["run_id"],
+        "bucket": bucket,
+        "key": "tasks/list.json",
+        "etag": etag,
+        "position": 10,
+        "leg": 1,
+    }
 
 
 def test_leg_finishes_in_one_leg_when_the_list_fits(h: Harness) -> None:
@@ -52,7 +59,11 @@ def test_leg_chain_of_several_legs_writes_every_index_exactly_once(s3: Any, buck
     assert sorted(h.result_indices(run_id)) == list(range(len(URLS)))
     summary = h.summary(run_id)
     assert (summary["status"], summary["ok"], summary["failed"], summary["legs"]) == (
-        "done", 23, 0, 3)
+        "done",
+        23,
+        0,
+        3,
+    )
 
 
 def test_leg_warm_container_revalidates_task_list_with_a_304(s3: Any, bucket: str) -> None:
@@ -173,8 +184,11 @@ def test_leg_task_errors_are_recorded_per_task_not_raised(s3: Any, bucket: str) 
     etag = put_tasks(s3, bucket, "tasks/list.json", tasks)
     answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
     assert answer["exit"] == "done"
-    rows = {r["index"]: r for _, _, k in h.store.result_keys(answer["run_id"])
-            for r in h.store.read_rows(k)}
+    rows = {
+        r["index"]: r
+        for _, _, k in h.store.result_keys(answer["run_id"])
+        for r in h.store.read_rows(k)
+    }
     assert rows[0]["error"] is None
     assert "must be a URL string or an object" in rows[1]["error"]
     assert rows[2]["error"] == "processor raised ValueError: odd one out"

@@ -1,0 +1,119 @@
+"""Event recognition: real payloads in tests/events/, strict validation of the rest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from worker.events import (
+    IgnoredEvent,
+    LegEvent,
+    StartRequest,
+    SweepEvent,
+    derive_run_id,
+    parse_event,
+)
+from worker.exceptions import BadEventError
+
+EVENTS = Path(__file__).parent.parent / "events"
+
+
+def load(name: str) -> Any:
+    return json.loads((EVENTS / name).read_text())
+
+
+def parse(event: Any) -> list[Any]:
+    return parse_event(event, "tasks/", "runs/")
+
+
+def test_events_s3_put_decodes_the_url_encoded_key() -> None:
+    (start,) = parse(load("s3_put.json"))
+    assert start == StartRequest(
+        bucket="baton-example",
+        key="tasks/spring crawl, part 1.json",
+        etag='"d41d8cd98f00b204e9800998ecf8427e"',
+        nonce="0A1B2C3D4E5F678901",
+        source="s3",
+    )
+
+
+def test_events_s3_keys_under_the_results_prefix_are_ignored() -> None:
+    event = load("s3_put.json")
+    event["Records"][0]["s3"]["object"]["key"] = "runs/abc/results/0000000000-0000000009.jsonl"
+    (ignored,) = parse(event)
+    assert isinstance(ignored, IgnoredEvent)
+    assert "results prefix" in ignored.reason
+
+
+def test_events_s3_keys_outside_the_tasks_prefix_are_ignored() -> None:
+    event = load("s3_put.json")
+    event["Records"][0]["s3"]["object"]["key"] = "elsewhere/list.json"
+    assert isinstance(parse(event)[0], IgnoredEvent)
+
+
+def test_events_s3_non_create_records_are_ignored() -> None:
+    event = load("s3_put.json")
+    event["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    assert isinstance(parse(event)[0], IgnoredEvent)
+
+
+def test_events_s3_several_records_each_start_a_run() -> None:
+    event = load("s3_put.json")
+    second = json.loads(json.dumps(event["Records"][0]))
+    second["s3"]["object"]["key"] = "tasks/b.jsonl"
+    event["Records"].append(second)
+    assert [r.key for r in parse(event)] == ["tasks/spring crawl, part 1.json", "tasks/b.jsonl"]
+
+
+def test_events_manual_payload_is_a_start_request() -> None:
+    assert parse(load("manual.json")) == [
+        StartRequest(bucket="baton-example", key="tasks/sites.jsonl", position=1200)
+    ]
+
+
+def test_events_leg_payload_round_trips() -> None:
+    (leg,) = parse(load("leg.json"))
+    assert isinstance(leg, LegEvent)
+    assert leg.payload() == load("leg.json")
+
+
+def test_events_sweep_tick() -> None:
+    assert parse(load("sweep.json")) == [SweepEvent()]
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ([], "must be a JSON object"),
+        ({}, "unrecognised event"),
+        ({"hello": 1}, "unrecognised event"),
+        ({"bucket": "b", "key": "tasks/x.json"}, "missing ['position']"),
+        ({"bucket": "b", "key": "tasks/x.json", "position": -1}, "non-negative integer"),
+        ({"bucket": "b", "key": "tasks/x.json", "position": "3"}, "non-negative integer"),
+        ({"bucket": "b", "key": "tasks/x.json", "position": True}, "non-negative integer"),
+        ({"bucket": "b", "key": "tasks/x.json", "position": 10**12}, "larger than"),
+        ({"bucket": "b", "key": "tasks/x.json", "position": 0, "extra": 1}, "unknown fields"),
+        ({"bucket": "", "key": "tasks/x.json", "position": 0}, "non-empty string"),
+        ({"bucket": "b", "key": "k", "position": 0, "run_id": "../../etc"}, "malformed run_id"),
+        ({"v": 2, "leg": 1}, "version 2 is not supported"),
+        ({**load("leg.json"), "tasks": ["x"]}, "unknown fields"),
+        ({**load("leg.json"), "run_id": "Bad Id!"}, "malformed run_id"),
+        ({**load("leg.json"), "leg": -1}, "non-negative integer"),
+        ({"action": "sweep", "bucket": "x"}, "unknown fields"),
+        ({"Records": []}, "no Records"),
+        ({"Records": [{"s3": {}}]}, "malformed"),
+    ],
+)
+def test_events_bad_payloads_get_a_clear_error(event: Any, message: str) -> None:
+    with pytest.raises(BadEventError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse(event)
+
+
+def test_events_run_id_is_stable_for_one_upload_and_new_for_the_next() -> None:
+    first = derive_run_id("b", "tasks/My List.json", '"e1"', "seq1")
+    assert first == derive_run_id("b", "tasks/My List.json", '"e1"', "seq1")
+    assert first.startswith("my-list-")
+    assert first != derive_run_id("b", "tasks/My List.json", '"e1"', "seq2")
