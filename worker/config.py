@@ -44,6 +44,11 @@ class Settings:
     user_agent: str = "baton/0.1 (+https://github.com/baton)"
     handoff_attempts: int = 4
     check_recursion: bool = True
+    metrics: bool = True
+    """Print CloudWatch EMF metrics at the end of each leg."""
+    log_format: str = "json"
+    """`json` for CloudWatch, `text` for reading in a terminal."""
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         problems = []
@@ -69,6 +74,8 @@ class Settings:
             self.results_prefix
         ):
             problems.append("tasks_prefix and results_prefix must not overlap (loops)")
+        if self.log_format not in ("json", "text"):
+            problems.append(f"log_format must be 'json' or 'text', got {self.log_format!r}")
         for cidr in self.allow_nets:
             try:
                 ipaddress.ip_network(cidr, strict=False)

@@ -34,6 +34,7 @@ from worker.state import (
     now_ms,
 )
 from worker.tasks import Task, parse_task_list
+from worker.telemetry import emit_metrics
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,14 @@ class Leg:
         self.processed = 0
         self.cache_hit: bool | None = None
         self.task_ms = 0.0
+        self._failed_in_leg = 0
 
     def run(self, current: Versioned | None = None) -> LegResult:
+        result = self._run(current)
+        self.report(result)
+        return result
+
+    def _run(self, current: Versioned | None) -> LegResult:
         first = current or self.store.load_checkpoint(self.event.run_id)
         try:
             self._check_matches_run()
@@ -326,6 +333,48 @@ class Leg:
         except Exception:
             log.exception("run %s: could not release leg %s", self.event.run_id, self.event.leg)
 
+    def report(self, result: LegResult) -> None:
+        """One structured line and one EMF document per leg."""
+        remaining = self.context.get_remaining_time_in_millis()
+        budget_use = self.task_ms / result.elapsed_ms if result.elapsed_ms else 0.0
+        level = (
+            logging.INFO
+            if result.exit not in (Exit.FAILED, Exit.HANDOFF_FAILED)
+            else (logging.ERROR)
+        )
+        log.log(
+            level,
+            "run %s leg %s: %s at %s/%s (%s tasks in %s batches, %.0f ms)",
+            result.run_id,
+            result.leg,
+            result.exit,
+            result.position,
+            result.total,
+            result.processed,
+            result.batches,
+            result.elapsed_ms,
+            extra={
+                "event": "leg",
+                **result.as_dict(),
+                "remaining_ms": remaining,
+                "budget_use": round(budget_use, 4),
+            },
+        )
+        if not self.settings.metrics or result.exit in QUIET_EXITS:
+            return
+        failed = self._failed_in_leg
+        emit_metrics(
+            {
+                "TasksDone": (result.processed - failed, "Count"),
+                "TasksFailed": (failed, "Count"),
+                "LegDuration": (result.elapsed_ms, "Milliseconds"),
+                "BudgetUse": (round(budget_use * 100, 2), "Percent"),
+                "RemainingAtExit": (remaining, "Milliseconds"),
+            },
+            {"Function": self.context.invoked_function_arn.rsplit(":", 1)[-1]},
+            {"run_id": result.run_id, "leg": result.leg, "exit": str(result.exit)},
+        )
+
     # helpers
     def _advanced(
         self,
@@ -336,6 +385,7 @@ class Leg:
         size: int | None = None,
     ) -> Checkpoint:
         failed = [r for r in rows if r.get("error")]
+        self._failed_in_leg += len(failed)
         kinds = dict(cp.failure_kinds)
         samples = list(cp.failure_samples)
         for row in failed:

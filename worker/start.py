@@ -58,6 +58,7 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
             context,
         )
     store.mark_active(run_id)
+    store.mark_source(run_id, request.key, etag)
     created = store.create_checkpoint(
         Checkpoint(run_id=run_id, total=len(tasks), position=request.position)
     )

@@ -8,10 +8,12 @@ Layout under the results prefix (which never triggers the worker):
     {prefix}{run_id}/summary.json         written once at the end
     {prefix}{run_id}/cancel               marker: stop at the next batch
     {prefix}_active/{run_id}              present while the run may still need a leg
+    {prefix}_sources/{digest}/{run_id}    which runs a task list version started
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -196,6 +198,19 @@ class RunStore:
 
     def cancel_requested(self, run_id: str) -> bool:
         return self._exists(self.run_prefix(run_id) + "cancel")
+
+    def mark_source(self, run_id: str, key: str, etag: str) -> None:
+        """Index runs by their input, so `baton submit` can find the run its upload started."""
+        self._put(f"{self.source_prefix(key, etag)}{run_id}", b"")
+
+    def runs_for_source(self, key: str, etag: str) -> list[str]:
+        prefix = self.source_prefix(key, etag)
+        response = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return [obj["Key"][len(prefix) :] for obj in response.get("Contents", [])]
+
+    def source_prefix(self, key: str, etag: str) -> str:
+        digest = hashlib.sha256(f"{self.bucket}\n{key}\n{etag}".encode()).hexdigest()[:16]
+        return f"{self.prefix}_sources/{digest}/"
 
     def mark_active(self, run_id: str) -> None:
         self._put(f"{self.prefix}_active/{run_id}", b"")
