@@ -41,7 +41,7 @@ class Settings:
     max_redirects: int = 5
     allow_nets: tuple[str, ...] = field(default=())
     """CIDRs the fetcher may reach despite being private (for example 127.0.0.0/8 locally)."""
-    user_agent: str = "baton/0.1 (+https://github.com/baton)"
+    user_agent: str = "baton/0.1"
     handoff_attempts: int = 4
     check_recursion: bool = True
     metrics: bool = True

@@ -135,7 +135,9 @@ class Fetcher:
 
     def _retrying(self, deadline: float) -> Retrying:
         backoff = wait_exponential_jitter(
-            initial=self.policy.backoff_initial_s, max=self.policy.backoff_max_s
+            multiplier=self.policy.backoff_initial_s,
+            max=self.policy.backoff_max_s,
+            jitter=self.policy.backoff_initial_s,
         )
 
         def wait(state: RetryCallState) -> float:
@@ -184,7 +186,7 @@ class Fetcher:
     def _read_body(self, response: requests.Response, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.policy.max_bytes:
-            raise FetchError(f"page is {declared} bytes, over the {self.policy.max_bytes} cap")
+            raise FetchError(f"page is {declared} bytes, over the {self.policy.max_bytes} byte cap")
         chunks: list[bytes] = []
         size = 0
         raw: Any = response.raw

@@ -33,7 +33,7 @@ class LambdaInvoker:
     def invoke_async(self, function: str, payload: dict[str, Any]) -> None:
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(initial=0.1, max=self.max_wait_s),
+            wait=wait_exponential_jitter(multiplier=0.1, max=self.max_wait_s, jitter=0.1),
             retry=retry_if_exception_type(HandoffError),
             reraise=True,
         )
