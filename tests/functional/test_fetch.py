@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from worker.fetch import FetchPolicy, Fetcher
+from worker.fetch import Fetcher, FetchPolicy
 from worker.local.site import Hostile, PageKind, Site, SiteConfig
-from worker.netguard import NetPolicy
+from worker.netguard import BlockedURLError, NetPolicy
 from worker.processor import TaskContext, process
 from worker.tasks import Task
 
@@ -146,3 +146,15 @@ def test_fetch_malformed_html_still_extracts(site: Site, fetcher: Fetcher) -> No
 def test_fetch_gives_up_when_the_leg_has_no_time_left(site: Site, fetcher: Fetcher) -> None:
     row = run(fetcher, site.url("/page/1"), seconds=0.0)
     assert row["error"] == "no time left in the leg for this request"
+
+
+def test_fetch_connection_guard_refuses_a_private_peer_even_past_the_dns_check(
+    site: Site,
+) -> None:
+    # As if DNS had answered a public address to the check, then a private one to connect.
+    strict = Fetcher(FetchPolicy(), NetPolicy())
+    try:
+        with pytest.raises(BlockedURLError, match="127.0.0.1 is private"):
+            strict.session.get(site.url("/page/0"), timeout=2)
+    finally:
+        strict.close()
