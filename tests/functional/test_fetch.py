@@ -154,7 +154,7 @@ def test_fetch_connection_guard_refuses_a_private_peer_even_past_the_dns_check(
     # As if DNS had answered a public address to the check, then a private one to connect.
     strict = Fetcher(FetchPolicy(), NetPolicy())
     try:
-        with pytest.raises(BlockedURLError, match="127.0.0.1 is private"):
+        with pytest.raises(BlockedURLError, match=r"127\.0\.0\.1 is private"):
             strict.session.get(site.url("/page/0"), timeout=2)
     finally:
         strict.close()
