@@ -36,3 +36,6 @@ integration: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+
+package: $(STAMP)
+	$(PY) -m infra.package build/lambda.zip

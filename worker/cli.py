@@ -24,7 +24,7 @@ from worker.exceptions import BatonError
 from worker.progress import progress_line, view
 from worker.state import TERMINAL, RunStore
 
-DEFAULT_FUNCTION = "baton"
+DEFAULT_FUNCTION = "baton-worker"
 
 
 class CliError(Exception):
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--function",
         default=os.environ.get("BATON_FUNCTION", DEFAULT_FUNCTION),
-        help="the worker function name or ARN (default: baton)",
+        help="the worker function name or ARN (default: baton-worker)",
     )
     parser.add_argument(
         "--prefix", default=os.environ.get("BATON_RESULTS_PREFIX", "runs/"), help=argparse.SUPPRESS
