@@ -1,0 +1,1 @@
+"""Tiny Lambda handlers that the local runtime's integration tests run in containers."""
