@@ -39,3 +39,10 @@ clean:
 
 package: $(STAMP)
 	$(PY) -m infra.package build/lambda.zip
+
+# Needs Docker: LocalStack in docker-compose.yml, then the same demo against it.
+localstack-demo: $(STAMP)
+	docker compose up -d --wait
+	$(PY) -m infra.deploy_localstack --bucket baton-local --timeout 10 \
+		--allow-nets 10.0.0.0/8,172.16.0.0/12,192.168.0.0/16
+	$(PY) -m worker --endpoint-url http://localhost:4566 --bucket baton-local demo

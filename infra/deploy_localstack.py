@@ -30,7 +30,9 @@ RESULTS_PREFIX = "runs/"
 SUFFIXES = (".json", ".jsonl")
 
 
-def deploy(session: Any, bucket: str, function: str, zip_path: Path, timeout: int) -> str:
+def deploy(
+    session: Any, bucket: str, function: str, zip_path: Path, timeout: int, *, allow_nets: str = ""
+) -> str:
     """Create or update everything; returns the function's ARN."""
     s3 = session.client("s3", config=Config(s3={"addressing_style": "path"}))
     lam = session.client("lambda")
@@ -49,6 +51,7 @@ def deploy(session: Any, bucket: str, function: str, zip_path: Path, timeout: in
                 "BATON_BUCKET": bucket,
                 "BATON_TASKS_PREFIX": TASKS_PREFIX,
                 "BATON_RESULTS_PREFIX": RESULTS_PREFIX,
+                **({"BATON_ALLOW_NETS": allow_nets} if allow_nets else {}),
             }
         },
     }
@@ -132,13 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=60, help="seconds per leg")
     parser.add_argument("--zip", type=Path, default=DEFAULT_OUT, help="built unless it exists")
     parser.add_argument("--localstack-host", default=None, help="host:port, default localhost:4566")
+    parser.add_argument(
+        "--allow-nets", default="", help="BATON_ALLOW_NETS, e.g. to crawl a site on the Docker host"
+    )
     args = parser.parse_args(argv)
 
     if not args.zip.exists():
         print(f"building {args.zip} ...")
         build_zip(args.zip)
     session = boto3_ls.Session(localstack_host=args.localstack_host)
-    arn = deploy(session, args.bucket, args.function, args.zip, args.timeout)
+    arn = deploy(
+        session, args.bucket, args.function, args.zip, args.timeout, allow_nets=args.allow_nets
+    )
     print(f"deployed {arn}")
     print("next:")
     print(f"  awslocal s3 cp my-urls.json s3://{args.bucket}/{TASKS_PREFIX}my-urls.json")

@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=cmd_local)
 
-    p = sub.add_parser("demo", help="a real multi-leg run on the embedded local stack")
+    p = sub.add_parser(
+        "demo", help="a real multi-leg run on the embedded stack (or --endpoint-url: LocalStack)"
+    )
     p.add_argument("--pages", type=int, default=300)
     p.add_argument("--timeout-s", type=float, default=4.0)
     p.set_defaults(run=cmd_demo)
@@ -252,8 +254,10 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from worker.local.demo import run_demo
+    from worker.local.demo import run_demo, run_remote_demo
 
+    if args.endpoint_url:
+        return run_remote_demo(args.endpoint_url, _bucket(args), pages=args.pages)
     return run_demo(pages=args.pages, timeout_s=args.timeout_s)
 
 

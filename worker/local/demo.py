@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import boto3
+
 from worker.exceptions import BatonError
 from worker.local.lambda_runtime import FunctionConfig
 from worker.local.site import LatencyProfile, PageKind, Site, SiteConfig
@@ -117,6 +119,47 @@ def run_demo(pages: int = 300, timeout_s: float = 4.0, out: TextIO = sys.stdout)
         return _run(tasks, "tasks/demo.jsonl", LocalRun(timeout_s=timeout_s), out)
 
 
+def run_remote_demo(
+    endpoint_url: str,
+    bucket: str,
+    pages: int = 300,
+    site_host: str = "host.docker.internal",
+    out: TextIO = sys.stdout,
+) -> int:
+    """The demo against an already deployed stack (LocalStack): same site, upload and watch.
+
+    The site listens on all interfaces so the function's container can reach it as
+    `site_host`; the function must have been deployed with BATON_ALLOW_NETS covering it.
+    """
+    config = SiteConfig(
+        pages=pages,
+        seed=1,
+        slow_share=0.04,
+        broken_share=0.05,
+        retry_after_s=0,
+        latency=LatencyProfile(median_s=0.15, sigma=0.6, max_s=1.0),
+    )
+    with Site(config, host="0.0.0.0") as site:
+        port = site.base_url.rsplit(":", 1)[1]
+        urls = [url.replace(f"0.0.0.0:{port}", f"{site_host}:{port}") for url in site.urls()]
+        tasks = b"".join(json.dumps(url).encode() + b"\n" for url in urls)
+        s3 = boto3.client("s3", endpoint_url=endpoint_url)
+        key = "tasks/demo.jsonl"
+        etag = s3.put_object(Bucket=bucket, Key=key, Body=tasks)["ETag"]
+        _say(out, f"uploaded s3://{bucket}/{key} to {endpoint_url}; the site is {urls[0]} ...")
+        store = RunStore(s3, bucket, "runs/")
+        deadline = time.monotonic() + 120
+        while not (runs := store.runs_for_source(key, etag)):
+            if time.monotonic() > deadline:
+                _say(out, "no run started within 120 s: is the S3 notification deployed?")
+                return 1
+            time.sleep(0.5)
+        _say(out, f"run {runs[-1]}\n")
+        status = _watch(store, runs[-1], None, 3600, out)
+        _say(out, json.dumps(store.load_summary(runs[-1]) or {}, indent=2))
+    return 0 if status == "done" else 1
+
+
 def run_local(
     path: Path, timeout_s: float = 5.0, allow_loopback: bool = False, out: TextIO = sys.stdout
 ) -> int:
@@ -183,13 +226,15 @@ def _wait_for_run(
     return None
 
 
-def _watch(store: RunStore, run_id: str, legs: LegLog, max_wait_s: float, out: TextIO) -> str:
+def _watch(
+    store: RunStore, run_id: str, legs: LegLog | None, max_wait_s: float, out: TextIO
+) -> str:
     tty = out.isatty()
     deadline = time.monotonic() + max_wait_s
     last_line = ""
     last_print = 0.0
     while time.monotonic() < deadline:
-        for leg in legs.poll():
+        for leg in legs.poll() if legs else []:
             if tty:
                 out.write("\r\x1b[K")
             _say(out, _leg_line(leg))
@@ -208,7 +253,7 @@ def _watch(store: RunStore, run_id: str, legs: LegLog, max_wait_s: float, out: T
             last_line, last_print = line, time.monotonic()
         if v.checkpoint.status in TERMINAL:
             time.sleep(0.3)
-            for leg in legs.poll():
+            for leg in legs.poll() if legs else []:
                 if tty:
                     out.write("\r\x1b[K")
                 _say(out, _leg_line(leg))
