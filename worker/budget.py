@@ -1,15 +1,21 @@
 """The one time-budget policy: when to stop a leg, and how big a batch to take.
 
-A leg hands off while it still has `margin` left. The margin has a fixed floor
-(the checkpoint write and the hand-off) and, when adaptive, room for the
-slowest batch seen so far in this container, so a leg does not start a batch it
-cannot finish. Batch size adapts so one batch takes about `target_batch_ms`:
-short enough to checkpoint often, long enough that S3 writes stay cheap.
+A leg hands off while it still has `margin_ms` left (the checkpoint write and
+the invoke). When adaptive, it also keeps room for the slowest task seen
+recently (the 90th percentile), and sizes each batch to what fits in the time left at the observed
+rate, so a leg neither overruns nor stops early. Observations live as long as
+the container, so a warm leg starts with a good estimate. Overrun is also
+prevented where it happens: every request's timeout is cut to the batch's
+deadline, and tasks that cannot finish in time are deferred to the next leg.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+
+WINDOW = 200
+"""Recent tasks and batches the estimates are drawn from."""
 
 
 @dataclass
@@ -17,18 +23,24 @@ class TimeBudget:
     margin_ms: int
     adaptive: bool = True
     batch_size: int = 25
-    min_batch: int = 1
     max_batch: int = 1000
-    target_batch_ms: float = 2_000.0
-    slowest_batch_ms: float = 0.0
-    batches: int = 0
-    _task_ms: list[float] = field(default_factory=list)
+    target_batch_ms: float = 5_000.0
+    """Long enough that per-batch S3 writes stay cheap, short enough to checkpoint often."""
+    _task_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    _rate_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20))
+
+    def slow_task_ms(self) -> float:
+        """90th percentile of recent task latencies: a slow task, not the worst outlier."""
+        if not self._task_ms:
+            return 0.0
+        ordered = sorted(self._task_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
 
     def reserve_ms(self) -> float:
         """Time to keep in hand when deciding whether to start another batch."""
         if not self.adaptive:
             return float(self.margin_ms)
-        return self.margin_ms + 1.25 * self.slowest_batch_ms
+        return self.margin_ms + 1.2 * self.slow_task_ms()
 
     def can_start_batch(self, remaining_ms: float) -> bool:
         return remaining_ms > self.reserve_ms()
@@ -38,16 +50,17 @@ class TimeBudget:
         return max(0.0, remaining_ms - self.margin_ms)
 
     def next_batch_size(self, remaining_ms: float) -> int:
-        size = self.batch_size
-        if self.adaptive and self._task_ms:
-            per_task = max(sorted(self._task_ms)[len(self._task_ms) // 2], 0.1)
-            fit = int(min(self.target_batch_ms, self.work_deadline_ms(remaining_ms) / 2) / per_task)
-            size = max(self.min_batch, min(self.max_batch, fit, self.batch_size * 4))
-        return max(self.min_batch, size)
+        if not self.adaptive or not self._rate_ms:
+            return self.batch_size
+        per_task = max(sorted(self._rate_ms)[len(self._rate_ms) // 2], 0.05)
+        window = min(
+            self.target_batch_ms, self.work_deadline_ms(remaining_ms) - self.slow_task_ms()
+        )
+        fit = int(max(window, 0.0) / per_task)
+        return max(1, min(self.max_batch, fit, self.batch_size * 8))
 
-    def record_batch(self, elapsed_ms: float, tasks: int) -> None:
-        self.batches += 1
-        self.slowest_batch_ms = max(self.slowest_batch_ms, elapsed_ms)
-        if tasks:
-            self._task_ms.append(elapsed_ms / tasks)
-            del self._task_ms[:-20]
+    def record_batch(self, elapsed_ms: float, task_ms: list[float]) -> None:
+        """Learn from a finished batch: its wall time per task and each task's latency."""
+        self._task_ms.extend(task_ms)
+        if task_ms:
+            self._rate_ms.append(elapsed_ms / len(task_ms))

@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 
 from cache import ObjectCache, object_cache
+from worker.budget import TimeBudget
 from worker.config import Settings
 from worker.fetch import Fetcher, FetchPolicy
 from worker.handoff import Invoker, LambdaInvoker
@@ -33,6 +34,7 @@ class Container:
     fetcher: Fetcher
     processor: Processor
     pool: ThreadPoolExecutor
+    budget: TimeBudget
     cache: ObjectCache = field(default_factory=object_cache)
     recursion_checked: bool = False
 
@@ -65,6 +67,11 @@ class Container:
             ),
             processor=load_processor(settings.processor),
             pool=ThreadPoolExecutor(settings.concurrency, thread_name_prefix="task"),
+            budget=TimeBudget(
+                margin_ms=settings.margin_ms,
+                adaptive=settings.adaptive_margin,
+                batch_size=settings.batch_size,
+            ),
         )
 
     def close(self) -> None:

@@ -43,3 +43,16 @@ class RunNotFoundError(BatonError):
 
 class TransientError(BatonError):
     pass
+
+
+class OutOfTimeError(BatonError):
+    """Raised by a processor (or the fetcher) when the leg's time ran out for this task.
+
+    `tried` says whether the task got to do any work. A task that was never tried
+    is always deferred to the next leg; one that ran out of time for a retry is
+    deferred too, unless it already had a whole fresh leg's budget.
+    """
+
+    def __init__(self, message: str, *, tried: bool) -> None:
+        super().__init__(message)
+        self.tried = tried

@@ -25,6 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from worker.exceptions import OutOfTimeError
 from worker.netguard import BlockedURLError, NetPolicy, guarded_pool_classes
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -97,7 +98,7 @@ class Fetcher:
         def one_hop(target: str) -> requests.Response:
             nonlocal attempts
             attempts += 1
-            return self._request(target, deadline, headers)
+            return self._request(target, deadline, headers, tried=attempts > 1)
 
         current = url
         for redirects in range(self.policy.max_redirects + 1):
@@ -111,9 +112,7 @@ class Fetcher:
                     break
                 continue
             try:
-                body = self._read_body(
-                    response, min(deadline, time.monotonic() + self.policy.request_timeout_s)
-                )
+                body = self._read_body(response, deadline)
             finally:
                 response.close()
             return Page(
@@ -146,7 +145,7 @@ class Fetcher:
             if isinstance(exc, TransientFetchError) and exc.retry_after_s is not None:
                 delay = exc.retry_after_s
             if time.monotonic() + delay >= deadline - 0.05:
-                raise FetchError(f"{exc} (no time left to retry)") from exc
+                raise OutOfTimeError(f"{exc} (no time left to retry)", tried=True) from exc
             return delay
 
         return Retrying(
@@ -158,11 +157,11 @@ class Fetcher:
         )
 
     def _request(
-        self, url: str, deadline: float, headers: dict[str, str] | None
+        self, url: str, deadline: float, headers: dict[str, str] | None, *, tried: bool
     ) -> requests.Response:
         left = deadline - time.monotonic()
         if left <= 0.05:
-            raise FetchError("no time left in the leg for this request")
+            raise OutOfTimeError("no time left in the leg for this request", tried=tried)
         timeout = (
             min(self.policy.connect_timeout_s, left),
             min(self.policy.request_timeout_s, left),
@@ -183,7 +182,10 @@ class Fetcher:
             raise TransientFetchError(f"HTTP {response.status_code}", retry_after)
         return response
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+    def _read_body(self, response: requests.Response, leg_deadline: float) -> bytes:
+        """Read under two clocks: the request's own cap (slow drip) and the leg's deadline."""
+        request_deadline = time.monotonic() + self.policy.request_timeout_s
+        deadline = min(leg_deadline, request_deadline)
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.policy.max_bytes:
             raise FetchError(f"page is {declared} bytes, over the {self.policy.max_bytes} byte cap")
@@ -193,7 +195,10 @@ class Fetcher:
         try:
             while True:
                 if time.monotonic() >= deadline:
-                    raise FetchError(f"body not read in time ({size} bytes so far)")
+                    message = f"body not read in time ({size} bytes so far)"
+                    if deadline == leg_deadline:
+                        raise OutOfTimeError(message, tried=True)
+                    raise FetchError(message)
                 chunk = raw.read1(CHUNK, decode_content=True)
                 if not chunk:
                     break

@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from worker.budget import TimeBudget
 from worker.container import Container
 from worker.events import LegEvent
 from worker.exceptions import ConflictError, InputChangedError, TaskListError
 from worker.handoff import HandoffError, recursion_allowed
-from worker.processor import TaskContext, run_tasks
+from worker.processor import Outcome, TaskContext, run_tasks
 from worker.state import (
     CANCELLED,
     DONE,
@@ -100,13 +100,10 @@ class Leg:
         self.context = context
         self.store = RunStore(container.s3, event.bucket, self.settings.results_prefix)
         self.owner = f"{context.aws_request_id}/{uuid.uuid4().hex[:8]}"
-        self.budget = TimeBudget(
-            margin_ms=self.settings.margin_ms,
-            adaptive=self.settings.adaptive_margin,
-            batch_size=self.settings.batch_size,
-        )
+        self.budget = container.budget
         self.started = time.monotonic()
         self.processed = 0
+        self.batches = 0
         self.cache_hit: bool | None = None
         self.task_ms = 0.0
         self._failed_in_leg = 0
@@ -136,7 +133,10 @@ class Leg:
                 remaining = self.context.get_remaining_time_in_millis()
                 if not self.budget.can_start_batch(remaining):
                     return self.hand_off(held)
-                held = self.work_batch(held, tasks, remaining)
+                worked = self.work_batch(held, tasks, remaining)
+                if worked is None:
+                    return self.hand_off(held)
+                held = worked
         except _Stop as stop:
             return self._result(first.checkpoint, stop.exit, stop.reason)
         except ConflictError as exc:
@@ -229,35 +229,72 @@ class Leg:
             return self.store.swap(held, self._advanced(cp, end + 1, rows, 0.0))
         return held
 
-    def work_batch(self, held: Versioned, tasks: list[Task], remaining_ms: int) -> Versioned:
+    def work_batch(
+        self, held: Versioned, tasks: Sequence[Task], remaining_ms: int
+    ) -> Versioned | None:
+        """Work one batch; None when not even one task fitted in the time left."""
         cp = held.checkpoint
         size = 1 if cp.position < cp.careful_until else self.budget.next_batch_size(remaining_ms)
         end = min(cp.total, cp.position + size)
         deadline = time.monotonic() + self.budget.work_deadline_ms(remaining_ms) / 1000
         started = time.monotonic()
-        rows = run_tasks(
-            tasks[cp.position : end],
-            self.c.processor,
-            TaskContext(self.c.fetcher, deadline),
-            self.c.pool,
+        batch = list(tasks[cp.position : end])
+        outcomes = run_tasks(
+            batch, self.c.processor, TaskContext(self.c.fetcher, deadline), self.c.pool
         )
         elapsed_ms = (time.monotonic() - started) * 1000
+        rows = self._kept_rows(batch, outcomes)
+        if not rows:
+            return None
+        end = cp.position + len(rows)
         self.store.put_results(cp.run_id, cp.position, end - 1, rows)
         held = self.store.swap(held, self._advanced(cp, end, rows, elapsed_ms, size))
-        self.budget.record_batch(elapsed_ms, end - cp.position)
-        self.processed += end - cp.position
+        self.budget.record_batch(elapsed_ms, [o.elapsed_ms for o in outcomes[: len(rows)]])
+        self.batches += 1
+        self.processed += len(rows)
         self.task_ms += elapsed_ms
+        remaining = self.context.get_remaining_time_in_millis()
+        failed = sum(1 for r in rows if r.get("error"))
         log.info(
-            "run %s leg %s: batch %s-%s done in %.0f ms (%s failed), remaining %s ms",
+            "run %s leg %s: batch %s-%s done in %.0f ms (%s failed, %s deferred), remaining %s ms",
             cp.run_id,
             cp.leg,
             cp.position,
             end - 1,
             elapsed_ms,
-            sum(1 for r in rows if r.get("error")),
-            self.context.get_remaining_time_in_millis(),
+            failed,
+            len(batch) - len(rows),
+            remaining,
+            extra={
+                "event": "batch",
+                "run_id": cp.run_id,
+                "leg": cp.leg,
+                "start": cp.position,
+                "end": end - 1,
+                "tasks": len(rows),
+                "failed": failed,
+                "deferred": len(batch) - len(rows),
+                "batch_ms": round(elapsed_ms, 1),
+                "remaining_ms": remaining,
+            },
         )
         return held
+
+    def _kept_rows(self, batch: Sequence[Task], outcomes: list[Outcome]) -> list[dict[str, Any]]:
+        """Rows up to the first task deferred to the next leg, so results stay contiguous.
+
+        A task that ran out of time for a retry in the leg's first batch had a whole
+        fresh leg's budget: it is recorded as failed rather than deferred again.
+        """
+        rows: list[dict[str, Any]] = []
+        for task, outcome in zip(batch, outcomes, strict=True):
+            if outcome.row is not None:
+                rows.append(outcome.row)
+            elif outcome.deferred is not None and outcome.deferred.tried and self.batches == 0:
+                rows.append({**task.result_base(), "error": str(outcome.deferred)})
+            else:
+                break
+        return rows
 
     def skip_killer_task(self, held: Versioned, tasks: list[Task]) -> Versioned:
         cp = held.checkpoint
@@ -420,7 +457,7 @@ class Leg:
             position=cp.position,
             total=cp.total,
             processed=self.processed,
-            batches=self.budget.batches,
+            batches=self.batches,
             cache_hit=self.cache_hit,
             elapsed_ms=round(self._elapsed_ms(), 1),
             reason=reason,

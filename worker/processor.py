@@ -1,8 +1,9 @@
 """Per-task work: the default fetch-and-extract processor, and plugging in others.
 
 A processor is `fn(task, ctx) -> dict`. Whatever it returns is merged into the
-task's result row; whatever it raises becomes that task's `error`. It never
-takes the leg down.
+task's result row; whatever it raises becomes that task's `error`, except
+`OutOfTimeError`, which defers the task to the next leg. It never takes the
+leg down.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from worker.exceptions import ConfigError
+from worker.exceptions import ConfigError, OutOfTimeError
 from worker.extract import extract
 from worker.fetch import Fetcher, FetchError
 from worker.tasks import Task
@@ -84,26 +85,42 @@ def load_processor(spec: str) -> Processor:
     return processor
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One task's result row, or why it must wait for the next leg."""
+
+    row: dict[str, Any] | None
+    deferred: OutOfTimeError | None
+    elapsed_ms: float
+
+
 def run_tasks(
     tasks: list[Task], processor: Processor, ctx: TaskContext, pool: ThreadPoolExecutor
-) -> list[dict[str, Any]]:
-    """Run a batch concurrently; rows come back in task order, one per task."""
+) -> list[Outcome]:
+    """Run a batch concurrently; outcomes come back in task order, one per task."""
     return list(pool.map(lambda task: _run_one(task, processor, ctx), tasks))
 
 
-def _run_one(task: Task, processor: Processor, ctx: TaskContext) -> dict[str, Any]:
+def _run_one(task: Task, processor: Processor, ctx: TaskContext) -> Outcome:
+    started = time.monotonic()
     row = task.result_base()
     if task.error is not None:
         row["error"] = task.error
-        return row
+        return Outcome(row, None, 0.0)
     try:
         produced = processor(task, ctx)
+    except OutOfTimeError as exc:
+        return Outcome(None, exc, _ms_since(started))
     except Exception as exc:
         row["error"] = f"processor raised {type(exc).__name__}: {exc}"
-        return row
+        return Outcome(row, None, _ms_since(started))
     if not isinstance(produced, dict):
         row["error"] = f"processor returned {type(produced).__name__}, not a dict"
-        return row
-    row.update({k: v for k, v in produced.items() if k not in ("index",)})
-    row.setdefault("error", None)
-    return row
+    else:
+        row.update({k: v for k, v in produced.items() if k != "index"})
+        row.setdefault("error", None)
+    return Outcome(row, None, _ms_since(started))
+
+
+def _ms_since(started: float) -> float:
+    return (time.monotonic() - started) * 1000

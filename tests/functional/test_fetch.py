@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from worker.exceptions import OutOfTimeError
 from worker.fetch import Fetcher, FetchPolicy
 from worker.local.site import Hostile, PageKind, Site, SiteConfig
 from worker.netguard import BlockedURLError, NetPolicy
@@ -143,9 +144,21 @@ def test_fetch_malformed_html_still_extracts(site: Site, fetcher: Fetcher) -> No
     assert "error" not in row
 
 
-def test_fetch_gives_up_when_the_leg_has_no_time_left(site: Site, fetcher: Fetcher) -> None:
-    row = run(fetcher, site.url("/page/1"), seconds=0.0)
-    assert row["error"] == "no time left in the leg for this request"
+def test_fetch_defers_the_task_when_the_leg_has_no_time_left(site: Site, fetcher: Fetcher) -> None:
+    with pytest.raises(OutOfTimeError, match="no time left in the leg") as caught:
+        run(fetcher, site.url("/page/1"), seconds=0.0)
+    assert caught.value.tried is False
+
+
+def test_fetch_defers_a_retry_that_cannot_fit_in_the_leg(site: Site) -> None:
+    path = f"/page/{site.pages_of(PageKind.SERVER_ERROR)[2]}"
+    slow_backoff = Fetcher(FetchPolicy(backoff_initial_s=5.0), LOOPBACK)
+    try:
+        with pytest.raises(OutOfTimeError, match="no time left to retry") as caught:
+            run(slow_backoff, site.url(path), seconds=1.0)
+    finally:
+        slow_backoff.close()
+    assert caught.value.tried is True
 
 
 def test_fetch_connection_guard_refuses_a_private_peer_even_past_the_dns_check(

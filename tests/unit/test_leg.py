@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import put_tasks
 from tests.unit.harness import Harness, settings
+from worker.exceptions import OutOfTimeError
 
 URLS = [f"https://example.com/{i}" for i in range(23)]
 
@@ -199,3 +200,36 @@ def _failing_odd(task: Any, ctx: Any) -> dict[str, Any]:
     if task.index == 2:
         raise ValueError("odd one out")
     return {}
+
+
+def _defer_from(index: int, tried: bool) -> Any:
+    def process(task: Any, ctx: Any) -> dict[str, Any]:
+        if task.index >= index:
+            raise OutOfTimeError("no time left in the leg for this request", tried=tried)
+        return {}
+
+    return process
+
+
+def test_leg_cuts_a_batch_at_the_first_deferred_task_and_hands_off(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=60_000)
+    h.container.processor = _defer_from(3, tried=False)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    assert (answer["exit"], answer["position"]) == ("handed_off", 3)
+    assert [(s, e) for s, e, _ in h.store.result_keys(answer["run_id"])] == [(0, 2)]
+    h.container.processor = _failing_odd
+    assert h.drive(h.invoker.pop())[-1]["results"][0]["exit"] == "done"
+    assert sorted(h.result_indices(answer["run_id"])) == list(range(23))
+
+
+def test_leg_records_a_task_that_ran_out_of_time_with_a_whole_leg_as_failed(
+    s3: Any, bucket: str
+) -> None:
+    h = Harness(s3, bucket, settings(batch_size=5), timeout_ms=60_000)
+    h.container.processor = _defer_from(0, tried=True)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS[:2])
+    answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    assert answer["exit"] == "done"
+    rows = [r for _, _, k in h.store.result_keys(answer["run_id"]) for r in h.store.read_rows(k)]
+    assert [r["error"] for r in rows] == ["no time left in the leg for this request"] * 2
