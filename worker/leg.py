@@ -104,6 +104,7 @@ class Leg:
         self.started = time.monotonic()
         self.processed = 0
         self.batches = 0
+        self.first_window_ms = 0.0
         self.cache_hit: bool | None = None
         self.task_ms = 0.0
         self._failed_in_leg = 0
@@ -236,7 +237,10 @@ class Leg:
         cp = held.checkpoint
         size = 1 if cp.position < cp.careful_until else self.budget.next_batch_size(remaining_ms)
         end = min(cp.total, cp.position + size)
-        deadline = time.monotonic() + self.budget.work_deadline_ms(remaining_ms) / 1000
+        window_ms = self.budget.work_deadline_ms(remaining_ms)
+        if self.batches == 0:
+            self.first_window_ms = window_ms
+        deadline = time.monotonic() + window_ms / 1000
         started = time.monotonic()
         batch = list(tasks[cp.position : end])
         outcomes = run_tasks(
@@ -283,18 +287,27 @@ class Leg:
     def _kept_rows(self, batch: Sequence[Task], outcomes: list[Outcome]) -> list[dict[str, Any]]:
         """Rows up to the first task deferred to the next leg, so results stay contiguous.
 
-        A task that ran out of time for a retry in the leg's first batch had a whole
-        fresh leg's budget: it is recorded as failed rather than deferred again.
+        A task that ran out of time although it started with a fair share of time
+        (a full request timeout, or nearly the whole leg) is recorded as failed:
+        deferring it again would not help, and could loop.
         """
         rows: list[dict[str, Any]] = []
         for task, outcome in zip(batch, outcomes, strict=True):
             if outcome.row is not None:
                 rows.append(outcome.row)
-            elif outcome.deferred is not None and outcome.deferred.tried and self.batches == 0:
+            elif (
+                outcome.deferred is not None
+                and outcome.deferred.tried
+                and self._had_fair_share(outcome.left_ms)
+            ):
                 rows.append({**task.result_base(), "error": str(outcome.deferred)})
             else:
                 break
         return rows
+
+    def _had_fair_share(self, left_ms: float) -> bool:
+        fair_ms = min(self.settings.request_timeout_s * 1000, 0.9 * self.first_window_ms)
+        return left_ms >= fair_ms
 
     def skip_killer_task(self, held: Versioned, tasks: list[Task]) -> Versioned:
         cp = held.checkpoint

@@ -92,6 +92,8 @@ class Outcome:
     row: dict[str, Any] | None
     deferred: OutOfTimeError | None
     elapsed_ms: float
+    left_ms: float = 0.0
+    """Time the task had left before the batch's deadline when it started."""
 
 
 def run_tasks(
@@ -103,14 +105,15 @@ def run_tasks(
 
 def _run_one(task: Task, processor: Processor, ctx: TaskContext) -> Outcome:
     started = time.monotonic()
+    left_ms = ctx.time_left() * 1000
     row = task.result_base()
     if task.error is not None:
         row["error"] = task.error
-        return Outcome(row, None, 0.0)
+        return Outcome(row, None, 0.0, left_ms)
     try:
         produced = processor(task, ctx)
     except OutOfTimeError as exc:
-        return Outcome(None, exc, _ms_since(started))
+        return Outcome(None, exc, _ms_since(started), left_ms)
     except Exception as exc:
         row["error"] = f"processor raised {type(exc).__name__}: {exc}"
         return Outcome(row, None, _ms_since(started))
