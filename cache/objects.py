@@ -3,7 +3,8 @@
 A warm leg asks S3 only "is it still this version?" (`IfNoneMatch=<etag>`, a 304
 is a hit) instead of downloading and parsing the task list again. The cache is
 the one deliberate piece of module-level state: it lives as long as the Lambda
-container does, and `clear_caches()` resets it for tests.
+container does, and `clear_caches()` resets it for tests. A value need not be
+the parsed body: `load` keeps whatever its builder made (a large list's index).
 """
 
 from __future__ import annotations
@@ -48,38 +49,50 @@ class ObjectCache:
     def get(
         self, s3: Any, bucket: str, key: str, etag: str, parse: Callable[[bytes], T]
     ) -> tuple[T, bool]:
-        """Return (value, hit) for the object at exactly `etag`.
+        """Return (value, hit) for the object at exactly `etag`, downloaded whole and parsed.
 
         Raises InputChangedError when the object is no longer that version, so a
         run never mixes two versions of its input.
         """
-        slot = (bucket, key, f"{parse.__module__}.{parse.__qualname__}")
+
+        def download() -> tuple[T, int]:
+            response = pinned_get(s3, bucket, key, etag)
+            body: bytes = response["Body"].read()
+            return parse(body), len(body)
+
+        kind = f"{parse.__module__}.{parse.__qualname__}"
+        return self.load(s3, bucket, key, etag, kind=kind, build=download)
+
+    def load(
+        self,
+        s3: Any,
+        bucket: str,
+        key: str,
+        etag: str,
+        *,
+        kind: str,
+        build: Callable[[], tuple[T, int]],
+    ) -> tuple[T, bool]:
+        """Like `get`, for a value that `build` reads for itself (streamed, ranged, elsewhere).
+
+        `build` returns the value and the bytes it downloaded; a warm call only
+        revalidates the object with `IfNoneMatch=etag`, whatever `build` would read.
+        """
+        slot = (bucket, key, kind)
         with self._lock:
             entry = self._entries.get(slot)
         if entry is not None and entry.etag == etag:
-            try:
-                response = s3.get_object(Bucket=bucket, Key=key, IfNoneMatch=etag)
-            except ClientError as exc:
-                if is_not_modified(exc):
-                    with self._lock:
-                        self._entries.move_to_end(slot)
-                        self.stats.hits += 1
-                    return entry.value, True
-                raise _convert(exc, bucket, key, etag) from exc
-            response["Body"].close()
-            raise InputChangedError(
-                f"s3://{bucket}/{key} changed: pinned {etag}, now {response.get('ETag')}"
-            )
-        try:
-            response = s3.get_object(Bucket=bucket, Key=key, IfMatch=etag)
-            body: bytes = response["Body"].read()
-        except ClientError as exc:
-            raise _convert(exc, bucket, key, etag) from exc
-        value = parse(body)
+            _revalidate(s3, bucket, key, etag)
+            with self._lock:
+                if slot in self._entries:
+                    self._entries.move_to_end(slot)
+                self.stats.hits += 1
+            return entry.value, True
+        value, size = build()
         with self._lock:
             self.stats.misses += 1
-            self.stats.bytes_downloaded += len(body)
-            self._entries[slot] = _Entry(etag=etag, value=value, size=len(body))
+            self.stats.bytes_downloaded += size
+            self._entries[slot] = _Entry(etag=etag, value=value, size=size)
             self._entries.move_to_end(slot)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -89,6 +102,31 @@ class ObjectCache:
         with self._lock:
             self._entries.clear()
             self.stats = CacheStats()
+
+
+def pinned_get(s3: Any, bucket: str, key: str, etag: str, byte_range: str | None = None) -> Any:
+    """GetObject at exactly `etag` (optionally a `Range`); a changed object is InputChangedError."""
+    params = {"Bucket": bucket, "Key": key, "IfMatch": etag}
+    if byte_range is not None:
+        params["Range"] = byte_range
+    try:
+        return s3.get_object(**params)
+    except ClientError as exc:
+        raise _convert(exc, bucket, key, etag) from exc
+
+
+def _revalidate(s3: Any, bucket: str, key: str, etag: str) -> None:
+    """A 304 to `IfNoneMatch=etag` means the object is still that version."""
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key, IfNoneMatch=etag)
+    except ClientError as exc:
+        if is_not_modified(exc):
+            return
+        raise _convert(exc, bucket, key, etag) from exc
+    response["Body"].close()
+    raise InputChangedError(
+        f"s3://{bucket}/{key} changed: pinned {etag}, now {response.get('ETag')}"
+    )
 
 
 def _convert(exc: ClientError, bucket: str, key: str, etag: str) -> Exception:

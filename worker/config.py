@@ -49,6 +49,9 @@ class Settings:
     log_format: str = "json"
     """`json` for CloudWatch, `text` for reading in a terminal."""
     log_level: str = "INFO"
+    index_threshold_bytes: int = 32 * 1024 * 1024
+    """Task lists up to this size are read whole; larger JSONL lists are indexed and read
+    in windows (worker.tasklist), and larger JSON arrays are refused."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,7 +66,13 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("margin_ms", "lease_slack_ms", "stall_after_ms", "max_redirects"):
+        for name in (
+            "margin_ms",
+            "lease_slack_ms",
+            "stall_after_ms",
+            "max_redirects",
+            "index_threshold_bytes",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.request_timeout_s <= 0:

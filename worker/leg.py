@@ -33,7 +33,8 @@ from worker.state import (
     Versioned,
     now_ms,
 )
-from worker.tasks import Task, parse_task_list
+from worker.tasklist import TaskList, load_task_list
+from worker.tasks import Task
 from worker.telemetry import emit_metrics
 
 log = logging.getLogger(__name__)
@@ -128,13 +129,18 @@ class Leg:
                     return self.finish(held, DONE, Exit.DONE)
                 if self.store.cancel_requested(cp.run_id):
                     return self.finish(held, CANCELLED, Exit.CANCELLED, "cancel requested")
-                if cp.strikes >= self.settings.max_task_attempts:
-                    held = self.skip_killer_task(held, tasks)
-                    continue
                 remaining = self.context.get_remaining_time_in_millis()
-                if not self.budget.can_start_batch(remaining):
+                if cp.strikes < self.settings.max_task_attempts and not (
+                    self.budget.can_start_batch(remaining)
+                ):
                     return self.hand_off(held)
-                worked = self.work_batch(held, tasks, remaining)
+                try:
+                    if cp.strikes >= self.settings.max_task_attempts:
+                        held = self.skip_killer_task(held, tasks)
+                        continue
+                    worked = self.work_batch(held, tasks, remaining)
+                except InputChangedError as exc:  # a window read of an indexed list
+                    return self.finish(held, SUPERSEDED, Exit.SUPERSEDED, str(exc))
                 if worked is None:
                     return self.hand_off(held)
                 held = worked
@@ -199,10 +205,15 @@ class Leg:
         self.c.recursion_checked = True
         recursion_allowed(self.c.lambda_client, self.context.invoked_function_arn)
 
-    def load_tasks(self, held: Versioned) -> list[Task]:
+    def load_tasks(self, held: Versioned) -> TaskList:
         try:
-            tasks, hit = self.c.cache.get(
-                self.c.s3, self.event.bucket, self.event.key, self.event.etag, parse_task_list
+            tasks, hit = load_task_list(
+                self.c.cache,
+                self.c.s3,
+                self.event.bucket,
+                self.event.key,
+                self.event.etag,
+                settings=self.settings,
             )
         except InputChangedError as exc:
             self.finish(held, SUPERSEDED, Exit.SUPERSEDED, str(exc))
@@ -230,9 +241,7 @@ class Leg:
             return self.store.swap(held, self._advanced(cp, end + 1, rows, 0.0))
         return held
 
-    def work_batch(
-        self, held: Versioned, tasks: Sequence[Task], remaining_ms: int
-    ) -> Versioned | None:
+    def work_batch(self, held: Versioned, tasks: TaskList, remaining_ms: int) -> Versioned | None:
         """Work one batch; None when not even one task fitted in the time left."""
         cp = held.checkpoint
         size = 1 if cp.position < cp.careful_until else self.budget.next_batch_size(remaining_ms)
@@ -309,7 +318,7 @@ class Leg:
         fair_ms = min(self.settings.request_timeout_s * 1000, 0.9 * self.first_window_ms)
         return left_ms >= fair_ms
 
-    def skip_killer_task(self, held: Versioned, tasks: list[Task]) -> Versioned:
+    def skip_killer_task(self, held: Versioned, tasks: TaskList) -> Versioned:
         cp = held.checkpoint
         task = tasks[cp.position]
         row = task.result_base()

@@ -8,11 +8,11 @@ from botocore.exceptions import ClientError
 
 from worker.container import Container
 from worker.events import LegEvent, StartRequest, derive_run_id, quote_etag
-from worker.exceptions import BadEventError, TaskListError, TransientError
+from worker.exceptions import BadEventError, RunNotFoundError, TaskListError, TransientError
 from worker.leg import Exit, LambdaContext, Leg, LegResult, failure_kind
 from worker.s3errors import is_not_found, is_transient
 from worker.state import TERMINAL, Checkpoint, RunRecord, RunStore, now_ms
-from worker.tasks import parse_task_list
+from worker.tasklist import load_task_list
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,9 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
     run_id = request.run_id or derive_run_id(request.bucket, request.key, etag, request.nonce)
     if request.run_id is not None:
         return resume_run(container, store, request, context)
-    tasks, _ = container.cache.get(container.s3, request.bucket, request.key, etag, parse_task_list)
+    tasks, _ = load_task_list(
+        container.cache, container.s3, request.bucket, request.key, etag, settings=settings
+    )
     if request.position > len(tasks):
         raise BadEventError(
             f"position {request.position} is past the end of the task list ({len(tasks)} tasks)"
@@ -48,19 +50,25 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
     )
     event = LegEvent(run_id, request.bucket, request.key, etag, request.position, leg=0)
     if not store.create_run(record):
-        if request.source == "s3":
-            log.info("run %s already exists: duplicate S3 notification, ignored", run_id)
-            return _quiet(event, len(tasks), "run already exists (duplicate notification)")
-        return resume_run(
-            container,
-            store,
-            StartRequest(request.bucket, request.key, request.position, etag, run_id),
-            context,
-        )
+        if _has_checkpoint(store, run_id):
+            if request.source == "s3":
+                log.info("run %s already exists: duplicate S3 notification, ignored", run_id)
+                return _quiet(event, len(tasks), "run already exists (duplicate notification)")
+            return resume_run(
+                container,
+                store,
+                StartRequest(request.bucket, request.key, request.position, etag, run_id),
+                context,
+            )
+        # An earlier start wrote run.json and died (or lost the answer to that write, and
+        # botocore's retry then failed the IfNoneMatch): finish that start as it was asked.
+        record = store.load_run(run_id)
+        log.warning("run %s was created but never started: starting it now", run_id)
+        event = LegEvent(run_id, request.bucket, request.key, etag, record.start_position, leg=0)
     store.mark_active(run_id)
     store.mark_source(run_id, request.key, etag)
     created = store.create_checkpoint(
-        Checkpoint(run_id=run_id, total=len(tasks), position=request.position)
+        Checkpoint(run_id=run_id, total=len(tasks), position=record.start_position)
     )
     if created is None:
         return _quiet(event, len(tasks), "checkpoint already exists")
@@ -70,7 +78,7 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
         len(tasks),
         request.bucket,
         request.key,
-        request.position,
+        record.start_position,
     )
     return Leg(container, event, context).run(created)
 
@@ -153,6 +161,14 @@ def rewind(store: RunStore, cp: Checkpoint, position: int) -> Checkpoint:
         failure_kinds=kinds,
         failure_samples=[s for s in cp.failure_samples if s["index"] < position],
     )
+
+
+def _has_checkpoint(store: RunStore, run_id: str) -> bool:
+    try:
+        store.load_checkpoint(run_id)
+    except RunNotFoundError:
+        return False
+    return True
 
 
 def _handoff_pending(cp: Checkpoint, at: int, container: Container) -> bool:

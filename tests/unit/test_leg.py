@@ -233,3 +233,27 @@ def test_leg_records_a_task_that_ran_out_of_time_with_a_whole_leg_as_failed(
     assert answer["exit"] == "done"
     rows = [r for _, _, k in h.store.result_keys(answer["run_id"]) for r in h.store.read_rows(k)]
     assert [r["error"] for r in rows] == ["no time left in the leg for this request"] * 2
+
+
+def test_leg_chain_over_an_indexed_list_reads_windows_exactly_once(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(index_threshold_bytes=0), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    answers = h.drive(h.upload_event("tasks/list.jsonl", etag))
+    assert [a["results"][0]["exit"] for a in answers][-1] == "done"
+    assert all(a["results"][0]["cache_hit"] for a in answers)
+    assert sorted(h.result_indices(answers[0]["results"][0]["run_id"])) == list(range(23))
+
+
+def test_leg_indexed_list_replaced_between_windows_supersedes_the_run(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(index_threshold_bytes=0), timeout_ms=60_000)
+    etag = put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
+
+    def replace_list_after_first_batch(task: Any, ctx: Any) -> dict[str, Any]:
+        if task.index == 4:
+            put_tasks(s3, bucket, "tasks/list.jsonl", URLS[:3], jsonl=True)
+        return {}
+
+    h.container.processor = replace_list_after_first_batch
+    answer = h.invoke(h.upload_event("tasks/list.jsonl", etag))["results"][0]
+    assert (answer["exit"], answer["position"]) == ("superseded", 5)
+    assert h.summary(answer["run_id"])["status"] == "superseded"

@@ -1,0 +1,264 @@
+"""Task lists of any size behind one small interface, loaded by `load_task_list`.
+
+A list up to `Settings.index_threshold_bytes` is read whole into a `list[Task]`,
+as it always was. A larger JSONL list is never held: one streaming pass
+(GetObject IfMatch=etag, in 1 MiB chunks) builds a `JsonlIndex`, the byte offset
+of every 64th task (125 KB per million tasks), and each window the leg asks for
+is then one ranged GET pinned to the same ETag, so a changed list still ends the
+run as superseded. The container cache keeps the index the way it kept the list
+(a warm leg revalidates with IfNoneMatch), and the index is also persisted at
+`{results_prefix}_index/{digest}.idx`, so a cold container in a later leg reads
+it instead of scanning the list again. A larger JSON array is refused: it has no
+lines to index, and `jq -c '.[]'` turns it into JSONL.
+
+Persisted index format (version 1), integers little-endian:
+
+    header   "BATONIDX", u16 version, u16 etag length, u32 stride, u64 list size,
+             u64 task count, u64 offsets, u64 blank-line changes, u64 duplicate ids
+    etag     UTF-8
+    arrays   u64 offsets, blank_points, blank_counts, dup_later, dup_first
+    crc32    u32 of everything before it
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import struct
+import sys
+import time
+import zlib
+from array import array
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any, Protocol, overload
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cache import ObjectCache, pinned_get
+from worker.config import Settings
+from worker.exceptions import TaskListError, TransientError
+from worker.s3errors import is_not_found
+from worker.tasks import JsonlIndex, Task, index_jsonl, parse_task_list
+
+INDEX_STRIDE = 64
+"""A window reads at most 2 * (stride - 1) lines it does not need; 64 keeps that near 10 KB."""
+INDEX_VERSION = 1
+CHUNK_BYTES = 1024 * 1024
+_MAGIC = b"BATONIDX"
+_HEADER = struct.Struct("<8sHHIQQQQQ")
+_CRC = struct.Struct("<I")
+_KIND = "worker.tasklist"
+"""The cache slot of task lists, whichever form they take."""
+
+log = logging.getLogger(__name__)
+
+
+class TaskList(Protocol):
+    """What a leg needs of its tasks; a `list[Task]` is one, `IndexedTaskList` the other."""
+
+    def __len__(self) -> int: ...
+
+    @overload
+    def __getitem__(self, item: int) -> Task: ...
+
+    @overload
+    def __getitem__(self, item: slice) -> list[Task]: ...
+
+
+def load_task_list(
+    cache: ObjectCache, s3: Any, bucket: str, key: str, etag: str, *, settings: Settings
+) -> tuple[TaskList, bool]:
+    """The task list at exactly `etag`, and whether the container cache already held it.
+
+    Raises what `ObjectCache.get` raises: InputChangedError, TaskListError,
+    TransientError. So do the windows of an indexed list, read later.
+    """
+    value, hit = cache.load(
+        s3, bucket, key, etag, kind=_KIND, build=lambda: _read(s3, bucket, key, etag, settings)
+    )
+    if isinstance(value, JsonlIndex):
+        return IndexedTaskList(s3, bucket, key, etag, value), hit
+    return value, hit
+
+
+@dataclass(frozen=True)
+class IndexedTaskList:
+    """A JSONL list that stays in S3: each window is one ranged GET, pinned to the ETag."""
+
+    s3: Any
+    bucket: str
+    key: str
+    etag: str
+    index: JsonlIndex
+
+    def __len__(self) -> int:
+        return self.index.count
+
+    @overload
+    def __getitem__(self, item: int) -> Task: ...
+
+    @overload
+    def __getitem__(self, item: slice) -> list[Task]: ...
+
+    def __getitem__(self, item: int | slice) -> Task | list[Task]:
+        count = self.index.count
+        if isinstance(item, slice):
+            start, stop, step = item.indices(count)
+            if step != 1:
+                raise ValueError("an indexed task list is read in windows: the step must be 1")
+            return self._window(start, stop) if start < stop else []
+        at = item + count if item < 0 else item
+        if not 0 <= at < count:
+            raise IndexError(f"task {item} is out of range ({count} tasks)")
+        return self._window(at, at + 1)[0]
+
+    def _window(self, start: int, stop: int) -> list[Task]:
+        first, last = self.index.byte_range(start, stop)
+        response = pinned_get(self.s3, self.bucket, self.key, self.etag, f"bytes={first}-{last}")
+        with closing(response["Body"]) as body:
+            tasks = self.index.window(_chunks(body, self.bucket, self.key), start, stop)
+        if len(tasks) != stop - start:
+            raise TaskListError(
+                f"the index of s3://{self.bucket}/{self.key} does not match it: "
+                f"read {len(tasks)} tasks at {start}, expected {stop - start}"
+            )
+        return tasks
+
+
+def index_key(results_prefix: str, bucket: str, key: str, etag: str) -> str:
+    """Where the index of one version of a list is persisted (never under the tasks prefix)."""
+    digest = hashlib.sha256(f"{bucket}\n{key}\n{etag}".encode()).hexdigest()[:32]
+    return f"{results_prefix}_index/{digest}.idx"
+
+
+def encode_index(etag: str, index: JsonlIndex) -> bytes:
+    tag = etag.encode()
+    header = _HEADER.pack(
+        _MAGIC,
+        INDEX_VERSION,
+        len(tag),
+        index.stride,
+        index.size,
+        index.count,
+        len(index.offsets),
+        len(index.blank_points),
+        len(index.dup_later),
+    )
+    arrays = (
+        index.offsets,
+        index.blank_points,
+        index.blank_counts,
+        index.dup_later,
+        index.dup_first,
+    )
+    data = b"".join([header, tag, *(_little_endian(values) for values in arrays)])
+    return data + _CRC.pack(zlib.crc32(data))
+
+
+def decode_index(data: bytes) -> tuple[str, JsonlIndex]:
+    """(etag, index) from `encode_index`'s bytes; ValueError for anything else."""
+    if len(data) < _HEADER.size + _CRC.size:
+        raise ValueError(f"{len(data)} bytes is too short for an index")
+    magic, version, tag_len, stride, size, count, points, blanks, dups = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise ValueError("not a baton task list index")
+    if version != INDEX_VERSION:
+        raise ValueError(f"index format version {version}, expected {INDEX_VERSION}")
+    if _CRC.unpack_from(data, len(data) - _CRC.size)[0] != zlib.crc32(memoryview(data)[:-4]):
+        raise ValueError("index checksum does not match")
+    if len(data) != _HEADER.size + tag_len + 8 * (points + 2 * blanks + 2 * dups) + _CRC.size:
+        raise ValueError("index length does not match its header")
+    at = _HEADER.size + tag_len
+    arrays = []
+    for n in (points, blanks, blanks, dups, dups):
+        arrays.append(_from_little_endian(data[at : at + 8 * n]))
+        at += 8 * n
+    index = JsonlIndex(size, count, stride, *arrays)
+    offsets = index.offsets
+    if stride < 1 or points != -(-count // stride) or points < 1 or offsets[-1] >= size:
+        raise ValueError("index offsets do not fit its task count and size")
+    if any(a >= b for a, b in pairwise(offsets)):
+        raise ValueError("index offsets are not increasing")
+    return data[_HEADER.size : _HEADER.size + tag_len].decode(), index
+
+
+def _read(
+    s3: Any, bucket: str, key: str, etag: str, settings: Settings
+) -> tuple[list[Task] | JsonlIndex, int]:
+    """One GET decides: a small list is read whole, a large one is indexed (or its index read)."""
+    response = pinned_get(s3, bucket, key, etag)
+    size = int(response["ContentLength"])
+    with closing(response["Body"]) as body:
+        if size <= settings.index_threshold_bytes:
+            return parse_task_list(body.read()), size
+        where = index_key(settings.results_prefix, bucket, key, etag)
+        stored = _load_index(s3, bucket, where, etag, size)
+        if stored is not None:
+            return stored
+        started = time.monotonic()
+        index = index_jsonl(_chunks(body, bucket, key), size, INDEX_STRIDE)
+    data = encode_index(etag, index)
+    log.info(
+        "indexed s3://%s/%s: %s tasks, %s bytes, in %.0f ms; index %s bytes",
+        bucket,
+        key,
+        index.count,
+        size,
+        (time.monotonic() - started) * 1000,
+        len(data),
+    )
+    try:
+        s3.put_object(Bucket=bucket, Key=where, Body=data, ContentType="application/octet-stream")
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("could not persist the index s3://%s/%s: %s", bucket, where, exc)
+    return index, size
+
+
+def _load_index(
+    s3: Any, bucket: str, where: str, etag: str, size: int
+) -> tuple[JsonlIndex, int] | None:
+    """The persisted index of exactly this version, or None (absent, unreadable, stale)."""
+    try:
+        data: bytes = s3.get_object(Bucket=bucket, Key=where)["Body"].read()
+    except ClientError as exc:
+        if not is_not_found(exc):
+            log.warning("could not read the index s3://%s/%s: %s", bucket, where, exc)
+        return None
+    except BotoCoreError as exc:
+        log.warning("could not read the index s3://%s/%s: %s", bucket, where, exc)
+        return None
+    try:
+        stored_etag, index = decode_index(data)
+        if (stored_etag, index.size) != (etag, size):
+            raise ValueError(f"it indexes version {stored_etag} of {index.size} bytes")
+    except ValueError as exc:
+        log.warning("ignoring the index s3://%s/%s: %s", bucket, where, exc)
+        return None
+    return index, len(data)
+
+
+def _chunks(body: Any, bucket: str, key: str) -> Iterator[bytes]:
+    """The body in pieces; a stream that breaks is worth a retry, not a failed run."""
+    try:
+        yield from body.iter_chunks(CHUNK_BYTES)
+    except BotoCoreError as exc:
+        raise TransientError(f"reading s3://{bucket}/{key} failed: {exc}") from exc
+
+
+def _little_endian(values: array[int]) -> bytes:
+    if sys.byteorder == "little":
+        return values.tobytes()
+    swapped = array("Q", values)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _from_little_endian(data: bytes) -> array[int]:
+    values = array("Q")
+    values.frombytes(data)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
