@@ -37,6 +37,14 @@ integration: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
 
+# make bench [QUICK=1] [HUGE=1]: bench/results.json and BENCHMARKS.md (bench/run_all.py)
+bench: $(STAMP)
+	$(PY) -m bench.run_all $(if $(QUICK),--quick) $(if $(HUGE),--huge)
+
+# make chaos [SEED=1] [RUNS=6] [TASKS=300]: a seeded soak under every fault (worker/local/chaos.py)
+chaos: $(STAMP)
+	$(PY) -m worker.local.chaos --seed $(or $(SEED),1) --runs $(or $(RUNS),6) --tasks $(or $(TASKS),300)
+
 package: $(STAMP)
 	$(PY) -m infra.package build/lambda.zip
 

@@ -1,0 +1,346 @@
+"""Time-budget use: the share of each leg's wall time spent on tasks, measured and modelled.
+
+**Measured** (10 s timeout, from a `bench.throughput` run): every leg logs
+`budget_use` = time inside `run_tasks` / the leg's wall time, and the run's summary
+has `task_time_share` = the same over all legs (what `budget_use` reports). Beside
+it: the share of the timeout a handed-off leg used, and the share of the billed
+invocation time (the REPORT lines' Duration, which also holds the handler's own
+start-up and, in leg 0, the run's creation) spent on tasks.
+
+**Modelled** (900 s): `simulate_leg` replays one leg against the worker's own
+`worker.budget.TimeBudget` (whatever policy it has today), with
+
+- the fixed per-leg cost measured by `bench.hop_overhead`'s probe (`head_ms` before
+  the first batch: checkpoint and run reads, claim CAS, task-list revalidation,
+  orphan LIST, cancel HEAD; `tail_ms` after the last: hand-off CAS and invoke),
+- the measured gap between two batches of a leg (`boundary_ms`: the results PUT,
+  the checkpoint CAS and the cancel HEAD every batch pays),
+- the task latencies the run measured, dealt to `concurrency` threads in order as
+  `ThreadPoolExecutor.map` does (so a batch waits for its slowest thread).
+
+It runs two legs on one budget (it lives as long as the container) and reports the
+second. In closed form, with b the batch time and o the boundary:
+
+    W          = T - R_exit + tail         leg wall time; R_exit ~ what is left when the
+                                           policy stops (margin + 1.2 x p90 task, or less)
+    budget_use = (W - head - tail) / W * b / (b + o)
+
+so at 900 s the fixed per-leg part vanishes and b / (b + o) is what is left.
+`validate` runs the same model at the measured timeout, to compare with the run.
+
+    python -m bench.budget [--pages 3000]   (runs its own throughput-sized baton run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import inspect
+import itertools
+import json
+import statistics
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.throughput import BatonRun
+
+S3_CALL_MS_REAL = 25.0
+"""Assumed latency of one small S3 request in-region ("tens of milliseconds" median for
+requests under 512 KB: AWS whitepaper "Best Practices Design Patterns: Optimizing Amazon
+S3 Performance", timeouts and retries for latency-sensitive applications)."""
+PAGE_MS_REAL = 250.0
+"""Assumed mean page fetch time on the real network (the bench site serves in ~85 ms)."""
+BATCH_S3_CALLS = 3
+"""results PUT + checkpoint CAS (PUT) + cancel HEAD, per batch (worker.leg.Leg.run)."""
+
+
+@dataclass(frozen=True)
+class LegModel:
+    timeout_ms: float
+    head_ms: float
+    tail_ms: float
+    boundary_ms: float
+    concurrency: int
+    margin_ms: int = 2000
+    batch_size: int = 25
+    latency_scale: float = 1.0
+    """Multiplies every replayed task latency (a slower network)."""
+
+
+def analyze(run: BatonRun) -> dict[str, Any]:
+    """The measured shares of one run."""
+    timeout_ms = float(run.config["timeout_s"]) * 1000
+    legs = [leg for leg in run.legs if leg.get("exit") in ("handed_off", "done")]
+    handed = [leg for leg in legs if leg["exit"] == "handed_off"]
+    shares = [float(leg["budget_use"]) for leg in legs]
+    task_ms = sum(float(leg["budget_use"]) * float(leg["elapsed_ms"]) for leg in legs)
+    billed_ms = sum(float(r["duration_ms"]) for r in run.reports.values())
+    return {
+        "timeout_s": timeout_ms / 1000,
+        "budget_use": run.summary.get("task_time_share"),
+        "budget_use_min": min(shares) if shares else None,
+        "budget_use_median": round(statistics.median(shares), 4) if shares else None,
+        "legs": [
+            {
+                "leg": leg["leg"],
+                "exit": leg["exit"],
+                "elapsed_ms": leg["elapsed_ms"],
+                "budget_use": leg["budget_use"],
+                "remaining_ms": leg.get("remaining_ms"),
+                "processed": leg.get("processed"),
+                "batches": leg.get("batches"),
+                "cache_hit": leg.get("cache_hit"),
+            }
+            for leg in legs
+        ],
+        "timeout_use_median": round(
+            statistics.median(float(leg["elapsed_ms"]) / timeout_ms for leg in handed), 4
+        )
+        if handed
+        else None,
+        "remaining_at_handoff_ms_median": statistics.median(
+            int(leg.get("remaining_ms") or 0) for leg in handed
+        )
+        if handed
+        else None,
+        "billed_task_share": round(task_ms / billed_ms, 4) if billed_ms else None,
+    }
+
+
+def simulate_leg(
+    model: LegModel, latencies: list[float], budget: Any | None = None
+) -> dict[str, Any]:
+    """Two legs of one container's budget at `model.timeout_ms`; the second one's figures."""
+    from worker.budget import TimeBudget
+
+    if budget is None:
+        budget = TimeBudget(margin_ms=model.margin_ms, adaptive=True, batch_size=model.batch_size)
+    deal = itertools.cycle([ms * model.latency_scale for ms in latencies] or [100.0])
+    _leg(budget, model, deal)
+    return _leg(budget, model, deal)
+
+
+def _leg(budget: Any, model: LegModel, deal: Iterator[float]) -> dict[str, Any]:
+    remaining = model.timeout_ms - model.head_ms
+    task_ms = 0.0
+    tasks = batches = 0
+    sizes: list[int] = []
+    while budget.can_start_batch(remaining):
+        size = int(budget.next_batch_size(remaining))
+        window = float(budget.work_deadline_ms(remaining))
+        wall, done = _pool([next(deal) for _ in range(size)], model.concurrency, window)
+        if not done:
+            break
+        remaining -= wall + model.boundary_ms
+        task_ms += wall
+        tasks += len(done)
+        batches += 1
+        sizes.append(len(done))
+        _record(budget, wall, done)
+    wall_ms = model.timeout_ms - remaining + model.tail_ms
+    return {
+        "timeout_s": model.timeout_ms / 1000,
+        "leg_ms": round(wall_ms, 1),
+        "task_ms": round(task_ms, 1),
+        "tasks": tasks,
+        "batches": batches,
+        "tasks_per_batch_median": statistics.median(sizes) if sizes else 0,
+        "remaining_at_handoff_ms": round(remaining - model.tail_ms, 1),
+        "budget_use": round(task_ms / wall_ms, 5) if wall_ms else 0.0,
+        "timeout_use": round(wall_ms / model.timeout_ms, 5),
+        "billed_ms_per_task": round(wall_ms / tasks, 3) if tasks else None,
+    }
+
+
+def _pool(latencies: list[float], threads: int, window_ms: float) -> tuple[float, list[float]]:
+    """List scheduling, as pool.map hands tasks out: (batch wall time, tasks done in time)."""
+    free = [0.0] * threads  # when each thread is next free; a heap
+    done: list[float] = []
+    wall = 0.0
+    for latency in latencies:
+        finish = heapq.heappop(free) + latency
+        if finish > window_ms:  # deferred to the next leg (the deadline cuts it)
+            wall = window_ms
+            break
+        heapq.heappush(free, finish)
+        done.append(latency)
+        wall = max(wall, finish)
+    return wall, done
+
+
+def _record(budget: Any, wall: float, done: list[float]) -> None:
+    """record_batch(elapsed, task latencies), or the older record_batch(elapsed, count)."""
+    second = list(inspect.signature(budget.record_batch).parameters)[1]
+    budget.record_batch(wall, len(done) if second == "tasks" else done)
+
+
+def model_parameters(
+    run: BatonRun, hop: dict[str, Any] | None, boundary_ms: float
+) -> dict[str, float]:
+    """head/tail per leg from the probe's warm legs (or the chain), and the batch boundary."""
+    probe = (hop or {}).get("probe") or {}
+    ops = (probe.get("warm_ops") or {}).get("ms_per_leg") or {}
+    calls = (probe.get("warm_ops") or {}).get("calls_per_leg") or {}
+    leg_ms = probe.get("warm_ms_median")
+    if leg_ms is None:
+        leg_ms = ((hop or {}).get("hop_overhead_ms_warm")) or 50.0
+    put_ms = ops.get("PutObject", 0.0) / max(1, calls.get("PutObject", 1))
+    tail_ms = put_ms + ops.get("Invoke", 0.0) + (probe.get("warm_ops") or {}).get("other_ms", 0.0)
+    return {
+        "leg_fixed_ms": float(leg_ms),
+        "head_ms": max(0.0, float(leg_ms) - tail_ms),
+        "tail_ms": tail_ms,
+        "boundary_ms": boundary_ms,
+        "s3_call_ms_local": _mean_call_ms(ops, calls),
+        "s3_calls_per_leg": float(sum(calls.values())),
+    }
+
+
+def _mean_call_ms(ops: dict[str, float], calls: dict[str, int]) -> float:
+    count = sum(calls.values())
+    return sum(ops.values()) / count if count else 5.0
+
+
+def project(run: BatonRun, hop: dict[str, Any] | None, timeout_s: float = 900.0) -> dict[str, Any]:
+    """Validation at the measured timeout, then the scenarios at `timeout_s`."""
+    from bench.hop_overhead import chain_hops
+
+    chain = (hop or {}).get("chain") or chain_hops(run)
+    params = model_parameters(run, hop, float(chain["batch_boundary_ms_median"]))
+    latencies = run.task_latencies_ms
+    concurrency = int(run.config["concurrency"])
+    margin = int(run.config.get("margin_ms") or 2000)
+    mean_latency = statistics.fmean(latencies) if latencies else 100.0
+    local_call = params["s3_call_ms_local"]
+    extra = max(0.0, S3_CALL_MS_REAL - local_call)
+    real_boundary = params["boundary_ms"] + BATCH_S3_CALLS * extra
+    real_fixed = params["s3_calls_per_leg"] * extra
+
+    def scenario(boundary: float, fixed_extra: float, scale: float, seconds: float) -> LegModel:
+        return LegModel(
+            timeout_ms=seconds * 1000,
+            head_ms=params["head_ms"] + fixed_extra * 0.75,
+            tail_ms=params["tail_ms"] + fixed_extra * 0.25,
+            boundary_ms=boundary,
+            concurrency=concurrency,
+            margin_ms=margin,
+            latency_scale=scale,
+        )
+
+    slow = PAGE_MS_REAL / mean_latency
+    scenarios = {
+        "measured": scenario(params["boundary_ms"], 0.0, 1.0, timeout_s),
+        "real_s3": scenario(real_boundary, real_fixed, 1.0, timeout_s),
+        "real_pages": scenario(params["boundary_ms"], 0.0, slow, timeout_s),
+        "real_s3_and_pages": scenario(real_boundary, real_fixed, slow, timeout_s),
+    }
+    from worker.budget import TimeBudget
+
+    policy = TimeBudget(margin_ms=margin)
+    largest = getattr(policy, "largest_batch", None)
+    return {
+        "parameters": params
+        | {
+            "target_batch_ms": getattr(policy, "target_batch_ms", None),
+            "largest_batch": largest() if callable(largest) else None,
+            "concurrency": concurrency,
+            "margin_ms": margin,
+            "task_latency_ms_mean": round(mean_latency, 1),
+            "s3_call_ms_real": S3_CALL_MS_REAL,
+            "page_ms_real": PAGE_MS_REAL,
+            "boundary_ms_real_s3": round(real_boundary, 1),
+        },
+        "validation": {
+            "model": simulate_leg(
+                scenario(params["boundary_ms"], 0.0, 1.0, float(run.config["timeout_s"])),
+                latencies,
+            ),
+            "measured": analyze(run),
+        },
+        "scenarios": {
+            name: {"assumptions": asdict(model), **simulate_leg(model, latencies)}
+            for name, model in scenarios.items()
+        },
+    }
+
+
+def policy_variants(
+    run: BatonRun, projected: dict[str, Any], timeout_s: float = 900.0
+) -> dict[str, Any]:
+    """What-ifs for the worker's owners, on the real-S3 scenarios: the policy as it is, and
+    with the changes BENCHMARKS.md proposes (no cancel HEAD per batch, no 8 x batch-size
+    cap, a 10 s batch target). Empty if `TimeBudget` no longer has the knobs used here."""
+    from worker.budget import TimeBudget
+
+    class Uncapped(TimeBudget):
+        def largest_batch(self) -> int:
+            return int(self.max_batch)
+
+    head_call = max(S3_CALL_MS_REAL, projected["parameters"]["s3_call_ms_local"])
+    variants: dict[str, tuple[type[TimeBudget], float | None, float]] = {
+        "as is": (TimeBudget, None, 0.0),
+        "cancel HEAD not every batch": (TimeBudget, None, head_call),
+        "no 8 x batch_size cap": (Uncapped, None, 0.0),
+        "no cap, target_batch_ms 10 s": (Uncapped, 10_000.0, 0.0),
+        "no cap, 10 s, no HEAD per batch": (Uncapped, 10_000.0, head_call),
+    }
+    out: dict[str, Any] = {}
+    for scenario in ("real_s3", "real_s3_and_pages"):
+        assumptions = dict(projected["scenarios"][scenario]["assumptions"])
+        assumptions["timeout_ms"] = timeout_s * 1000
+        for label, (kind, target, saved) in variants.items():
+            model = LegModel(**assumptions | {"boundary_ms": assumptions["boundary_ms"] - saved})
+            try:
+                kwargs: dict[str, Any] = {"target_batch_ms": target} if target else {}
+                budget = kind(
+                    margin_ms=model.margin_ms,
+                    adaptive=True,
+                    batch_size=model.batch_size,
+                    max_batch=5000,
+                    **kwargs,
+                )
+                leg = simulate_leg(model, run.task_latencies_ms, budget)
+            except (AttributeError, TypeError):
+                return {}
+            out.setdefault(scenario, {})[label] = {
+                key: leg[key]
+                for key in ("budget_use", "tasks_per_batch_median", "billed_ms_per_task")
+            }
+    return out
+
+
+def figures(run: BatonRun, hop: dict[str, Any] | None, timeout_s: float = 900.0) -> dict[str, Any]:
+    """`budget_use` as measured, and modelled at `timeout_s` (900 s; less in smoke tests)."""
+    measured = analyze(run)
+    projected = project(run, hop, timeout_s)
+    return {
+        "budget_use": measured["budget_use"],
+        "budget_use_900s_model": projected["scenarios"]["measured"]["budget_use"],
+        "model_timeout_s": timeout_s,
+        "measured": measured,
+        "model": projected,
+        "variants": policy_variants(run, projected, timeout_s),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.hop_overhead import HopConfig, chain_hops, probe
+    from bench.hop_overhead import figures as hop_figures
+    from bench.throughput import ThroughputConfig, measure
+
+    parser = argparse.ArgumentParser(prog="python -m bench.budget", description=__doc__)
+    parser.add_argument("--pages", type=int, default=3000)
+    parser.add_argument("--timeout", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    _, run = measure(ThroughputConfig(pages=args.pages, timeout_s=args.timeout))
+    hop = hop_figures(probe(HopConfig(tasks=args.pages)), chain_hops(run))
+    json.dump(figures(run, hop), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

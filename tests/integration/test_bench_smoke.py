@@ -1,0 +1,141 @@
+"""The benchmarks run end to end at toy sizes and return what run_all reads (no timings checked)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import budget, hop_overhead, run_all, throughput
+from bench.baseline_crawler import crawl
+from worker.config import Settings
+from worker.local.site import Site, SiteConfig
+from worker.tasks import parse_task_list
+
+pytestmark = pytest.mark.integration
+
+TOY = throughput.ThroughputConfig(
+    baseline_rounds=1,
+    pages=24,
+    timeout_s=3.0,
+    margin_ms=500,
+    latency_median_ms=5.0,
+    latency_sigma=0.0,
+    page_bytes=(2_000, 6_000),
+    max_wait_s=60.0,
+)
+
+
+@pytest.fixture(scope="module")
+def toy() -> tuple[dict[str, Any], throughput.BatonRun]:
+    return throughput.measure(TOY)
+
+
+@pytest.fixture(scope="module")
+def probed() -> dict[str, Any]:
+    return hop_overhead.probe(hop_overhead.HopConfig(tasks=20, warm_legs=2, cold_runs=1))
+
+
+def test_bench_baseline_crawler_works_every_page() -> None:
+    with Site(SiteConfig(pages=6, page_bytes=(2_000, 4_000))) as site:
+        tasks = parse_task_list(b"\n".join(f'"{url}"'.encode() for url in site.urls()))
+        result = crawl(tasks, Settings(concurrency=2, allow_nets=("127.0.0.0/8",)))
+
+    assert (result.pages, result.ok, result.failed) == (6, 6, 0)
+    assert result.pages_per_s > 0
+    assert result.bytes > 0
+
+
+def test_bench_throughput_reports_both_sides(
+    toy: tuple[dict[str, Any], throughput.BatonRun],
+) -> None:
+    figures, run = toy
+
+    assert figures["throughput_ratio"] > 0
+    assert figures["baseline"]["pages"] == TOY.pages
+    baton = figures["baton"]
+    assert baton["status"] == "done"
+    assert (baton["pages"], baton["results_rows"], baton["duplicate_rows"]) == (TOY.pages,) * 2 + (
+        0,
+    )
+    assert baton["pages_per_s"] > 0
+    assert baton["legs"] >= 1
+    assert set(figures["time_breakdown_s"]) >= {"run", "tasks_busy", "leg_hops"}
+    assert run.batches
+    assert run.s3_requests["put"] > 0
+    assert len(run.task_latencies_ms) == TOY.pages
+
+
+def test_bench_hop_probe_times_warm_and_cold_legs(probed: dict[str, Any]) -> None:
+    assert probed["unexpected_exits"] == []
+    assert probed["warm_legs"] == 2
+    assert probed["warm_ms_median"] > 0
+    assert probed["cold_ms_median"] > probed["warm_ms_median"]
+    assert probed["warm_ops"]["calls_per_leg"]["PutObject"] == 2
+    assert all(ms > 0 for ms in probed["cold_parts_ms"].values())
+
+
+def test_bench_hop_figures_and_chain_hops(
+    toy: tuple[dict[str, Any], throughput.BatonRun], probed: dict[str, Any]
+) -> None:
+    chain = hop_overhead.chain_hops(toy[1])
+    figures = hop_overhead.figures(probed, chain)
+
+    assert set(chain) >= {"batch_boundary_ms_median", "hops", "warm_ms_median"}
+    assert figures["hop_overhead_ms_warm"] > 0
+    assert figures["hop_overhead_ms_cold"] > 0
+
+
+def test_bench_budget_measures_and_models(
+    toy: tuple[dict[str, Any], throughput.BatonRun], probed: dict[str, Any]
+) -> None:
+    run = toy[1]
+    hop = hop_overhead.figures(probed, hop_overhead.chain_hops(run))
+
+    figures = budget.figures(run, hop, timeout_s=20.0)
+
+    assert 0 < figures["budget_use"] <= 1
+    assert 0 < figures["budget_use_900s_model"] <= 1
+    assert isinstance(figures["variants"], dict)
+    for scenario in figures["model"]["scenarios"].values():
+        assert scenario["tasks"] > 0
+        assert 0 < scenario["budget_use"] <= 1
+
+
+def test_bench_cost_model_and_report(
+    toy: tuple[dict[str, Any], throughput.BatonRun], probed: dict[str, Any]
+) -> None:
+    figures, run = toy
+    hop = hop_overhead.figures(probed, hop_overhead.chain_hops(run))
+    bud = budget.figures(run, hop, timeout_s=20.0)
+
+    cost = run_all.cost_model(figures, run, hop, bud)
+    rss, note = run_all.peak_rss_10m({"rows": [{"tasks": 10_000_000, "rss_peak_mb": 90.5}]})
+
+    assert cost["headline"]["total_usd"] > 0
+    assert abs(sum(cost["headline"]["share"].values()) - 1) < 0.01
+    assert (rss, run_all.peak_rss_10m(None)[0]) == (90.5, None)
+    assert note
+    report = run_all.render(
+        {
+            "throughput_ratio": figures["throughput_ratio"],
+            "throughput_ratio_e2e": figures["throughput_ratio_e2e"],
+            "budget_use": bud["budget_use"],
+            "budget_use_900s_model": bud["budget_use_900s_model"],
+            "budget_use_900s_model_real_s3": 0.98,
+            "hop_overhead_ms_warm": hop["hop_overhead_ms_warm"],
+            "hop_overhead_ms_cold": hop["hop_overhead_ms_cold"],
+            "peak_rss_mb_10m": None,
+            "peak_rss_mb_10m_note": "not run",
+            "quick": True,
+            "seconds": 1.0,
+            "machine": run_all.machine_facts(),
+            "throughput": figures,
+            "hop_overhead": hop,
+            "budget": bud,
+            "cost": cost,
+            "external": {},
+        }
+    )
+    assert "throughput_ratio" in report
+    assert "Cost per million tasks" in report
