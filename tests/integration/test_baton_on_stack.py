@@ -144,7 +144,9 @@ def test_stack_manual_invoke_starts_a_run_at_a_position(
 def test_stack_leg_killed_at_its_timeout_is_retried_and_nothing_is_lost(
     tmp_path: Path, site: Site
 ) -> None:
-    stack = start_stack(tmp_path, BATON_PROCESSOR="tests.integration.processors:hang_once")
+    stack = start_stack(
+        tmp_path, timeout_s=3.0, BATON_PROCESSOR="tests.integration.processors:hang_once"
+    )
     s3 = stack.s3_client()
     try:
         marker = tmp_path / "hung"
@@ -160,7 +162,7 @@ def test_stack_leg_killed_at_its_timeout_is_retried_and_nothing_is_lost(
         s3.close()
         stack.stop()
     assert marker.exists()
-    assert stats.timeouts == 1
+    assert stats.timeouts >= 1  # the hang; a leg slowed down by a loaded machine may add one
     assert stats.retries >= 1
     assert summary is not None
     assert summary["status"] == "done"
