@@ -57,7 +57,11 @@ class TimeBudget:
             self.target_batch_ms, self.work_deadline_ms(remaining_ms) - self.slow_task_ms()
         )
         fit = int(max(window, 0.0) / per_task)
-        return max(1, min(self.max_batch, fit, self.batch_size * 8))
+        return max(1, min(self.largest_batch(), fit))
+
+    def largest_batch(self) -> int:
+        """The most tasks `next_batch_size` ever gives, in any container."""
+        return min(self.max_batch, self.batch_size * 8) if self.adaptive else self.batch_size
 
     def record_batch(self, elapsed_ms: float, task_ms: list[float]) -> None:
         """Learn from a finished batch: its wall time per task and each task's latency."""

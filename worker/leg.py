@@ -185,8 +185,11 @@ class Leg:
         if cp.owner is not None:
             # The previous owner's lease ran out: it was killed while holding the run.
             changes["strikes"] = cp.strikes + 1
+            # It died in a batch as large as any (the last finished one may have been a
+            # careful single task): go one task at a time over all of it.
             changes["careful_until"] = max(
-                cp.careful_until, cp.position + max(1, cp.last_batch_size)
+                cp.careful_until,
+                cp.position + max(1, cp.last_batch_size, self.budget.largest_batch()),
             )
             log.warning(
                 "run %s: leg %s died at position %s (strike %s)",

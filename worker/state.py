@@ -146,19 +146,38 @@ class RunStore:
     def swap(self, current: Versioned, new: Checkpoint) -> Versioned:
         """Compare-and-swap: write `new` only if the checkpoint is still `current`."""
         key = self.run_prefix(new.run_id) + "checkpoint.json"
+        body = _dumps(asdict(new))
         try:
             response = self.s3.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=_dumps(asdict(new)),
+                Body=body,
                 IfMatch=current.etag,
                 ContentType="application/json",
             )
         except ClientError as exc:
             if is_precondition_failed(exc) or is_not_found(exc):
+                landed = self._holds(key, body)
+                if landed is not None:
+                    return Versioned(new, landed)
                 raise ConflictError(f"checkpoint of {new.run_id} changed under us") from exc
             raise _transient_or(exc) from exc
         return Versioned(new, response["ETag"])
+
+    def _holds(self, key: str, body: bytes) -> str | None:
+        """The ETag of `key` if it holds exactly `body`: our own write, whose answer was lost.
+
+        S3 can fail a PUT after it landed; botocore then retries it, and the retry's
+        IfMatch fails on our own write. Only we write these bytes (a checkpoint
+        carries its owner, counts and millisecond times), so finding them means the
+        swap happened; without this the leg would read it as lost and the next owner
+        would count a strike for a leg that never died.
+        """
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            return None
+        return str(response["ETag"]) if response["Body"].read() == body else None
 
     # results
     def put_results(self, run_id: str, start: int, end: int, rows: list[dict[str, Any]]) -> str:

@@ -15,6 +15,7 @@ from worker.container import Container
 from worker.events import LegEvent
 from worker.exceptions import ConflictError, RunNotFoundError
 from worker.handoff import HandoffError
+from worker.leg import summarize
 from worker.state import TERMINAL, RunStore, now_ms
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,18 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
         try:
             current = store.load_checkpoint(run_id)
         except RunNotFoundError:
+            if _starting(store, run_id, at, settings.stall_after_ms):
+                continue  # marked active before its checkpoint exists: a start under way
             store.mark_inactive(run_id)
             result.tidied.append(run_id)
             continue
         cp = current.checkpoint
         if cp.status in TERMINAL:
+            if store.load_summary(run_id) is None:
+                # The finishing leg lost the answer to its last CAS, or died before writing
+                # the summary: the run still gets one, from its final checkpoint.
+                store.put_summary(run_id, summarize(cp, store.load_run(run_id), store))
+                log.warning("sweep wrote the missing summary of %s run %s", cp.status, run_id)
             store.mark_inactive(run_id)
             result.tidied.append(run_id)
             continue
@@ -66,3 +74,18 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
         log.warning("sweep resumed run %s at leg %s, position %s", run_id, cp.leg, cp.position)
         result.resumed.append(run_id)
     return result
+
+
+def _starting(store: RunStore, run_id: str, at: int, stall_after_ms: int) -> bool:
+    """A run with run.json but no checkpoint yet: leave it, or its chain has no sweep."""
+    try:
+        record = store.load_run(run_id)
+    except RunNotFoundError:
+        return False
+    if at - record.created_ms > stall_after_ms:
+        log.warning(
+            "run %s was created %s ms ago and never started: redeliver its start event",
+            run_id,
+            at - record.created_ms,
+        )
+    return True

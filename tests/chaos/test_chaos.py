@@ -1,0 +1,43 @@
+"""A seeded chaos run: every fault at once, then every invariant checked from S3 and the logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.conftest import report_line
+from worker.local.chaos import ChaosConfig, run_chaos
+
+pytestmark = pytest.mark.chaos
+
+CONFIG = ChaosConfig(
+    seed=20261124,
+    runs=2,
+    tasks=160,
+    parallel=2,
+    killers=1,
+    once=1,
+    s3_error_rate=0.03,
+    s3_after_write_rate=0.03,
+    throttle_rate=0.25,
+    drop_rate=0.3,
+    duplicate_rate=0.25,
+    crash_rate=0.006,
+    hang_rate=0.004,
+    defer_rate=0.03,
+    task_ms=40,
+    timeout_s=2.0,
+    max_wait_s=200,
+)
+
+
+def test_chaos_seeded_run_loses_duplicates_forks_and_strands_nothing(tmp_path: Path) -> None:
+    report = run_chaos(CONFIG, tmp_path)
+    report_line(report.line())
+
+    assert report.missing_faults == []
+    assert (report.lost, report.duplicated, report.forks, report.unfinished) == (0, 0, 0, 0)
+    assert [problem for check in report.checks for problem in check.problems] == []
+    assert [check.killers_skipped for check in report.checks] == [1, 1]
+    assert [check.status for check in report.checks] == ["done", "done"]
