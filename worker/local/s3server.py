@@ -34,8 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, unquote
 from xml.sax.saxutils import escape
 
@@ -45,6 +44,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from worker.local.service import Service
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -128,7 +129,7 @@ class RandomFaults:
             return self._random.choice(self.faults)
 
 
-class EmbeddedS3:
+class EmbeddedS3(Service):
     """moto's S3 on a loopback port; `with EmbeddedS3() as s3:` serves at `s3.endpoint_url`.
 
     The endpoint is an IP address, so botocore addresses buckets path-style
@@ -177,18 +178,6 @@ class EmbeddedS3:
         thread.join()
         server.server_close()
         self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def endpoint_url(self) -> str:

@@ -29,9 +29,10 @@ from enum import StrEnum
 from functools import cached_property
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
+
+from worker.local.service import Service
 
 __all__ = ["Hostile", "LatencyProfile", "PageInfo", "PageKind", "Site", "SiteConfig", "main"]
 
@@ -176,7 +177,7 @@ class PageInfo:
         return _STATUS[self.kind]
 
 
-class Site:
+class Site(Service):
     """The site and its server; `with Site(config) as site:` serves it on a free port."""
 
     def __init__(self, config: SiteConfig | None = None, host: str = "127.0.0.1", port: int = 0):
@@ -218,17 +219,6 @@ class Site:
         server.server_close()
         thread.join()
         self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:

@@ -21,7 +21,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote_plus
 
@@ -30,6 +29,7 @@ from botocore.config import Config
 
 from worker.local.lambda_runtime import REGION, FunctionConfig, LambdaFaults, LambdaRuntime
 from worker.local.s3server import EmbeddedS3, FaultHook
+from worker.local.service import Service
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -117,7 +117,7 @@ def object_created_event(
     }
 
 
-class EmbeddedStack:
+class EmbeddedStack(Service):
     """S3 + Lambda on loopback with the bucket notification wired; a context manager."""
 
     def __init__(
@@ -179,17 +179,6 @@ class EmbeddedStack:
             self._ticker = None
         self.runtime.stop()
         self.s3.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def s3_endpoint_url(self) -> str:

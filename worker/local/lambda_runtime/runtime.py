@@ -1,414 +1,61 @@
-"""A local AWS Lambda runtime: warm worker processes, real deadlines, the Invoke API over HTTP.
+"""The parent side: container processes, the async event queue, retries, faults, the runtime.
 
-Each function runs in "containers": Python processes started in the function's
-code directory that import the handler once (init) and then serve invocations
-one at a time, so module-level state survives between warm invocations as on
-Lambda. A container that overruns its function's timeout is killed (SIGKILL, its
-whole process group) and the invocation fails, as on Lambda.
-
-`LambdaRuntime` answers the parts of the Lambda API a worker uses, over HTTP, so a
-handler's own `boto3.client("lambda")` reaches it through `AWS_ENDPOINT_URL_LAMBDA`:
-Invoke (`RequestResponse`, `Event`, `DryRun`), GetFunction and
-Get/PutFunctionRecursionConfig. Async events wait in a queue, run on up to
-`max_concurrency` containers (idle warm ones first), are retried `max_retries`
-times after `retry_delay_s * attempt`, then dropped and recorded. Recursive loop
-detection follows Lambda: each invocation carries `Lineage=<hash>:<depth>` in
-`_X_AMZN_TRACE_ID`, botocore forwards it as `X-Amzn-Trace-Id`, and with
-`RecursiveLoop: Terminate` the 17th invocation of a chain is stopped.
-
-Errors of the API itself are `LambdaApiError(status, code, message)`; an
-invocation whose handler failed is not an API error but an `InvokeResult` with
-`function_error="Unhandled"`.
-
-Not emulated: memory limits (reported, not enforced), freezing between
-invocations, versions and aliases (only `$LATEST`), `X-Amz-Log-Type: Tail`.
+`LambdaRuntime` owns it all: it starts containers on demand, queues and retries
+events, draws seeded faults and serves `api.InvokeApi` on a loopback port.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
-import importlib
 import itertools
 import json
 import logging
 import os
 import random
-import re
-import resource
 import select
 import signal
 import subprocess
 import sys
 import threading
 import time
-import traceback
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal, Self, TextIO
+from typing import IO, Any, Literal
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
+from werkzeug.serving import BaseWSGIServer, make_server
 
-__all__ = [
-    "ACCOUNT_ID",
-    "REGION",
-    "FailedEvent",
-    "FunctionConfig",
-    "FunctionStats",
-    "InvocationRecord",
-    "InvokeResult",
-    "LambdaApiError",
-    "LambdaContext",
-    "LambdaFaults",
-    "LambdaRuntime",
-    "RecursiveLoop",
-]
+from worker.local.lambda_runtime.api import InvokeApi, QuietHandler
+from worker.local.lambda_runtime.config import (
+    ACCOUNT_ID,
+    MAX_ASYNC_PAYLOAD,
+    MAX_SYNC_PAYLOAD,
+    RECURSION_LIMIT,
+    REGION,
+    VERSION,
+    FailedEvent,
+    FunctionConfig,
+    FunctionStats,
+    InvocationRecord,
+    InvokeResult,
+    LambdaApiError,
+    LambdaFaults,
+    RecursiveLoop,
+)
+from worker.local.lambda_runtime.container import LOGGED_MARK, error_body, json_line
+from worker.local.service import Service
 
 log = logging.getLogger(__name__)
-container_log = log.getChild("container")
-"""Handlers' own output, one record per line, prefixed with the container id."""
+container_log = logging.getLogger("worker.local.lambda_runtime.container")
+"""Handlers' own output, one record per line, prefixed with the container id.
 
-REGION = "us-east-1"
-ACCOUNT_ID = "000000000000"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VERSION = "$LATEST"
-MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
-MAX_ASYNC_PAYLOAD = 256 * 1024
-"""Lambda's long-standing async limit (1 MB since 2025): stricter here, so growth shows early."""
-RECURSION_LIMIT = 16
-"""Lambda lets a chain of requests run this many invocations, then stops the next one."""
-
-RecursiveLoop = Literal["Allow", "Terminate"]
-_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-@dataclass(frozen=True)
-class FunctionConfig:
-    """One function, configured as in a SAM template (local defaults where noted)."""
-
-    name: str
-    handler: str = "handler.handler"
-    """`module.function`, the module relative to `code_dir` (slashes allowed, as on Lambda)."""
-    timeout_s: float = 3.0
-    memory_mb: int = 128
-    environment: Mapping[str, str] = field(default_factory=dict)
-    max_concurrency: int = 4
-    max_retries: int = 2
-    """Async retries after the first attempt (Lambda: 0 to 2)."""
-    retry_delay_s: float = 0.5
-    """Before retry n the event waits `n * retry_delay_s` (Lambda: about 1 and 2 minutes)."""
-    recursive_loop: RecursiveLoop = "Terminate"
-    """Lambda's default; baton's SAM template sets Allow."""
-    code_dir: Path = REPO_ROOT
-    init_timeout_s: float = 10.0
-    log_level: str | None = "INFO"
-    """AWS_LAMBDA_LOG_LEVEL for the root logger (None: Lambda's default, WARNING)."""
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not _FUNCTION_NAME.match(self.name):
-            problems.append(f"name {self.name!r} must be 1-64 of A-Z a-z 0-9 - _")
-        if "." not in self.handler:
-            problems.append(f"handler {self.handler!r} must look like 'module.function'")
-        if self.timeout_s <= 0 or self.init_timeout_s <= 0:
-            problems.append("timeout_s and init_timeout_s must be > 0")
-        if not 128 <= self.memory_mb <= 10_240:
-            problems.append(f"memory_mb must be within 128..10240, got {self.memory_mb}")
-        if self.max_concurrency < 1:
-            problems.append(f"max_concurrency must be >= 1, got {self.max_concurrency}")
-        if not 0 <= self.max_retries <= 2:
-            problems.append(f"max_retries must be within 0..2, got {self.max_retries}")
-        if self.retry_delay_s < 0:
-            problems.append(f"retry_delay_s must be >= 0, got {self.retry_delay_s}")
-        if self.recursive_loop not in ("Allow", "Terminate"):
-            problems.append(f"recursive_loop must be Allow or Terminate, not {self.recursive_loop}")
-        if problems:
-            raise ValueError(f"function {self.name!r}: " + "; ".join(problems))
-
-    @property
-    def arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.name}"
-
-
-@dataclass(frozen=True)
-class LambdaFaults:
-    """Seeded faults at the Invoke API over HTTP (the path a worker's hand-off takes)."""
-
-    throttle_rate: float = 0.0
-    """Answer 429 TooManyRequestsException instead of accepting the invoke."""
-    drop_rate: float = 0.0
-    """Accept an async invoke with 202, then never run it."""
-    duplicate_rate: float = 0.0
-    """Deliver an async event twice, with the same request id."""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("throttle_rate", "drop_rate", "duplicate_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
-
-
-@dataclass
-class FunctionStats:
-    """Counters of one function; `LambdaRuntime.stats()` returns a copy."""
-
-    invocations: int = 0
-    """Attempts that reached a container (cold_starts + warm_starts)."""
-    cold_starts: int = 0
-    warm_starts: int = 0
-    succeeded: int = 0
-    errors: int = 0
-    """Attempts whose handler raised, failed to init, or whose container died."""
-    timeouts: int = 0
-    async_accepted: int = 0
-    retries: int = 0
-    failed_events: int = 0
-    """Async events given up on after their retries (see `failed_events()`)."""
-    throttled: int = 0
-    """429s answered, by the concurrency limit or by a fault."""
-    recursion_stopped: int = 0
-    fault_throttles: int = 0
-    fault_drops: int = 0
-    fault_duplicates: int = 0
-    containers: int = 0
-    """Containers alive when the copy was taken."""
-
-
-@dataclass(frozen=True)
-class InvocationRecord:
-    request_id: str
-    kind: Literal["Event", "RequestResponse"]
-    attempt: int
-    """0 for the first attempt of an event, n for its n-th retry."""
-    container_id: str
-    cold: bool
-    outcome: Literal["ok", "error", "timeout"]
-    duration_ms: float
-    error_type: str | None = None
-
-
-@dataclass(frozen=True)
-class FailedEvent:
-    request_id: str
-    payload: bytes
-    error_type: str
-    error_message: str
-    attempts: int
-
-
-@dataclass(frozen=True)
-class InvokeResult:
-    """What Invoke answers: 200 with the result (or the error object), 202 for an event."""
-
-    request_id: str
-    status: int
-    payload: bytes = b""
-    function_error: str | None = None
-    """"Unhandled" when the handler failed; `payload` then holds errorType/errorMessage."""
-
-    def json(self) -> Any:
-        return json.loads(self.payload) if self.payload else None
-
-
-class LambdaApiError(Exception):
-    """An error of the Lambda API itself, answered as Lambda does over HTTP."""
-
-    def __init__(self, status: int, code: str, message: str, **fields: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.fields = fields
-
-
-# --------------------------------------------------------------------------------------
-# Inside a container process
-# --------------------------------------------------------------------------------------
-
-
-class LambdaContext:
-    """The `context` a handler receives: Lambda's attributes and a real deadline."""
-
-    def __init__(self, aws_request_id: str, invoked_function_arn: str, deadline_ms: int) -> None:
-        self.aws_request_id = aws_request_id
-        self.invoked_function_arn = invoked_function_arn
-        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
-        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", VERSION)
-        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
-        """A string, as on Lambda (it comes from the environment there too)."""
-        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
-        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
-        self.identity = None
-        self.client_context = None
-        self._deadline_ms = deadline_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, self._deadline_ms - int(time.time() * 1000))
-
-
-class _HandlerError(Exception):
-    def __init__(self, error_type: str, message: str, stack: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.stack = stack or []
-
-    def body(self, request_id: str = "") -> dict[str, Any]:
-        return _error_body(self.error_type, str(self), request_id, self.stack)
-
-
-class _RequestIdFilter(logging.Filter):
-    request_id = ""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.aws_request_id = self.request_id
-        return True
-
-
-def _container_main() -> None:
-    """A container process: init once, then one invocation per request line until EOF."""
-    requests_fd, replies_fd = int(sys.argv[1]), int(sys.argv[2])
-    out = sys.stdout
-    request_ids = _setup_container_logging(out)
-    with os.fdopen(replies_fd, "wb", buffering=0) as replies:
-        try:
-            handler = _load_handler(os.environ["_HANDLER"])
-        except _HandlerError as exc:
-            _log_error(out, exc.body())
-            replies.write(_line({"type": "init_error", "error": exc.body()}))
-            return
-        replies.write(_line({"type": "ready"}))
-        with os.fdopen(requests_fd, "rb") as requests:
-            for line in requests:
-                replies.write(_line(_run_invocation(handler, json.loads(line), out, request_ids)))
-
-
-def _setup_container_logging(out: TextIO) -> _RequestIdFilter:
-    """Lambda's text log format on the root logger, with the request id of the moment."""
-    logging.Formatter.converter = time.gmtime
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(
-        logging.Formatter(
-            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
-            "%Y-%m-%dT%H:%M:%S",
-        )
-    )
-    request_ids = _RequestIdFilter()
-    handler.addFilter(request_ids)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL")
-    if level:
-        root.setLevel(level.upper())
-    return request_ids
-
-
-def _load_handler(spec: str) -> Callable[[Any, LambdaContext], Any]:
-    module_name, _, function_name = spec.rpartition(".")
-    if not module_name:
-        raise _HandlerError("Runtime.MalformedHandlerName", f"Bad handler '{spec}'")
-    try:
-        module = importlib.import_module(module_name.replace("/", "."))
-    except SyntaxError as exc:
-        raise _HandlerError(
-            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}"
-        ) from exc
-    except ImportError as exc:
-        raise _HandlerError(
-            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
-        ) from exc
-    except Exception as exc:
-        raise _HandlerError(
-            type(exc).__name__, str(exc), traceback.format_tb(exc.__traceback__)
-        ) from exc
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise _HandlerError(
-            "Runtime.HandlerNotFound",
-            f"Handler '{function_name}' missing on module '{module_name}'",
-        )
-    return function  # type: ignore[no-any-return]
-
-
-def _run_invocation(
-    handler: Callable[[Any, LambdaContext], Any],
-    request: dict[str, Any],
-    out: TextIO,
-    request_ids: _RequestIdFilter,
-) -> dict[str, Any]:
-    request_id = str(request["request_id"])
-    os.environ["_X_AMZN_TRACE_ID"] = str(request["trace_id"])
-    request_ids.request_id = request_id
-    out.write(f"START RequestId: {request_id} Version: {VERSION}\n")
-    started = time.perf_counter()
-    context = LambdaContext(request_id, str(request["arn"]), int(request["deadline_ms"]))
-    reply: dict[str, Any]
-    try:
-        result = handler(json.loads(request["payload"]), context)
-        try:
-            reply = {"type": "result", "payload": json.dumps(result)}
-        except (TypeError, ValueError) as exc:
-            message = f"Unable to marshal response: {exc}"
-            error = _error_body("Runtime.MarshalError", message, request_id)
-            reply = {"type": "error", "error": error}
-    except Exception as exc:
-        stack = traceback.format_tb(exc.__traceback__)[1:]
-        reply = {
-            "type": "error",
-            "error": _error_body(type(exc).__name__, str(exc), request_id, stack),
-        }
-    if reply["type"] == "error":
-        _log_error(out, reply["error"])
-    duration_ms = (time.perf_counter() - started) * 1000
-    max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-    report = (
-        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-        f"Billed Duration: {int(duration_ms) + 1} ms\t"
-        f"Memory Size: {context.memory_limit_in_mb} MB\tMax Memory Used: {max_rss_mb} MB"
-    )
-    if request.get("init_ms") is not None:
-        report += f"\tInit Duration: {request['init_ms']:.2f} ms"
-    out.write(f"END RequestId: {request_id}\n{report}\n")
-    out.flush()
-    os.write(1, f"{_LOGGED_MARK}{request_id}\n".encode())
-    request_ids.request_id = ""
-    return reply
-
-
-_LOGGED_MARK = "\x1ebaton-logged "
-"""Ends an invocation's output, so the parent can forward it before answering."""
-
-
-def _error_body(
-    error_type: str, message: str, request_id: str = "", stack: list[str] | None = None
-) -> dict[str, Any]:
-    return {
-        "errorMessage": message,
-        "errorType": error_type,
-        "requestId": request_id,
-        "stackTrace": stack or [],
-    }
-
-
-def _log_error(out: TextIO, error: dict[str, Any]) -> None:
-    out.write(f"[ERROR] {error['errorType']}: {error['errorMessage']}\n")
-    if error["stackTrace"]:
-        out.write("Traceback (most recent call last):\n" + "".join(error["stackTrace"]))
-
-
-def _line(message: dict[str, Any]) -> bytes:
-    return json.dumps(message).encode() + b"\n"
-
-
-# --------------------------------------------------------------------------------------
-# The runtime (parent process)
-# --------------------------------------------------------------------------------------
+The name it had before the package split, kept for log set-ups (and tests) that use it.
+"""
 
 
 class _ContainerExited(Exception):
@@ -416,7 +63,7 @@ class _ContainerExited(Exception):
 
 
 class _Sink:
-    """Where containers' output goes: this module's `container` logger, or a file."""
+    """Where containers' output goes: `container_log`, or a file."""
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
@@ -464,7 +111,8 @@ class _Container:
                     sys.executable,
                     "-u",
                     "-c",
-                    "from worker.local.lambda_runtime import _container_main; _container_main()",
+                    "from worker.local.lambda_runtime.container import _container_main; "
+                    "_container_main()",
                     str(requests_read),
                     str(replies_write),
                 ],
@@ -493,10 +141,10 @@ class _Container:
         try:
             message = self._receive(time.monotonic() + self.config.init_timeout_s)
         except _ContainerExited as exc:
-            return _error_body("Runtime.ExitError", f"Runtime exited during init: {exc}")
+            return error_body("Runtime.ExitError", f"Runtime exited during init: {exc}")
         if message is None:
             seconds = self.config.init_timeout_s
-            return _error_body("Sandbox.Timedout", f"Init timed out after {seconds:.2f} seconds")
+            return error_body("Sandbox.Timedout", f"Init timed out after {seconds:.2f} seconds")
         if message["type"] == "init_error":
             return dict(message["error"])
         self.init_ms = (time.monotonic() - self._spawned) * 1000
@@ -506,7 +154,7 @@ class _Container:
         """The container's reply, or None if `deadline` (monotonic) passed first."""
         self.invocations += 1
         first = {"init_ms": self.init_ms} if self.invocations == 1 else {}
-        data = memoryview(_line(request | first))
+        data = memoryview(json_line(request | first))
         try:
             while data:
                 data = data[os.write(self._requests, data) :]
@@ -580,7 +228,7 @@ class _Container:
         with stream:
             for raw in stream:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                text, mark, request_id = line.partition(_LOGGED_MARK)
+                text, mark, request_id = line.partition(LOGGED_MARK)
                 if text or not mark:
                     self._sink.write(self.id, text)
                 if mark:
@@ -632,11 +280,11 @@ class _Attempt:
 def _failure(
     outcome: Literal["error", "timeout"], error_type: str, message: str, request_id: str
 ) -> _Attempt:
-    error = _error_body(error_type, message, request_id)
+    error = error_body(error_type, message, request_id)
     return _Attempt(outcome, json.dumps(error).encode(), error)
 
 
-class LambdaRuntime:
+class LambdaRuntime(Service):
     """Functions, their containers and the Lambda API on a loopback port.
 
     `with LambdaRuntime(s3_endpoint_url=...) as runtime:` then `register()` functions;
@@ -674,7 +322,7 @@ class LambdaRuntime:
         if self._server is not None or self._stopping:
             raise RuntimeError("a LambdaRuntime starts once")
         self._server = make_server(
-            self.host, self.port, _InvokeApi(self), threaded=True, request_handler=_QuietHandler
+            self.host, self.port, InvokeApi(self), threaded=True, request_handler=QuietHandler
         )
         self._server_thread = threading.Thread(
             target=self._server.serve_forever,
@@ -723,18 +371,6 @@ class LambdaRuntime:
         server.server_close()
         self._sink.close()
         self._server = self._server_thread = self._dispatcher = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def endpoint_url(self) -> str:
@@ -1127,111 +763,6 @@ _INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
 """All a container takes from the parent's environment: no profile, no real credentials."""
 
 
-# --------------------------------------------------------------------------------------
-# The Lambda API over HTTP
-# --------------------------------------------------------------------------------------
-
-
-_INVOKE = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations/?$")
-_GET_FUNCTION = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/?$")
-_RECURSION_CONFIG = re.compile(r"^/2024-08-31/functions/(?P<function>[^/]+)/recursion-config/?$")
-
-
-class _InvokeApi:
-    """The WSGI app: Lambda's REST-JSON API, the few operations a worker calls."""
-
-    def __init__(self, runtime: LambdaRuntime) -> None:
-        self._runtime = runtime
-
-    def __call__(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
-        request = Request(environ)
-        try:
-            response = self._route(request)
-        except LambdaApiError as exc:
-            response = _error_response(exc)
-        return response(environ, start_response)
-
-    def _route(self, request: Request) -> Response:
-        runtime = self._runtime
-        path, method = request.path, request.method
-        if method == "POST" and (match := _INVOKE.match(path)):
-            result = runtime._api_invoke(
-                match["function"],
-                request.headers.get("X-Amz-Invocation-Type", "RequestResponse"),
-                request.get_data(),
-                request.headers.get("X-Amzn-Trace-Id", ""),
-            )
-            headers = {"X-Amz-Executed-Version": VERSION, "x-amzn-RequestId": result.request_id}
-            if result.function_error:
-                headers["X-Amz-Function-Error"] = result.function_error
-            body = result.payload if result.status == 200 else b""
-            return Response(body, result.status, headers, content_type="application/json")
-        if method == "GET" and (match := _GET_FUNCTION.match(path)):
-            function = runtime._function(match["function"])
-            return _json_response({"Configuration": _configuration(function)})
-        if match := _RECURSION_CONFIG.match(path):
-            if method == "GET":
-                return _json_response(
-                    {"RecursiveLoop": runtime._recursion_config(match["function"])}
-                )
-            if method == "PUT":
-                value = _json_body(request).get("RecursiveLoop")
-                loop = runtime._recursion_config(match["function"], value)
-                return _json_response({"RecursiveLoop": loop})
-        raise LambdaApiError(
-            404, "UnknownOperationException", f"{method} {path} is not emulated locally"
-        )
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug('"%s" %s %s', self.requestline, code, size)
-
-
-def _configuration(function: _Function) -> dict[str, Any]:
-    config = function.config
-    return {
-        "FunctionName": config.name,
-        "FunctionArn": config.arn,
-        "Runtime": f"python{sys.version_info.major}.{sys.version_info.minor}",
-        "Handler": config.handler,
-        "Timeout": max(1, round(config.timeout_s)),
-        "MemorySize": config.memory_mb,
-        "Version": VERSION,
-        "State": "Active",
-        "LastUpdateStatus": "Successful",
-        "PackageType": "Zip",
-        "Environment": {"Variables": dict(config.environment)},
-    }
-
-
-def _json_body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(request.get_data() or b"{}")
-    except ValueError as exc:
-        raise LambdaApiError(400, "InvalidRequestContentException", f"bad JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise LambdaApiError(400, "InvalidRequestContentException", "expected a JSON object")
-    return body
-
-
-def _json_response(body: dict[str, Any], status: int = 200) -> Response:
-    headers = {"x-amzn-RequestId": _request_id()}
-    return Response(json.dumps(body), status, headers, content_type="application/json")
-
-
-def _error_response(error: LambdaApiError) -> Response:
-    """Lambda's error shape: the code in x-amzn-ErrorType, the message in the body."""
-    body = {"Type": "User", "message": error.message, **error.fields}
-    response = _json_response(body, error.status)
-    response.headers["x-amzn-ErrorType"] = error.code
-    if error.status == 429:
-        response.headers["Retry-After"] = "1"
-    return response
-
-
 def _throttled() -> LambdaApiError:
     return LambdaApiError(
         429,
@@ -1239,11 +770,6 @@ def _throttled() -> LambdaApiError:
         "Rate Exceeded.",
         Reason="ReservedFunctionConcurrentInvocationLimitExceeded",
     )
-
-
-# --------------------------------------------------------------------------------------
-# Small helpers
-# --------------------------------------------------------------------------------------
 
 
 def _function_name(reference: str) -> str:
