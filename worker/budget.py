@@ -24,7 +24,7 @@ class TimeBudget:
     adaptive: bool = True
     batch_size: int = 25
     max_batch: int = 1000
-    target_batch_ms: float = 5_000.0
+    target_batch_ms: float = 10_000.0
     """Long enough that per-batch S3 writes stay cheap, short enough to checkpoint often."""
     _task_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     _rate_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20))
@@ -60,8 +60,8 @@ class TimeBudget:
         return max(1, min(self.largest_batch(), fit))
 
     def largest_batch(self) -> int:
-        """The most tasks `next_batch_size` ever gives, in any container."""
-        return min(self.max_batch, self.batch_size * 8) if self.adaptive else self.batch_size
+        """The most tasks `next_batch_size` ever gives."""
+        return self.max_batch if self.adaptive else self.batch_size
 
     def record_batch(self, elapsed_ms: float, task_ms: list[float]) -> None:
         """Learn from a finished batch: its wall time per task and each task's latency."""

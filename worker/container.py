@@ -35,6 +35,8 @@ class Container:
     processor: Processor
     pool: ThreadPoolExecutor
     budget: TimeBudget
+    io: ThreadPoolExecutor
+    """Small S3 reads that overlap the leg's own S3 writes."""
     cache: ObjectCache = field(default_factory=object_cache)
     recursion_checked: bool = False
 
@@ -67,6 +69,7 @@ class Container:
             ),
             processor=load_processor(settings.processor),
             pool=ThreadPoolExecutor(settings.concurrency, thread_name_prefix="task"),
+            io=ThreadPoolExecutor(2, thread_name_prefix="io"),
             budget=TimeBudget(
                 margin_ms=settings.margin_ms,
                 adaptive=settings.adaptive_margin,
@@ -76,4 +79,5 @@ class Container:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.io.shutdown(wait=True)
         self.fetcher.close()

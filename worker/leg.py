@@ -106,6 +106,7 @@ class Leg:
         self.processed = 0
         self.batches = 0
         self.first_window_ms = 0.0
+        self.cancel_seen: bool | None = None
         self.cache_hit: bool | None = None
         self.task_ms = 0.0
         self._failed_in_leg = 0
@@ -127,7 +128,7 @@ class Leg:
                 cp = held.checkpoint
                 if cp.position >= cp.total:
                     return self.finish(held, DONE, Exit.DONE)
-                if self.store.cancel_requested(cp.run_id):
+                if self._cancel_requested(cp.run_id):
                     return self.finish(held, CANCELLED, Exit.CANCELLED, "cancel requested")
                 remaining = self.context.get_remaining_time_in_millis()
                 if cp.strikes < self.settings.max_task_attempts and not (
@@ -182,15 +183,13 @@ class Leg:
             + self.settings.lease_slack_ms,
             "heartbeat_ms": at,
         }
+        careful_until = cp.careful_until
         if cp.owner is not None:
-            # The previous owner's lease ran out: it was killed while holding the run.
+            # The previous owner's lease ran out: it was killed while holding the run,
+            # working the batch it planned: go one task at a time over all of it.
             changes["strikes"] = cp.strikes + 1
-            # It died in a batch as large as any (the last finished one may have been a
-            # careful single task): go one task at a time over all of it.
-            changes["careful_until"] = max(
-                cp.careful_until,
-                cp.position + max(1, cp.last_batch_size, self.budget.largest_batch()),
-            )
+            careful_until = max(careful_until, cp.batch_end, cp.position + 1)
+            changes["careful_until"] = careful_until
             log.warning(
                 "run %s: leg %s died at position %s (strike %s)",
                 cp.run_id,
@@ -200,7 +199,15 @@ class Leg:
             )
         if cp.started_ms == 0:
             changes["started_ms"] = at
+        changes["batch_end"] = self._plan(cp.position, cp.total, careful_until)
         return self.store.swap(current, cp.evolve(**changes))
+
+    def _plan(self, position: int, total: int, careful_until: int) -> int:
+        """Where the next batch ends; written with the CAS before the batch starts."""
+        if position < careful_until:
+            return min(total, position + 1)
+        size = self.budget.next_batch_size(self.context.get_remaining_time_in_millis())
+        return min(total, position + size)
 
     def check_recursion_once(self) -> None:
         if self.c.recursion_checked or not self.settings.check_recursion:
@@ -247,8 +254,9 @@ class Leg:
     def work_batch(self, held: Versioned, tasks: TaskList, remaining_ms: int) -> Versioned | None:
         """Work one batch; None when not even one task fitted in the time left."""
         cp = held.checkpoint
-        size = 1 if cp.position < cp.careful_until else self.budget.next_batch_size(remaining_ms)
-        end = min(cp.total, cp.position + size)
+        end = cp.batch_end
+        if end <= cp.position:
+            end = self._plan(cp.position, cp.total, cp.careful_until)
         window_ms = self.budget.work_deadline_ms(remaining_ms)
         if self.batches == 0:
             self.first_window_ms = window_ms
@@ -263,9 +271,11 @@ class Leg:
         if not rows:
             return None
         end = cp.position + len(rows)
-        self.store.put_results(cp.run_id, cp.position, end - 1, rows)
-        held = self.store.swap(held, self._advanced(cp, end, rows, elapsed_ms, size))
         self.budget.record_batch(elapsed_ms, [o.elapsed_ms for o in outcomes[: len(rows)]])
+        cancel = self.c.io.submit(self.store.cancel_requested, cp.run_id)
+        self.store.put_results(cp.run_id, cp.position, end - 1, rows)
+        self.cancel_seen = cancel.result()
+        held = self.store.swap(held, self._advanced(cp, end, rows, elapsed_ms))
         self.batches += 1
         self.processed += len(rows)
         self.task_ms += elapsed_ms
@@ -328,7 +338,7 @@ class Leg:
         row["error"] = f"task killed its leg {cp.strikes} times; skipped"
         log.error("run %s: %s at position %s", cp.run_id, row["error"], cp.position)
         self.store.put_results(cp.run_id, cp.position, cp.position, [row])
-        return self.store.swap(held, self._advanced(cp, cp.position + 1, [row], 0.0, 1))
+        return self.store.swap(held, self._advanced(cp, cp.position + 1, [row], 0.0))
 
     def hand_off(self, held: Versioned) -> LegResult:
         cp = held.checkpoint
@@ -444,7 +454,6 @@ class Leg:
         end: int,
         rows: list[dict[str, Any]],
         elapsed_ms: float,
-        size: int | None = None,
     ) -> Checkpoint:
         failed = [r for r in rows if r.get("error")]
         self._failed_in_leg += len(failed)
@@ -464,11 +473,17 @@ class Leg:
             failed=cp.failed + len(failed),
             strikes=0,
             heartbeat_ms=now_ms(),
-            last_batch_size=size or cp.last_batch_size,
+            batch_end=self._plan(end, cp.total, cp.careful_until),
             task_ms_total=cp.task_ms_total + int(elapsed_ms),
             failure_kinds=kinds,
             failure_samples=samples,
         )
+
+    def _cancel_requested(self, run_id: str) -> bool:
+        """The marker, read alongside the last batch's results PUT, or now at leg start."""
+        if self.cancel_seen is None:
+            return self.store.cancel_requested(run_id)
+        return self.cancel_seen
 
     def _elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)

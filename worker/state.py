@@ -70,7 +70,8 @@ class Checkpoint:
     """Owners that died at this position; past a threshold the task is skipped."""
     careful_until: int = 0
     """Below this position batches run one task at a time, to find a killer task."""
-    last_batch_size: int = 0
+    batch_end: int = 0
+    """End (exclusive) of the batch the owner works next: a dead owner's suspect range."""
     sweeps: int = 0
     failure_kinds: dict[str, int] = field(default_factory=dict)
     failure_samples: list[dict[str, Any]] = field(default_factory=list)

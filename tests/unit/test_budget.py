@@ -37,7 +37,7 @@ def test_budget_first_batch_uses_the_configured_size() -> None:
 def test_budget_batch_size_grows_for_fast_tasks_up_to_the_target_time() -> None:
     budget = TimeBudget(margin_ms=1_000, batch_size=25, target_batch_ms=5_000)
     budget.record_batch(250, [10.0] * 25)  # 10 ms of wall time a task
-    assert budget.next_batch_size(600_000) == 200  # capped at 8x the configured size
+    assert budget.next_batch_size(600_000) == 500  # the 5 s target / 10 ms
     budget = TimeBudget(margin_ms=1_000, batch_size=25, target_batch_ms=5_000)
     budget.record_batch(2_500, [100.0] * 25)  # 100 ms a task
     assert budget.next_batch_size(600_000) == 50  # the 5 s target / 100 ms
@@ -48,6 +48,12 @@ def test_budget_batch_size_shrinks_to_the_time_left() -> None:
     budget.record_batch(2_500, [100.0] * 25)
     assert budget.next_batch_size(3_000) == 19  # (2 s of work time - 100 ms) / 100 ms
     assert budget.next_batch_size(1_050) == 1  # never zero: the deadline cuts the rest
+
+
+def test_budget_batch_size_never_exceeds_the_cap() -> None:
+    budget = TimeBudget(margin_ms=1_000, max_batch=1000, target_batch_ms=10_000)
+    budget.record_batch(10, [1.0] * 10)
+    assert budget.next_batch_size(600_000) == 1000
 
 
 def test_budget_without_adaptation_keeps_the_configured_size() -> None:

@@ -18,7 +18,9 @@ def _kill_mid_leg(h: Harness, payload: dict[str, Any], write_orphan: bool) -> No
     """Leave the state a SIGKILLed leg leaves: claimed, maybe one batch written, no CAS."""
     held = h.store.load_checkpoint(payload["run_id"])
     cp = held.checkpoint
-    h.store.swap(held, cp.evolve(owner="dead/1", lease_until_ms=now_ms() - 1, last_batch_size=5))
+    h.store.swap(
+        held, cp.evolve(owner="dead/1", lease_until_ms=now_ms() - 1, batch_end=cp.position + 5)
+    )
     if write_orphan:
         end = min(len(URLS), cp.position + 5)
         rows = [{"index": i, "url": URLS[i], "error": None} for i in range(cp.position, end)]
@@ -103,3 +105,21 @@ def test_leg_that_raises_releases_the_run_for_lambdas_retry(s3: Any, bucket: str
     answers = h.drive(payload)
     assert answers[-1]["results"][0]["exit"] == "done"
     assert sorted(h.result_indices(payload["run_id"])) == list(range(12))
+
+
+def test_careful_range_is_exactly_the_batch_the_dead_owner_planned(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=60_000)
+    etag = put_tasks(s3, bucket, "tasks/list.json", [f"https://e.example/{i}" for i in range(30)])
+    h.timeout_ms = 1_600
+    h.invoke(h.upload_event("tasks/list.json", etag))
+    payload = h.invoker.pop()
+    held = h.store.load_checkpoint(payload["run_id"])
+    assert held.checkpoint.batch_end > held.checkpoint.position  # planned before any batch
+    cp = held.checkpoint
+    h.store.swap(
+        held, cp.evolve(owner="dead/1", lease_until_ms=now_ms() - 1, batch_end=cp.position + 3)
+    )
+    h.timeout_ms = 60_000
+    h.drive(payload)
+    keys = [(s, e) for s, e, _ in h.store.result_keys(payload["run_id"]) if s >= cp.position]
+    assert keys[:4] == [(10, 10), (11, 11), (12, 12), (13, 17)]
