@@ -462,3 +462,15 @@ def test_lambda_runtime_faults_replay_with_the_same_seed() -> None:
 
     assert from_the_start == set_later
     assert 0 < sum(from_the_start) < 12
+
+
+def test_lambda_runtime_report_counts_the_containers_own_memory(tmp_path: Path) -> None:
+    ballast = b"x" * (400 * 2**20)  # the parent's peak RSS, which a child would inherit
+    log_file = tmp_path / "containers.log"
+    with LambdaRuntime(log_file=log_file) as runtime:
+        runtime.register(function("sleepy", "sleepy", memory_mb=1024))
+        runtime.invoke("sleepy", {"sleep_s": 0})
+    del ballast
+    report = next(line for line in log_file.read_text().splitlines() if "REPORT" in line)
+    used_mb = int(report.split("Max Memory Used: ")[1].split()[0])
+    assert 0 < used_mb < 300

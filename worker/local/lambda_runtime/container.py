@@ -159,7 +159,7 @@ def _run_invocation(
     if reply["type"] == "error":
         _log_error(out, reply["error"])
     duration_ms = (time.perf_counter() - started) * 1000
-    max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    max_rss_mb = _peak_rss_mb()
     report = (
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
         f"Billed Duration: {int(duration_ms) + 1} ms\t"
@@ -195,3 +195,16 @@ def _log_error(out: TextIO, error: dict[str, Any]) -> None:
 def json_line(message: dict[str, Any]) -> bytes:
     """One message on a pipe between the parent and a container."""
     return json.dumps(message).encode() + b"\n"
+
+
+def _peak_rss_mb() -> int:
+    """This process's own peak RSS (VmHWM): `ru_maxrss` would include the parent's,
+    since a child inherits it across fork and exec."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
