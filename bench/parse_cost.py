@@ -23,13 +23,13 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import lxml.html
 from bs4 import BeautifulSoup
 from selectolax.lexbor import LexborHTMLParser
 
-from worker.extract import MAX_LINKS, extract
+from worker.extract import absolute_links, extract
 from worker.local.site import Site, SiteConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "parse_cost.json"
@@ -38,20 +38,8 @@ Extractor = Callable[[bytes, str], dict[str, Any]]
 
 
 def _links(base: str, hrefs: Iterable[str | None]) -> list[str]:
-    """The rule of `worker.extract`: absolute, fragment-free, http(s), distinct, capped."""
-    links: list[str] = []
-    seen: set[str] = set()
-    for raw in hrefs:
-        href = (raw or "").strip()
-        if not href:
-            continue
-        absolute = urldefrag(urljoin(base, href))[0]
-        if urlsplit(absolute).scheme in ("http", "https") and absolute not in seen:
-            seen.add(absolute)
-            links.append(absolute)
-            if len(links) >= MAX_LINKS:
-                break
-    return links
+    """The rule of `worker.extract`, shared so every parser is held to the same output."""
+    return absolute_links(base, hrefs)
 
 
 def extract_lxml(body: bytes, url: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -22,18 +23,7 @@ def extract(body: bytes, base_url: str) -> dict[str, Any]:
     description = tree.css_first('meta[name="description" i]')
     canonical = tree.css_first('link[rel="canonical" i]')
     h1 = tree.css_first("h1")
-    links: list[str] = []
-    seen: set[str] = set()
-    for anchor in tree.css("a[href]"):
-        href = (anchor.attributes.get("href") or "").strip()
-        if not href:
-            continue
-        absolute = urldefrag(urljoin(base, href))[0]
-        if urlsplit(absolute).scheme in ("http", "https") and absolute not in seen:
-            seen.add(absolute)
-            links.append(absolute)
-            if len(links) >= MAX_LINKS:
-                break
+    links = absolute_links(base, (a.attributes.get("href") for a in tree.css("a[href]")))
     body_node = tree.body
     text = body_node.text(separator=" ", strip=True) if body_node is not None else ""
     canonical_href = canonical.attributes.get("href") if canonical is not None else None
@@ -46,6 +36,23 @@ def extract(body: bytes, base_url: str) -> dict[str, Any]:
         "links_count": len(links),
         "text_length": len(text),
     }
+
+
+def absolute_links(base: str, hrefs: Iterable[str | None]) -> list[str]:
+    """Absolute, fragment-free, http(s) only, distinct, in document order, capped."""
+    links: list[str] = []
+    seen: set[str] = set()
+    for raw in hrefs:
+        href = (raw or "").strip()
+        if not href:
+            continue
+        absolute = urldefrag(urljoin(base, href))[0]
+        if urlsplit(absolute).scheme in ("http", "https") and absolute not in seen:
+            seen.add(absolute)
+            links.append(absolute)
+            if len(links) >= MAX_LINKS:
+                break
+    return links
 
 
 def _clip(value: str | None) -> str | None:

@@ -212,6 +212,19 @@ def _safe(tag: str) -> str:
 # --------------------------------------------------------------------------------------
 
 
+FAULT_RATES = (
+    "s3_error_rate",
+    "s3_after_write_rate",
+    "throttle_rate",
+    "drop_rate",
+    "duplicate_rate",
+    "crash_rate",
+    "hang_rate",
+    "defer_rate",
+)
+"""ChaosConfig's fault rates, each in [0, 1]."""
+
+
 @dataclass(frozen=True)
 class ChaosConfig:
     """Rates are per opportunity: per S3 request, per invoke, per task attempt."""
@@ -252,16 +265,7 @@ class ChaosConfig:
     def quiet(cls, **overrides: Any) -> ChaosConfig:
         """No random faults at all: for scenarios that plant their own."""
         rates = dict.fromkeys(
-            (
-                "s3_error_rate",
-                "s3_after_write_rate",
-                "throttle_rate",
-                "drop_rate",
-                "duplicate_rate",
-                "crash_rate",
-                "hang_rate",
-                "defer_rate",
-            ),
+            FAULT_RATES,
             0.0,
         )
         return cls(**{**rates, "killers": 0, "once": 0, **overrides})
@@ -769,23 +773,7 @@ def run_chaos(config: ChaosConfig, directory: Path) -> ChaosReport:
     return ChaosReport(checks, faults, config.enabled_kinds(), time.monotonic() - started)
 
 
-_CLI = (
-    "seed",
-    "runs",
-    "tasks",
-    "parallel",
-    "killers",
-    "once",
-    "s3_error_rate",
-    "s3_after_write_rate",
-    "throttle_rate",
-    "drop_rate",
-    "duplicate_rate",
-    "crash_rate",
-    "hang_rate",
-    "defer_rate",
-    "timeout_s",
-)
+_CLI = ("seed", "runs", "tasks", "parallel", "killers", "once", *FAULT_RATES, "timeout_s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -203,21 +203,18 @@ class EmbeddedStack(Service):
 
     def s3_client(self, config: Config | None = None) -> S3Client:
         """A real boto3 S3 client on the stack, with fake credentials; close() it when done."""
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3_endpoint_url,
-            region_name=REGION,
-            config=config,
-            aws_access_key_id=FAKE_CREDENTIAL,
-            aws_secret_access_key=FAKE_CREDENTIAL,
-            aws_session_token=FAKE_CREDENTIAL,
-        )
+        client: S3Client = self._client("s3", self.s3_endpoint_url, config)
+        return client
 
     def lambda_client(self, config: Config | None = None) -> LambdaClient:
         """A real boto3 Lambda client on the stack's runtime; close() it when done."""
+        client: LambdaClient = self._client("lambda", self.lambda_endpoint_url, config)
+        return client
+
+    def _client(self, service: str, endpoint_url: str, config: Config | None) -> Any:
         return boto3.client(
-            "lambda",
-            endpoint_url=self.lambda_endpoint_url,
+            service,  # type: ignore[call-overload]
+            endpoint_url=endpoint_url,
             region_name=REGION,
             config=config,
             aws_access_key_id=FAKE_CREDENTIAL,
