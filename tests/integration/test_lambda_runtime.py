@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -474,3 +476,60 @@ def test_lambda_runtime_report_counts_the_containers_own_memory(tmp_path: Path) 
     report = next(line for line in log_file.read_text().splitlines() if "REPORT" in line)
     used_mb = int(report.split("Max Memory Used: ")[1].split()[0])
     assert 0 < used_mb < 300
+
+
+def aws_cli(runtime: LambdaRuntime, *args: str) -> subprocess.CompletedProcess[str]:
+    """The standard AWS CLI (awscli from PyPI), pointed at the runtime like at any endpoint."""
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    command = [
+        str(Path(sys.executable).parent / "aws"),
+        "--endpoint-url",
+        runtime.endpoint_url,
+        *args,
+    ]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_lambda_runtime_aws_cli_invokes_a_function(runtime: LambdaRuntime, tmp_path: Path) -> None:
+    runtime.register(function("echo", "echo"))
+    out = tmp_path / "out.json"
+    done = aws_cli(
+        runtime,
+        "lambda",
+        "invoke",
+        "--function-name",
+        "echo",
+        "--payload",
+        '{"hello": "cli"}',
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["StatusCode"] == 200
+    assert json.loads(out.read_text())["event"] == {"hello": "cli"}
+
+
+def test_lambda_runtime_aws_cli_event_invoke_is_accepted_and_run(
+    runtime: LambdaRuntime, tmp_path: Path
+) -> None:
+    runtime.register(function("echo", "echo"))
+    done = aws_cli(
+        runtime,
+        "lambda",
+        "invoke",
+        "--function-name",
+        "echo",
+        "--invocation-type",
+        "Event",
+        "--payload",
+        '{"hello": "async"}',
+        str(tmp_path / "out.json"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["StatusCode"] == 202
+    assert runtime.wait_idle(15)
+    assert runtime.stats("echo").succeeded == 1
