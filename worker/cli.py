@@ -2,6 +2,11 @@
 
 Works against AWS, LocalStack or the embedded local stack: boto3 picks the
 endpoint from `--endpoint-url` or the usual AWS_ENDPOINT_URL* variables.
+
+Exit codes, one rule for every command that follows a run (`worker.progress.EXIT_CODES`):
+0 the run is done and no task failed; 3 done with failed tasks; 4 the run
+failed; 5 cancelled; 6 superseded; 7 gave up waiting; 2 a usage error or a
+request the function refused (its own message is printed); 1 an AWS error.
 """
 
 from __future__ import annotations
@@ -12,19 +17,29 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from hashlib import md5
 from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.container import BOTO_CONFIG
-from worker.events import derive_run_id, quote_etag
-from worker.exceptions import BatonError
-from worker.progress import progress_line, view
+from worker.events import quote_etag
+from worker.exceptions import BatonError, RunNotFoundError, TaskListError
+from worker.progress import EXIT_OK, exit_code, progress_line, summary_lines, view
 from worker.state import TERMINAL, RunStore
+from worker.tasks import parse_task_list
 
 DEFAULT_FUNCTION = "baton-worker"
+EXIT_AWS = 1
+EXIT_USAGE = 2
+SYNC_CONFIG = Config(
+    connect_timeout=5, read_timeout=900, retries={"total_max_attempts": 1, "mode": "standard"}
+)
+"""A synchronous start is answered in seconds (a huge list is indexed first); never retried,
+since a retried start whose first answer was lost would be refused as live."""
 
 
 class CliError(Exception):
@@ -38,12 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.run(args)
     except (CliError, BatonError) as exc:
         print(f"baton: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except (ClientError, BotoCoreError) as exc:
         print(f"baton: AWS error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_AWS
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`baton results RUN | head`): that is not an error. Point
+        # stdout at /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     return result
 
 
@@ -72,26 +93,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="upload a task list; the upload starts a run")
     p.add_argument("file", type=Path)
     p.add_argument("--key", help="object key (default: tasks/<file name>)")
-    p.add_argument("--watch", action="store_true", help="follow the run until it ends")
+    _watch_options(p)
     p.add_argument("--wait-s", type=float, default=60, help="how long to wait for the run")
     p.set_defaults(run=cmd_submit)
 
     p = sub.add_parser("start", help="start a run on an uploaded task list, at a position")
     p.add_argument("key", help="key of the task list in the bucket")
-    p.add_argument("--position", type=int, default=0)
-    p.add_argument("--watch", action="store_true")
+    p.add_argument("--position", type=_position, default=0)
+    _watch_options(p)
     p.set_defaults(run=cmd_start)
 
     p = sub.add_parser("resume", help="resume a stopped run from its checkpoint or earlier")
     p.add_argument("run_id")
-    p.add_argument("--position", type=int, help="default: the run's checkpoint")
-    p.add_argument("--watch", action="store_true")
+    p.add_argument("--position", type=_position, help="default: the run's checkpoint")
+    _watch_options(p)
     p.set_defaults(run=cmd_resume)
 
     p = sub.add_parser("status", help="state, legs, position, rate and ETA of a run")
     p.add_argument("run_id")
-    p.add_argument("--watch", action="store_true", help="a live progress bar until the end")
-    p.add_argument("--json", action="store_true")
+    _watch_options(p)
+    p.add_argument(
+        "--wait-s", type=float, default=60, help="with --watch: how long a run may take to start"
+    )
     p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(run=cmd_status)
 
@@ -135,12 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _watch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--watch", action="store_true", help="follow the run until it ends")
+    p.add_argument("--json", action="store_true", help="JSON instead of lines for people")
+
+
 # commands
 def cmd_submit(args: argparse.Namespace) -> int:
     s3 = _s3(args)
     bucket = _bucket(args)
-    if not args.file.is_file():
-        raise CliError(f"{args.file} is not a file")
+    body = _checked_list(args.file)
     key = args.key or f"tasks/{args.file.name}"
     if not key.startswith("tasks/") or not key.endswith((".json", ".jsonl")):
         print(
@@ -148,28 +175,38 @@ def cmd_submit(args: argparse.Namespace) -> int:
             "tasks/*.jsonl); no run will start",
             file=sys.stderr,
         )
-    etag = quote_etag(s3.put_object(Bucket=bucket, Key=key, Body=args.file.read_bytes())["ETag"])
-    print(f"uploaded s3://{bucket}/{key} ({etag})")
     store = RunStore(s3, bucket, args.prefix)
+    digest = md5(body).hexdigest()
+    before = set(store.runs_for_source(key, f'"{digest}"'))
+    etag = quote_etag(s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"])
+    print(f"uploaded s3://{bucket}/{key} ({etag})")
+    if etag != f'"{digest}"':
+        before = set()
     deadline = time.monotonic() + args.wait_s
-    while not (runs := store.runs_for_source(key, etag)):
+    while not (new := sorted(set(store.runs_for_source(key, etag)) - before)):
         if time.monotonic() > deadline:
-            raise CliError(f"no run started within {args.wait_s:.0f}s: is the S3 trigger set up?")
+            raise CliError(
+                f"no run started within {args.wait_s:.0f}s of the upload: is the bucket's "
+                "S3 notification to the function set up (see the README, Deploying)?"
+            )
         time.sleep(0.5)
-    print(f"run {runs[-1]}")
-    return _watch(store, runs[-1], sys.stdout) if args.watch else 0
+    run_id = new[-1]
+    print(f"run {run_id}")
+    if args.watch:
+        return _watch(store, run_id, sys.stdout, args.json)
+    return EXIT_OK
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     s3, bucket = _s3(args), _bucket(args)
     try:
-        etag = quote_etag(s3.head_object(Bucket=bucket, Key=args.key)["ETag"])
+        s3.head_object(Bucket=bucket, Key=args.key)
     except ClientError as exc:
         raise CliError(f"s3://{bucket}/{args.key} cannot be read: {exc}") from exc
-    _invoke(args, {"bucket": bucket, "key": args.key, "position": args.position})
-    run_id = derive_run_id(bucket, args.key, etag)
-    print(f"run {run_id} starting at position {args.position}")
-    return _watch(RunStore(s3, bucket, args.prefix), run_id, sys.stdout) if args.watch else 0
+    answer = _call(args, {"bucket": bucket, "key": args.key, "position": args.position})
+    _say_started(answer)
+    store = RunStore(s3, bucket, args.prefix)
+    return _watch(store, answer["run_id"], sys.stdout, args.json) if args.watch else EXIT_OK
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -177,21 +214,23 @@ def cmd_resume(args: argparse.Namespace) -> int:
     record = store.load_run(args.run_id)
     checkpoint = store.load_checkpoint(args.run_id).checkpoint
     position = checkpoint.position if args.position is None else args.position
-    _invoke(
+    answer = _call(
         args,
         {"bucket": record.bucket, "key": record.key, "position": position, "run_id": args.run_id},
     )
-    print(f"run {args.run_id} resuming at position {position}")
-    return _watch(store, args.run_id, sys.stdout) if args.watch else 0
+    _say_started(answer)
+    return _watch(store, args.run_id, sys.stdout, args.json) if args.watch else EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     store = RunStore(_s3(args), _bucket(args), args.prefix)
     if args.watch:
-        return _watch(store, args.run_id, sys.stdout, args.interval)
+        return _watch(
+            store, args.run_id, sys.stdout, args.json, interval=args.interval, wait_s=args.wait_s
+        )
     v = view(store.load_run(args.run_id), store.load_checkpoint(args.run_id).checkpoint)
     print(json.dumps(v.as_dict(), indent=2) if args.json else progress_line(v))
-    return 0
+    return EXIT_OK
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -201,7 +240,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     if not args.presign:
         for _, _, key in store.result_keys(args.run_id):
             sys.stdout.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode())
-        return 0
+        sys.stdout.flush()
+        return EXIT_OK
     manifest = f"{store.run_prefix(args.run_id)}results.jsonl"
     body = b"".join(
         s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -212,7 +252,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         "get_object", Params={"Bucket": bucket, "Key": manifest}, ExpiresIn=args.expires
     )
     print(url)
-    return 0
+    return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -222,7 +262,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         raise CliError(f"run {args.run_id} already ended: {checkpoint.status}")
     store.request_cancel(args.run_id)
     print(f"run {args.run_id}: cancel requested; it stops at its next batch")
-    return 0
+    return EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -236,21 +276,27 @@ def cmd_runs(args: argparse.Namespace) -> int:
     views.sort(key=lambda v: v.record.created_ms, reverse=True)
     for v in views:
         print(json.dumps(v.as_dict()) if args.json else progress_line(v))
-    return 0
+    return EXIT_OK
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    _invoke(args, {"action": "sweep"})
-    print("sweep tick sent")
-    return 0
+    answer = _call(args, {"action": "sweep"})
+    print(
+        f"sweep: {answer['checked']} active runs checked, resumed {answer['resumed'] or 'none'}, "
+        f"tidied {len(answer['tidied'])}"
+    )
+    for error in answer["errors"]:
+        print(f"baton: warning: {error}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_local(args: argparse.Namespace) -> int:
     from worker.local.demo import run_local
 
-    if not args.file.is_file():
-        raise CliError(f"{args.file} is not a file")
-    return run_local(args.file, timeout_s=args.timeout_s, allow_loopback=args.allow_loopback)
+    body = _checked_list(args.file)
+    return run_local(
+        args.file.name, body, timeout_s=args.timeout_s, allow_loopback=args.allow_loopback
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -262,40 +308,117 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # helpers
-def _watch(store: RunStore, run_id: str, out: TextIO, interval: float = 1.0) -> int:
-    """Redraw the progress line until the run ends; exit 0 only if it is done."""
+def _checked_list(path: Path) -> bytes:
+    """The file's bytes, once it reads as a task list; its bad entries are only warned of."""
+    if not path.is_file():
+        raise CliError(f"{path} is not a file")
+    body = path.read_bytes()
+    try:
+        tasks = parse_task_list(body)
+    except TaskListError as exc:
+        raise CliError(f"{path}: {exc}") from exc
+    bad = [task for task in tasks if task.error is not None]
+    if bad:
+        shown = "; ".join(f"task {t.index}: {t.error}" for t in bad[:3])
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        print(
+            f"baton: warning: {len(bad)} of {len(tasks)} entries are not valid tasks and will "
+            f"be reported as failed: {shown}{more}",
+            file=sys.stderr,
+        )
+    return body
+
+
+def _watch(
+    store: RunStore,
+    run_id: str,
+    out: TextIO,
+    as_json: bool = False,
+    *,
+    interval: float = 1.0,
+    wait_s: float = 60.0,
+) -> int:
+    """Follow the run to its end; the exit code follows `exit_code`.
+
+    On a terminal the bar is redrawn in place; piped, a line is written only when
+    the run moves (position, leg or state), so a log of it stays readable.
+    """
+    store.load_run(run_id)  # a run that does not exist fails here, like `status`
+    tty = out.isatty()
+    started = time.monotonic()
+    last = None
     while True:
         try:
             v = view(store.load_run(run_id), store.load_checkpoint(run_id).checkpoint)
-        except BatonError:
+        except RunNotFoundError:
+            if time.monotonic() - started > wait_s:
+                raise CliError(f"run {run_id} has not started within {wait_s:.0f}s") from None
             time.sleep(interval)
             continue
-        out.write("\r" + progress_line(v) + "\x1b[K" if out.isatty() else progress_line(v) + "\n")
+        cp = v.checkpoint
+        line = progress_line(v)
+        if tty:
+            out.write("\r" + line + "\x1b[K")
+        elif (cp.position, cp.leg, v.state) != last:
+            out.write(line + "\n")
+        last = (cp.position, cp.leg, v.state)
         out.flush()
-        if v.checkpoint.status in TERMINAL:
-            if out.isatty():
+        if cp.status in TERMINAL:
+            if tty:
                 out.write("\n")
             summary = store.load_summary(run_id)
             if summary is not None:
-                out.write(json.dumps(summary, indent=2) + "\n")
-            return 0 if v.checkpoint.status == "done" else 1
+                text = (
+                    json.dumps(summary, indent=2) if as_json else "\n".join(summary_lines(summary))
+                )
+                out.write(text + "\n")
+            return exit_code(cp.status, cp.failed)
         time.sleep(interval)
+
+
+def _say_started(answer: dict[str, Any]) -> None:
+    verb = {"started": "starting", "resumed": "resuming"}.get(answer["outcome"], answer["outcome"])
+    print(f"run {answer['run_id']} {verb} at position {answer['position']} of {answer['total']}")
+    if answer.get("note"):
+        print(f"note: {answer['note']}")
 
 
 def _s3(args: argparse.Namespace) -> Any:
     return boto3.client("s3", endpoint_url=args.endpoint_url, config=BOTO_CONFIG)
 
 
-def _invoke(args: argparse.Namespace, payload: dict[str, Any]) -> None:
-    client = boto3.client("lambda", endpoint_url=args.endpoint_url, config=BOTO_CONFIG)
+def _call(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
+    """Invoke the function synchronously and return its answer, or raise its refusal."""
+    client = boto3.client("lambda", endpoint_url=args.endpoint_url, config=SYNC_CONFIG)
     response = client.invoke(
-        FunctionName=args.function, InvocationType="Event", Payload=json.dumps(payload).encode()
+        FunctionName=args.function,
+        InvocationType="RequestResponse",
+        Payload=json.dumps(payload).encode(),
     )
-    if response.get("StatusCode") != 202:
-        raise CliError(f"invoke {args.function} answered {response.get('StatusCode')}")
+    raw = response["Payload"].read()
+    answer = json.loads(raw) if raw else None
+    if response.get("FunctionError"):
+        detail = answer if not isinstance(answer, dict) else answer.get("errorMessage", answer)
+        raise CliError(f"the function {args.function} failed: {detail}")
+    if not isinstance(answer, dict) or "ok" not in answer:
+        raise CliError(f"the function {args.function} answered {raw[:200]!r}: is it baton?")
+    if not answer["ok"]:
+        raise CliError(f"the function refused: {answer['error']}")
+    result: dict[str, Any] = answer["results"][0]
+    return result
 
 
 def _bucket(args: argparse.Namespace) -> str:
     if not args.bucket:
         raise CliError("no bucket: pass --bucket or set BATON_BUCKET")
     return str(args.bucket)
+
+
+def _position(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: positions start at 0")
+    return value

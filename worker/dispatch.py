@@ -45,6 +45,7 @@ def _act(container: Container, item: Any, context: LambdaContext) -> dict[str, A
             "errors": swept.errors,
         }
     if isinstance(item, StartRequest):
-        return {"action": "start", **start_run(container, item, context).as_dict()}
+        started = start_run(container, item, context)
+        return {"action": started.outcome, **started.as_dict()}
     assert isinstance(item, LegEvent)
     return {"action": "leg", **Leg(container, item, context).run().as_dict()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -78,7 +79,13 @@ def parse_event(event: Any, tasks_prefix: str, results_prefix: str) -> list[Even
     if "v" in event or "leg" in event:
         return [parse_leg_event(event)]
     if "bucket" in event or "key" in event or "position" in event:
-        return [parse_manual_event(event)]
+        request = parse_manual_event(event)
+        if request.key.startswith(results_prefix):
+            raise BadEventError(
+                f"{request.key} is under the results prefix {results_prefix}: "
+                "baton never reads its own output as a task list"
+            )
+        return [request]
     raise BadEventError(
         "unrecognised event: expected an S3 ObjectCreated notification, a manual start "
         '{"bucket", "key", "position"}, a leg payload {"v": 1, ...} or {"action": "sweep"}; '
@@ -158,8 +165,9 @@ def parse_s3_event(event: dict[str, Any], tasks_prefix: str, results_prefix: str
 
 def derive_run_id(bucket: str, key: str, etag: str, nonce: str = "") -> str:
     """Same object version and upload give the same run, so duplicates collapse."""
-    stem = key.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
-    stem = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")[:40] or "run"
+    stem = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode().lower()
+    stem = re.sub(r"[^a-z0-9]+", "-", ascii_stem).strip("-")[:40] or "run"
     digest = hashlib.sha256(f"{bucket}\n{key}\n{etag}\n{nonce}".encode()).hexdigest()[:12]
     return f"{stem}-{digest}"
 

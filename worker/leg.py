@@ -16,11 +16,14 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from worker.container import Container
 from worker.events import LegEvent
-from worker.exceptions import ConflictError, InputChangedError, TaskListError
+from worker.exceptions import ConflictError, InputChangedError, TaskListError, TransientError
 from worker.handoff import HandoffError, recursion_allowed
 from worker.processor import Outcome, TaskContext, run_tasks
+from worker.s3errors import is_transient
 from worker.state import (
     CANCELLED,
     DONE,
@@ -33,14 +36,12 @@ from worker.state import (
     Versioned,
     now_ms,
 )
+from worker.summary import summarize, tally_failures
 from worker.tasklist import TaskList, load_task_list
 from worker.tasks import Task
 from worker.telemetry import emit_metrics
 
 log = logging.getLogger(__name__)
-
-MAX_FAILURE_SAMPLES = 20
-MAX_FAILURE_KINDS = 50
 
 
 class LambdaContext(Protocol):
@@ -62,6 +63,9 @@ class Exit(StrEnum):
     LOST_CAS = "lost_cas"
     ALREADY_FINISHED = "already_finished"
 
+
+MAX_CRASHES = 5
+"""Unexpected errors in a row at one position before the run fails (see `Leg.release`)."""
 
 QUIET_EXITS = frozenset({Exit.DUPLICATE, Exit.STALE, Exit.LOST_CAS, Exit.ALREADY_FINISHED})
 
@@ -110,6 +114,7 @@ class Leg:
         self.cache_hit: bool | None = None
         self.task_ms = 0.0
         self._failed_in_leg = 0
+        self.record: RunRecord | None = None
 
     def run(self, current: Versioned | None = None) -> LegResult:
         result = self._run(current)
@@ -150,8 +155,8 @@ class Leg:
         except ConflictError as exc:
             log.info("leg %s of %s lost the checkpoint: %s", self.event.leg, self.event.run_id, exc)
             return self._result(first.checkpoint, Exit.LOST_CAS, str(exc))
-        except Exception:
-            self.release()
+        except Exception as exc:
+            self.release(exc)
             raise
 
     # steps
@@ -391,17 +396,34 @@ class Leg:
             leg_ms_total=cp.leg_ms_total + self._elapsed_ms(),
         )
         self.store.swap(held, final)
-        self.store.put_summary(cp.run_id, summarize(final, self.record, self.store))
+        record = self.record or self.store.load_run(cp.run_id)
+        self.store.put_summary(cp.run_id, summarize(final, record, self.store))
         self.store.mark_inactive(cp.run_id)
         log.info("run %s finished %s after %s legs: %s", cp.run_id, status, cp.leg + 1, reason)
         return self._result(final, exit, reason)
 
-    def release(self) -> None:
-        """After an unexpected error, give the run back so Lambda's retry can claim it."""
+    def release(self, exc: Exception) -> None:
+        """After an unexpected error, give the run back so Lambda's retry can claim it.
+
+        An error that is not transient counts as a crash; a run that crashes
+        `MAX_CRASHES` legs in a row at one position fails with that error, so no
+        input or bug can leave it `running` while every sweep re-crashes it.
+        """
         try:
             current = self.store.load_checkpoint(self.event.run_id)
-            if current.checkpoint.owner == self.owner:
-                self.store.swap(current, current.checkpoint.evolve(owner=None, lease_until_ms=0))
+            cp = current.checkpoint
+            if cp.owner != self.owner:
+                return
+            crashes = cp.crashes if _is_transient(exc) else cp.crashes + 1
+            released = cp.evolve(owner=None, lease_until_ms=0, crashes=crashes)
+            if crashes < MAX_CRASHES:
+                self.store.swap(current, released)
+                return
+            reason = (
+                f"legs crashed {crashes} times in a row at position {cp.position}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            self.finish(Versioned(released, current.etag), FAILED, Exit.FAILED, reason)
         except Exception:
             log.exception("run %s: could not release leg %s", self.event.run_id, self.event.leg)
 
@@ -455,23 +477,16 @@ class Leg:
         rows: list[dict[str, Any]],
         elapsed_ms: float,
     ) -> Checkpoint:
-        failed = [r for r in rows if r.get("error")]
-        self._failed_in_leg += len(failed)
         kinds = dict(cp.failure_kinds)
         samples = list(cp.failure_samples)
-        for row in failed:
-            kind = failure_kind(str(row["error"]))
-            if kind in kinds or len(kinds) < MAX_FAILURE_KINDS:
-                kinds[kind] = kinds.get(kind, 0) + 1
-            if len(samples) < MAX_FAILURE_SAMPLES:
-                samples.append(
-                    {"index": row["index"], "url": row.get("url"), "error": row["error"]}
-                )
+        failed = tally_failures(kinds, samples, rows)
+        self._failed_in_leg += failed
         return cp.evolve(
             position=end,
-            ok=cp.ok + len(rows) - len(failed),
-            failed=cp.failed + len(failed),
+            ok=cp.ok + len(rows) - failed,
+            failed=cp.failed + failed,
             strikes=0,
+            crashes=0,
             heartbeat_ms=now_ms(),
             batch_end=self._plan(end, cp.total, cp.careful_until),
             task_ms_total=cp.task_ms_total + int(elapsed_ms),
@@ -504,34 +519,8 @@ class Leg:
         )
 
 
-def failure_kind(error: str) -> str:
-    """Group errors for the summary: 'HTTP 404', 'blocked', 'ConnectionError', ..."""
-    head = error.split(":", 1)[0].strip()
-    return head[:60] or "error"
-
-
-def summarize(cp: Checkpoint, record: RunRecord, store: RunStore) -> dict[str, Any]:
-    duration_ms = max(0, cp.finished_ms - (cp.started_ms or record.created_ms))
-    return {
-        "run_id": cp.run_id,
-        "status": cp.status,
-        "reason": cp.reason,
-        "source": f"s3://{record.bucket}/{record.key}",
-        "etag": record.etag,
-        "total": cp.total,
-        "start_position": record.start_position,
-        "processed": cp.ok + cp.failed,
-        "ok": cp.ok,
-        "failed": cp.failed,
-        "failure_kinds": cp.failure_kinds,
-        "failure_samples": cp.failure_samples,
-        "legs": cp.leg + 1,
-        "sweeps": cp.sweeps,
-        "started_ms": cp.started_ms,
-        "finished_ms": cp.finished_ms,
-        "duration_s": round(duration_ms / 1000, 3),
-        "task_time_share": round(cp.task_ms_total / cp.leg_ms_total, 4)
-        if cp.leg_ms_total
-        else None,
-        "results": f"s3://{record.bucket}/{store.run_prefix(cp.run_id)}results/",
-    }
+def _is_transient(exc: Exception) -> bool:
+    """S3 or Lambda having a bad moment: worth retrying forever, never a crash."""
+    if isinstance(exc, TransientError | BotoCoreError):
+        return True
+    return isinstance(exc, ClientError) and is_transient(exc)

@@ -1,92 +1,94 @@
-"""Starting a run (from an upload or a manual payload), and resuming one by hand."""
+"""Starting a run (from an upload or a manual payload), and resuming one by hand.
+
+A start only sets the run up: it pins the input, writes `run.json` and the
+checkpoint, and hands leg 0 off with an asynchronous invoke. It never works
+tasks itself, so a synchronous caller (the CLI) gets its answer, or the
+function's own refusal, at once. A start that dies half-way is finished by the
+next delivery of its event; one that dies after the checkpoint is resumed by
+the sweep, like any lost hand-off.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from itertools import count
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from worker.container import Container
 from worker.events import LegEvent, StartRequest, derive_run_id, quote_etag
 from worker.exceptions import BadEventError, RunNotFoundError, TaskListError, TransientError
-from worker.leg import Exit, LambdaContext, Leg, LegResult, failure_kind
+from worker.handoff import HandoffError
+from worker.leg import LambdaContext
 from worker.s3errors import is_not_found, is_transient
-from worker.state import TERMINAL, Checkpoint, RunRecord, RunStore, now_ms
+from worker.state import (
+    DONE,
+    FAILED,
+    RUNNING,
+    TERMINAL,
+    Checkpoint,
+    RunRecord,
+    RunStore,
+    Versioned,
+    now_ms,
+)
+from worker.summary import summarize, tally_failures
 from worker.tasklist import load_task_list
 
 log = logging.getLogger(__name__)
 
 
-def start_run(container: Container, request: StartRequest, context: LambdaContext) -> LegResult:
-    """Create the run (once) and work its first leg in this same invocation."""
-    settings = container.settings
-    store = RunStore(container.s3, request.bucket, settings.results_prefix)
+@dataclass(frozen=True)
+class StartResult:
+    """What a start or resume did; the handler's answer, read by the CLI."""
+
+    run_id: str
+    outcome: str
+    """`started`, `resumed`, or `duplicate` (this start had already happened)."""
+    total: int
+    position: int
+    leg: int
+    note: str | None = None
+    """Anything the caller should be told: a new run instead of a finished one, a lost hand-off."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def start_run(container: Container, request: StartRequest, context: LambdaContext) -> StartResult:
+    """Create the run (once) and hand its leg 0 off."""
+    store = RunStore(container.s3, request.bucket, container.settings.results_prefix)
     etag = request.etag or _current_etag(container, request.bucket, request.key)
-    run_id = request.run_id or derive_run_id(request.bucket, request.key, etag, request.nonce)
     if request.run_id is not None:
         return resume_run(container, store, request, context)
-    tasks, _ = load_task_list(
-        container.cache, container.s3, request.bucket, request.key, etag, settings=settings
-    )
-    if request.position > len(tasks):
-        raise BadEventError(
-            f"position {request.position} is past the end of the task list ({len(tasks)} tasks)"
-        )
-    record = RunRecord(
-        run_id=run_id,
-        bucket=request.bucket,
-        key=request.key,
-        etag=etag,
-        total=len(tasks),
-        start_position=request.position,
-        created_ms=now_ms(),
-        source=request.source,
-        config={
-            "batch_size": settings.batch_size,
-            "concurrency": settings.concurrency,
-            "processor": settings.processor,
-            "max_legs": settings.max_legs,
-        },
-    )
-    event = LegEvent(run_id, request.bucket, request.key, etag, request.position, leg=0)
-    if not store.create_run(record):
-        if _has_checkpoint(store, run_id):
-            if request.source == "s3":
-                log.info("run %s already exists: duplicate S3 notification, ignored", run_id)
-                return _quiet(event, len(tasks), "run already exists (duplicate notification)")
-            return resume_run(
-                container,
-                store,
-                StartRequest(request.bucket, request.key, request.position, etag, run_id),
-                context,
-            )
-        # An earlier start wrote run.json and died (or lost the answer to that write, and
-        # botocore's retry then failed the IfNoneMatch): finish that start as it was asked.
-        record = store.load_run(run_id)
-        log.warning("run %s was created but never started: starting it now", run_id)
-        event = LegEvent(run_id, request.bucket, request.key, etag, record.start_position, leg=0)
-    store.mark_active(run_id)
-    store.mark_source(run_id, request.key, etag)
-    created = store.create_checkpoint(
-        Checkpoint(run_id=run_id, total=len(tasks), position=record.start_position)
-    )
-    if created is None:
-        return _quiet(event, len(tasks), "checkpoint already exists")
-    log.info(
-        "run %s started: %s tasks from s3://%s/%s at position %s",
-        run_id,
-        len(tasks),
-        request.bucket,
-        request.key,
-        record.start_position,
-    )
-    return Leg(container, event, context).run(created)
+    while True:
+        found = _identity(store, request, etag)
+        if not isinstance(found, _Fresh) or found.record is not None:
+            break
+        record = _new_record(container, store, request, etag, found.run_id)
+        if store.create_run(record):
+            found = _Fresh(found.run_id, found.note, record)
+            break
+        # Another delivery of this start got here first, or our own write's answer was
+        # lost and botocore's retry then failed the IfNoneMatch: look again.
+    if isinstance(found, StartResult):
+        return found
+    if isinstance(found, _Resume):
+        return resume_run(container, store, found.request, context)
+    assert found.record is not None
+    return _begin(container, store, found.record, context, found.note)
 
 
 def resume_run(
     container: Container, store: RunStore, request: StartRequest, context: LambdaContext
-) -> LegResult:
-    """Restart a run that is not live, at or before its checkpoint (never past it)."""
+) -> StartResult:
+    """Restart a run that is not live, at or before its checkpoint (never past it).
+
+    Every check comes before the first write, so a refused resume changes nothing.
+    """
     assert request.run_id is not None
     record = store.load_run(request.run_id)
     if (record.bucket, record.key) != (request.bucket, request.key):
@@ -97,7 +99,14 @@ def resume_run(
     current = store.load_checkpoint(request.run_id)
     cp = current.checkpoint
     at = now_ms()
-    if cp.status not in TERMINAL and (cp.lease_live(at) or _handoff_pending(cp, at, container)):
+    if cp.status == DONE:
+        raise BadEventError(
+            f"run {cp.run_id} is done: a finished run is never redone; "
+            f"start s3://{record.bucket}/{record.key} again for a new run"
+        )
+    if cp.status not in TERMINAL and (
+        cp.lease_live(at) or _handoff_pending(cp, at, container.settings.stall_after_ms)
+    ):
         raise BadEventError(
             f"run {cp.run_id} is live (leg {cp.leg}, position {cp.position}); "
             "cancel it or wait for it to stop before resuming"
@@ -111,25 +120,27 @@ def resume_run(
         raise BadEventError(
             f"position {request.position} is before run {cp.run_id}'s start {record.start_position}"
         )
+    store.clear_cancel(cp.run_id)
     rewound = rewind(store, cp, request.position)
     leg = cp.leg + 1
     resumed = store.swap(
         current,
         rewound.evolve(
-            status="running",
+            status=RUNNING,
             leg=leg,
             owner=None,
             lease_until_ms=0,
             reason=None,
             finished_ms=0,
             strikes=0,
+            crashes=0,
             handed_off_ms=at,
         ),
     )
     store.mark_active(cp.run_id)
     log.info("run %s resumed at position %s as leg %s", cp.run_id, request.position, leg)
-    event = LegEvent(cp.run_id, record.bucket, record.key, record.etag, request.position, leg)
-    return Leg(container, event, context).run(resumed)
+    note = _hand_off(container, record, resumed, context)
+    return StartResult(cp.run_id, "resumed", cp.total, request.position, leg, note)
 
 
 def rewind(store: RunStore, cp: Checkpoint, position: int) -> Checkpoint:
@@ -138,6 +149,7 @@ def rewind(store: RunStore, cp: Checkpoint, position: int) -> Checkpoint:
         return cp
     ok = failed = 0
     kinds: dict[str, int] = {}
+    samples: list[dict[str, Any]] = []
     for start, end, key in list(store.result_keys(cp.run_id)):
         if start >= position:
             store.delete(key)
@@ -148,32 +160,187 @@ def rewind(store: RunStore, cp: Checkpoint, position: int) -> Checkpoint:
             store.put_results(cp.run_id, start, position - 1, kept)
             store.delete(key)
             rows = kept
-        errors = [str(r["error"]) for r in rows if r.get("error")]
-        for error in errors:
-            kinds[failure_kind(error)] = kinds.get(failure_kind(error), 0) + 1
-        failed += len(errors)
-        ok += len(rows) - len(errors)
+        errors = tally_failures(kinds, samples, rows)
+        failed += errors
+        ok += len(rows) - errors
     return cp.evolve(
         position=position,
         ok=ok,
         failed=failed,
         careful_until=0,
         failure_kinds=kinds,
-        failure_samples=[s for s in cp.failure_samples if s["index"] < position],
+        failure_samples=samples,
     )
 
 
-def _has_checkpoint(store: RunStore, run_id: str) -> bool:
+@dataclass(frozen=True)
+class _Fresh:
+    """A run to begin: new (no record yet), or half-made (run.json, no checkpoint)."""
+
+    run_id: str
+    note: str | None
+    record: RunRecord | None
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """A manual start of a list whose run stopped without finishing: resume that run."""
+
+    request: StartRequest
+
+
+def _identity(store: RunStore, request: StartRequest, etag: str) -> _Fresh | _Resume | StartResult:
+    """Which run this start is, or what became of it already.
+
+    An upload is its own run (its id carries the event's sequencer), so finding it
+    again means a duplicate notification. A manual start names no run: it takes the
+    list's first run that is not finished, and a finished run is never redone, so
+    after one the start moves on to a new run (`#2`, `#3`, ... in the id's hash)
+    and says so.
+    """
+    note = None
+    nonces = (request.nonce,) if request.source == "s3" else _manual_nonces()
+    for nonce in nonces:
+        run_id = derive_run_id(request.bucket, request.key, etag, nonce)
+        try:
+            record = store.load_run(run_id)
+        except RunNotFoundError:
+            return _Fresh(run_id, note, None)
+        try:
+            cp = store.load_checkpoint(run_id).checkpoint
+        except RunNotFoundError:
+            log.warning("run %s was created but never started: starting it now", run_id)
+            return _Fresh(run_id, note, record)
+        if request.source == "s3":
+            log.info("run %s already exists: duplicate S3 notification, ignored", run_id)
+            return StartResult(run_id, "duplicate", cp.total, cp.position, cp.leg)
+        if cp.status not in TERMINAL:
+            return _Resume(
+                StartRequest(request.bucket, request.key, request.position, etag, run_id)
+            )
+        note = f"run {run_id} of this list is {cp.status}; this start is a new run"
+    raise AssertionError("the manual generations never end")
+
+
+def _manual_nonces() -> Iterator[str]:
+    yield ""
+    for generation in count(2):
+        yield f"#{generation}"
+
+
+def _new_record(
+    container: Container, store: RunStore, request: StartRequest, etag: str, run_id: str
+) -> RunRecord:
+    settings = container.settings
     try:
-        store.load_checkpoint(run_id)
-    except RunNotFoundError:
-        return False
-    return True
+        tasks, _ = load_task_list(
+            container.cache, container.s3, request.bucket, request.key, etag, settings=settings
+        )
+    except TaskListError as exc:
+        _record_unreadable(store, request, etag, run_id, exc)
+        raise
+    if request.position > len(tasks):
+        raise BadEventError(
+            f"position {request.position} is past the end of the task list ({len(tasks)} tasks)"
+        )
+    return RunRecord(
+        run_id=run_id,
+        bucket=request.bucket,
+        key=request.key,
+        etag=etag,
+        total=len(tasks),
+        start_position=request.position,
+        created_ms=now_ms(),
+        source=request.source,
+        config={
+            "batch_size": settings.batch_size,
+            "concurrency": settings.concurrency,
+            "processor": settings.processor,
+            "max_legs": settings.max_legs,
+            "stall_after_ms": settings.stall_after_ms,
+        },
+    )
 
 
-def _handoff_pending(cp: Checkpoint, at: int, container: Container) -> bool:
+def _begin(
+    container: Container,
+    store: RunStore,
+    record: RunRecord,
+    context: LambdaContext,
+    note: str | None,
+) -> StartResult:
+    store.mark_active(record.run_id)
+    store.mark_source(record.run_id, record.key, record.etag)
+    created = store.create_checkpoint(
+        Checkpoint(
+            run_id=record.run_id,
+            total=record.total,
+            position=record.start_position,
+            handed_off_ms=now_ms(),
+        )
+    )
+    if created is None:
+        cp = store.load_checkpoint(record.run_id).checkpoint
+        return StartResult(record.run_id, "duplicate", cp.total, cp.position, cp.leg)
+    log.info(
+        "run %s started: %s tasks from s3://%s/%s at position %s",
+        record.run_id,
+        record.total,
+        record.bucket,
+        record.key,
+        record.start_position,
+    )
+    handoff_note = _hand_off(container, record, created, context)
+    return StartResult(
+        record.run_id,
+        "started",
+        record.total,
+        record.start_position,
+        0,
+        "; ".join(n for n in (note, handoff_note) if n) or None,
+    )
+
+
+def _hand_off(
+    container: Container, record: RunRecord, held: Versioned, context: LambdaContext
+) -> str | None:
+    cp = held.checkpoint
+    event = LegEvent(record.run_id, record.bucket, record.key, record.etag, cp.position, cp.leg)
+    try:
+        container.invoker.invoke_async(context.invoked_function_arn, event.payload())
+    except HandoffError as exc:
+        log.error("run %s: invoking leg %s failed (%s); left to the sweep", cp.run_id, cp.leg, exc)
+        return f"leg {cp.leg} could not be invoked ({exc}); the sweep will start it"
+    return None
+
+
+def _record_unreadable(
+    store: RunStore, request: StartRequest, etag: str, run_id: str, exc: TaskListError
+) -> None:
+    """A list that cannot be read still gets a run, `failed` with the reason, so
+    `baton runs` and `baton status` show what happened to the upload."""
+    at = now_ms()
+    record = RunRecord(run_id, request.bucket, request.key, etag, 0, 0, at, request.source)
+    if not store.create_run(record):
+        return
+    final = Checkpoint(
+        run_id=run_id,
+        total=0,
+        position=0,
+        status=FAILED,
+        reason=str(exc),
+        started_ms=at,
+        finished_ms=at,
+    )
+    if store.create_checkpoint(final) is not None:
+        store.put_summary(run_id, summarize(final, record, store))
+    store.mark_source(run_id, request.key, etag)
+    log.error("run %s failed: %s", run_id, exc)
+
+
+def _handoff_pending(cp: Checkpoint, at: int, stall_after_ms: int) -> bool:
     """A leg was handed off recently and may still be on its way."""
-    return cp.owner is None and at - cp.handed_off_ms < container.settings.stall_after_ms
+    return cp.owner is None and at - cp.handed_off_ms < stall_after_ms
 
 
 def _current_etag(container: Container, bucket: str, key: str) -> str:
@@ -186,15 +353,3 @@ def _current_etag(container: Container, bucket: str, key: str) -> str:
             raise TransientError(str(exc)) from exc
         raise
     return quote_etag(str(head["ETag"]))
-
-
-def _quiet(event: LegEvent, total: int, reason: str) -> LegResult:
-    return LegResult(
-        run_id=event.run_id,
-        leg=event.leg,
-        exit=Exit.DUPLICATE,
-        start_position=event.position,
-        position=event.position,
-        total=total,
-        reason=reason,
-    )

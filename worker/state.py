@@ -73,6 +73,8 @@ class Checkpoint:
     batch_end: int = 0
     """End (exclusive) of the batch the owner works next: a dead owner's suspect range."""
     sweeps: int = 0
+    crashes: int = 0
+    """Legs in a row that raised an unexpected (non-transient) error at this position."""
     failure_kinds: dict[str, int] = field(default_factory=dict)
     failure_samples: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
@@ -83,6 +85,15 @@ class Checkpoint:
 
     def lease_live(self, at_ms: int) -> bool:
         return self.owner is not None and at_ms < self.lease_until_ms
+
+    def stalled(self, at_ms: int, stall_after_ms: int) -> bool:
+        """Running, yet nothing will move it on unless the sweep does: a hand-off nobody
+        claimed for `stall_after_ms`, or an owner whose lease ran out (it is dead)."""
+        if self.status in TERMINAL:
+            return False
+        if self.owner is None:
+            return at_ms - max(self.handed_off_ms, self.heartbeat_ms) > stall_after_ms
+        return at_ms > self.lease_until_ms
 
     def evolve(self, **changes: Any) -> Checkpoint:
         return replace(self, **changes)
@@ -215,6 +226,9 @@ class RunStore:
 
     def request_cancel(self, run_id: str) -> None:
         self._put(self.run_prefix(run_id) + "cancel", b"cancel requested\n")
+
+    def clear_cancel(self, run_id: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=self.run_prefix(run_id) + "cancel")
 
     def cancel_requested(self, run_id: str) -> bool:
         return self._exists(self.run_prefix(run_id) + "cancel")

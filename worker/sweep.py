@@ -15,8 +15,8 @@ from worker.container import Container
 from worker.events import LegEvent
 from worker.exceptions import ConflictError, RunNotFoundError
 from worker.handoff import HandoffError
-from worker.leg import summarize
 from worker.state import TERMINAL, RunStore, now_ms
+from worker.summary import summarize
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,7 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
             store.mark_inactive(run_id)
             result.tidied.append(run_id)
             continue
-        lost_handoff = cp.owner is None and at - max(cp.handed_off_ms, cp.heartbeat_ms) > (
-            settings.stall_after_ms
-        )
-        dead_owner = cp.owner is not None and at > cp.lease_until_ms
-        if not (lost_handoff or dead_owner):
+        if not cp.stalled(at, settings.stall_after_ms):
             continue
         try:
             store.swap(current, cp.evolve(sweeps=cp.sweeps + 1, handed_off_ms=at))

@@ -27,6 +27,8 @@ MAX_TASK_BYTES = 64 * 1024
 """A single task larger than this is refused (a URL is a few hundred bytes)."""
 BOM = b"\xef\xbb\xbf"
 """A UTF-8 byte order mark; skipped when it opens the list (byte 0)."""
+_TOO_DEEP = "it nests arrays or objects too deeply to parse"
+"""json.loads raises RecursionError (not ValueError) past the interpreter's recursion limit."""
 _ID_PARTS = 1024
 """Id hashes are split this many ways so finding repeats needs only a small dict at a time."""
 
@@ -165,6 +167,8 @@ def _parse_array(body: bytes) -> list[Any]:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TaskListError(f"task list is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise TaskListError(f"task list is not valid JSON: {_TOO_DEEP}") from exc
     if not isinstance(value, list):
         raise TaskListError(f"task list must be a JSON array, got {type(value).__name__}")
     return value
@@ -283,6 +287,8 @@ def _line_entry(number: int, line: bytes, length: int) -> Any:
         return json.loads(line[:length])
     except (ValueError, UnicodeDecodeError) as exc:
         return _Unparsable(f"line {number} is not valid JSON: {exc}")
+    except RecursionError:
+        return _Unparsable(f"line {number} is not valid JSON: {_TOO_DEEP}")
 
 
 def _open_jsonl(chunks: Iterable[bytes]) -> tuple[int, Iterator[bytes]]:
@@ -323,7 +329,7 @@ def _reject_spanning_value(content: bytes) -> None:
                 "task list starts with a JSON object spread over several lines: "
                 "JSONL needs one task per line"
             ) from exc
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return
 
 
@@ -331,7 +337,7 @@ def _reject_whole_object(body: bytes) -> None:
     """A JSON object that is not a task (say {"urls": [...]}) is a mistake, not tasks."""
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return
     if isinstance(value, dict) and "url" not in value:
         raise _whole_object_error(value)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.chaos.conftest import StartChaos
 from worker.local.chaos import ChaosConfig, ChaosStack
 from worker.local.lambda_runtime import FunctionStats
 from worker.tasks import MAX_TASK_BYTES
@@ -75,9 +76,10 @@ def invoke(chaos: ChaosStack, payload: Any, kind: str = "RequestResponse") -> An
         ("object.json", b'{"urls": ["https://a.example/"]}', "is a JSON object with keys"),
         ("garbage.jsonl", b"not json\n{also not\n", "neither a JSON array nor JSONL"),
         ("binary.jsonl", bytes(range(256)) * 64, "neither a JSON array nor JSONL"),
+        ("deep.json", b"[" * 100_000, "nests arrays or objects too deeply"),
     ],
 )
-def test_bad_input_unreadable_upload_is_answered_and_starts_nothing(
+def test_bad_input_unreadable_upload_fails_its_run_with_the_reason_and_runs_nothing(
     chaos: ChaosStack, name: str, body: bytes, message: str
 ) -> None:
     before = stats(chaos)
@@ -90,8 +92,15 @@ def test_bad_input_unreadable_upload_is_answered_and_starts_nothing(
     assert (after.errors, after.retries) == (before.errors, before.retries)
     [reason] = rejections(chaos)[seen:]
     assert message in reason
-    assert chaos.store.runs_for_source(f"tasks/{name}", etag) == []
-    assert not [r for r in chaos.store.run_ids() if r.startswith(name.partition(".")[0])]
+    [run_id] = chaos.store.runs_for_source(f"tasks/{name}", etag)
+    cp = chaos.store.load_checkpoint(run_id).checkpoint
+    assert (cp.status, cp.total) == ("failed", 0)
+    assert message in str(cp.reason)
+    assert list(chaos.store.result_keys(run_id)) == []
+    assert run_id not in set(chaos.store.active_runs())
+    summary = chaos.store.load_summary(run_id)
+    assert summary is not None
+    assert summary["status"] == "failed"
 
 
 def test_bad_input_bad_entries_fail_only_their_task(chaos: ChaosStack) -> None:
@@ -158,6 +167,11 @@ Payload = Callable[[str, str], Any]
             lambda b, k: {"bucket": b, "key": k, "position": 0, "run_id": "five-0123456789ab"},
             "RunNotFoundError",
             "no run 'five-0123456789ab'",
+        ),
+        (
+            lambda b, k: {"bucket": b, "key": "runs/any/results/0-1.jsonl", "position": 0},
+            "BadEventError",
+            "under the results prefix runs/",
         ),
         (
             lambda b, k: {"bucket": b, "key": "lists/missing.json", "position": 0},
@@ -257,3 +271,34 @@ def test_bad_input_list_with_a_line_of_megabytes_still_runs_the_rest(chaos: Chao
     assert errors[0] is None
     assert errors[2] is None
     assert "bytes (max" in errors[1]
+
+
+def test_bad_input_a_deeply_nested_line_fails_only_its_task(chaos: ChaosStack) -> None:
+    deep = '{"url": "' + GOOD + '", "o": ' + "[" * 20_000 + "]" * 20_000 + "}"
+    body = "\n".join([json.dumps(GOOD), deep, json.dumps(GOOD + "/2")]).encode()
+    source = chaos.upload_body("deep-line", body, 3)
+    chaos.wait([source], 60)
+
+    check = chaos.check(source)
+    assert check.finished
+    assert check.problems == []
+    errors = {row["index"]: row["error"] for row in chaos.rows(str(check.run_id))}
+    assert (errors[0], errors[2]) == (None, None)
+    assert "line 2 is not valid JSON: it nests arrays or objects too deeply" in errors[1]
+
+
+def test_bad_input_a_deeply_nested_line_of_an_indexed_list_fails_only_its_task(
+    start_chaos: StartChaos,
+) -> None:
+    indexed = start_chaos(ChaosConfig.quiet(environment={"BATON_INDEX_THRESHOLD_BYTES": "64"}))
+    lines = [json.dumps(f"{GOOD}/{i}") for i in range(6)]
+    lines[3] = '{"id": "deep", "url": "' + GOOD + '", "o": ' + "[" * 20_000 + "}"
+    source = indexed.upload_body("deep-indexed", ("\n".join(lines) + "\n").encode(), 6)
+    indexed.wait([source], 60)
+
+    check = indexed.check(source)
+    assert check.finished
+    assert check.problems == []
+    errors = {row["index"]: row["error"] for row in indexed.rows(str(check.run_id))}
+    assert [i for i, error in sorted(errors.items()) if error is not None] == [3]
+    assert "nests arrays or objects too deeply" in errors[3]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.chaos.conftest import StartChaos
 from worker.events import LegEvent
+from worker.exceptions import RunNotFoundError
 from worker.local.chaos import AFTER_WRITE, CRASH_ONCE, HANG_ONCE, ChaosConfig, ChaosStack, Source
 from worker.local.lambda_runtime import LambdaFaults
 from worker.local.s3server import INTERNAL_ERROR, S3Call, S3Fault
@@ -31,10 +32,14 @@ def start_run(chaos: ChaosStack, tag: str, tasks: list[Any]) -> tuple[Source, st
 
 
 def wait_position(chaos: ChaosStack, run_id: str, at_least: int, timeout_s: float = 30) -> int:
+    """Poll the checkpoint, which the start may not have written yet."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        cp = chaos.checkpoint(run_id)
-        if cp.position >= at_least:
+        try:
+            cp = chaos.checkpoint(run_id)
+        except RunNotFoundError:
+            cp = None
+        if cp is not None and cp.position >= at_least:
             return cp.position
         time.sleep(0.05)
     raise AssertionError(f"run {run_id} never reached position {at_least}")

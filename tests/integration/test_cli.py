@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,11 +53,24 @@ def write_list(tmp_path: Path, urls: list[str], name: str = "list.jsonl") -> Pat
 def test_cli_submit_watch_follows_the_run_to_done(
     stack: EmbeddedStack, site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = baton(capsys, "submit", str(write_list(tmp_path, site.urls())), "--watch")
+    path = write_list(tmp_path, site.urls())
+    code, out, _ = baton(capsys, "submit", str(path), "--watch", "--json")
     assert code == 0
     assert "uploaded s3://" in out
     summary = json.loads(out[out.index("{") :])
     assert (summary["status"], summary["processed"]) == ("done", 60)
+
+
+def test_cli_watch_piped_writes_a_line_per_change_and_a_summary_for_people(
+    stack: EmbeddedStack, site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = baton(capsys, "submit", str(write_list(tmp_path, site.urls())), "--watch")
+    assert code == 0
+    progress = [line for line in out.splitlines() if " leg " in line and "[" in line]
+    assert len(progress) == len(set(progress))  # nothing repeated while the run stood still
+    assert progress[-1].split()[1] == "done"
+    assert "done: 60 tasks, 60 ok, 0 failed" in out
+    assert "{" not in out
 
 
 def test_cli_status_results_and_runs_describe_a_finished_run(
@@ -96,23 +111,162 @@ def test_cli_cancel_stops_a_running_run(
     assert status["position"] < 600
 
 
-def test_cli_start_and_resume_by_hand(
-    stack: EmbeddedStack, site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def put_list(stack: EmbeddedStack, key: str, urls: list[str]) -> None:
     s3: Any = stack.s3_client()
     try:
-        s3.put_object(
-            Bucket=stack.bucket, Key="lists/hand.json", Body=json.dumps(site.urls()[:30]).encode()
-        )
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=json.dumps(urls).encode())
     finally:
         s3.close()
+
+
+def test_cli_start_at_a_position_then_again_starts_a_new_run_and_says_so(
+    stack: EmbeddedStack, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put_list(stack, "lists/hand.json", site.urls()[:30])
     code, out, _ = baton(capsys, "start", "lists/hand.json", "--position", "10", "--watch")
     assert code == 0
     run_id = out.split()[1]
-    code, out, _ = baton(capsys, "resume", run_id, "--position", "20", "--watch")
+    assert "done: 20 tasks, 20 ok" in out
+
+    code, out, _ = baton(capsys, "start", "lists/hand.json", "--watch", "--json")
+
     assert code == 0
+    assert out.split()[1] != run_id
+    assert f"note: run {run_id} of this list is done; this start is a new run" in out
     summary = json.loads(out[out.index("{") :])
-    assert (summary["status"], summary["processed"], summary["start_position"]) == ("done", 20, 10)
+    assert (summary["processed"], summary["start_position"]) == (30, 0)
+
+
+def test_cli_resume_of_a_cancelled_run_finishes_it(
+    stack: EmbeddedStack, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put_list(stack, "lists/cancel.json", site.urls() * 5)
+    _, out, _ = baton(capsys, "start", "lists/cancel.json")
+    run_id = out.split()[1]
+    baton(capsys, "cancel", run_id)
+    code, _, _ = baton(capsys, "status", run_id, "--watch")
+    assert code == 5
+
+    code, out, _ = baton(capsys, "resume", run_id, "--watch", "--json")
+
+    assert code == 0
+    assert f"run {run_id} resuming at position" in out
+    summary = json.loads(out[out.index("{") :])
+    assert (summary["status"], summary["processed"]) == ("done", 300)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--position", "99999"], "the function refused: position 99999 is past the end"),
+        (["--position", "-1"], "-1 is negative: positions start at 0"),
+        (["--position", "x"], "'x' is not a whole number"),
+    ],
+)
+def test_cli_start_that_the_function_or_the_parser_refuses_exits_2_with_the_reason(
+    stack: EmbeddedStack,
+    site: Site,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    put_list(stack, "lists/refused.json", site.urls()[:5])
+    try:
+        code, _, err = baton(capsys, "start", "lists/refused.json", *args)
+    except SystemExit as exc:  # argparse's own refusal
+        code, err = int(str(exc.code)), capsys.readouterr().err
+    assert code == 2
+    assert message in err
+
+
+def test_cli_resume_of_a_live_run_exits_2_with_the_functions_message(
+    stack: EmbeddedStack, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put_list(stack, "lists/live.json", site.urls() * 5)
+    _, out, _ = baton(capsys, "start", "lists/live.json")
+    run_id = out.split()[1]
+
+    code, out, err = baton(capsys, "resume", run_id)
+
+    assert code == 2
+    assert f"the function refused: run {run_id} is live" in err
+    assert "resuming" not in out
+    baton(capsys, "cancel", run_id)
+
+
+def test_cli_status_watch_of_an_unknown_run_fails_at_once(
+    stack: EmbeddedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    code, _, err = baton(capsys, "status", "no-such-run-000000000000", "--watch")
+    assert code == 2
+    assert "no run 'no-such-run-000000000000'" in err
+    assert time.monotonic() - started < 10
+
+
+def test_cli_submit_of_an_invalid_list_says_what_is_wrong_and_uploads_nothing(
+    stack: EmbeddedStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('["https://a.example/", "https://b.exa')
+    code, out, err = baton(capsys, "submit", str(bad))
+    assert code == 2
+    assert f"{bad}: task list is not valid JSON" in err
+    assert out == ""
+    s3: Any = stack.s3_client()
+    try:
+        assert s3.list_objects_v2(Bucket=stack.bucket, Prefix="tasks/")["KeyCount"] == 0
+    finally:
+        s3.close()
+
+
+def test_cli_submit_again_of_the_same_file_follows_the_new_run(
+    stack: EmbeddedStack, site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_list(tmp_path, site.urls()[:5])
+    _, first, _ = baton(capsys, "submit", str(path), "--watch")
+    code, second, _ = baton(capsys, "submit", str(path), "--watch")
+    first_run = first.split("\nrun ")[1].split()[0]
+    second_run = second.split("\nrun ")[1].split()[0]
+    assert code == 0
+    assert first_run != second_run
+    assert f"{second_run}  done" in second
+
+
+def test_cli_run_whose_tasks_were_all_refused_by_the_guard_does_not_look_like_success(
+    tmp_path: Path, site: Site, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    guarded = start_stack(tmp_path, BATON_ALLOW_NETS="")
+    try:
+        for name, value in guarded.client_environment().items():
+            monkeypatch.setenv(name, value)
+        path = write_list(tmp_path, site.urls()[:4])
+        code, out, _ = baton(capsys, "submit", str(path), "--watch")
+    finally:
+        guarded.stop()
+    assert code == 3
+    assert "done: 4 tasks, 0 ok, 4 failed (blocked x4)" in out
+    assert "BATON_ALLOW_NETS" in out
+
+
+def test_cli_results_into_a_pipe_closed_early_exits_quietly(
+    stack: EmbeddedStack, site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    baton(capsys, "submit", str(write_list(tmp_path, site.urls())), "--watch")
+    _, out, _ = baton(capsys, "runs", "--json")
+    run_id = json.loads(out.splitlines()[0])["run_id"]
+    done = subprocess.run(
+        f"{sys.executable} -m worker results {run_id} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["index"] == 0
+    assert "Traceback" not in done.stderr
+    assert "BrokenPipe" not in done.stderr
 
 
 def test_cli_errors_are_clear_and_exit_2(

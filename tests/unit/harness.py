@@ -51,12 +51,19 @@ class Harness:
             ]
         }
 
+    def begin(self, event: Any, timeout_ms: float | None = None) -> dict[str, Any]:
+        """Start a run, then deliver its leg 0; the leg's answer."""
+        started = self.invoke(event)
+        assert started["ok"], started
+        return self.invoke(self.invoker.pop(), timeout_ms)
+
     def drive(self, first: Any, max_legs: int = 1000) -> list[dict[str, Any]]:
-        """Invoke, then keep delivering every hand-off until the chain stops."""
+        """Invoke, then keep delivering every hand-off until the chain stops; the legs' answers
+        (a start's own answer is left out)."""
         answers = [self.invoke(first)]
         while self.invoker.calls and len(answers) < max_legs:
             answers.append(self.invoke(self.invoker.pop()))
-        return answers
+        return [a for a in answers if not a.get("ok") or a["results"][0]["action"] == "leg"]
 
     def result_indices(self, run_id: str) -> list[int]:
         return [

@@ -30,7 +30,7 @@ def _kill_mid_leg(h: Harness, payload: dict[str, Any], write_orphan: bool) -> No
 def test_takeover_after_a_killed_leg_adopts_its_orphan_batch(s3: Any, bucket: str) -> None:
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    h.invoke(h.upload_event("tasks/list.json", etag))
+    h.begin(h.upload_event("tasks/list.json", etag))
     payload = h.invoker.pop()
     _kill_mid_leg(h, payload, write_orphan=True)
     answers = h.drive(payload)  # Lambda's retry of the killed leg
@@ -43,7 +43,7 @@ def test_takeover_after_a_killed_leg_counts_a_strike_and_goes_one_task_at_a_time
 ) -> None:
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    h.invoke(h.upload_event("tasks/list.json", etag))
+    h.begin(h.upload_event("tasks/list.json", etag))
     payload = h.invoker.pop()
     _kill_mid_leg(h, payload, write_orphan=False)
     h.invoke(payload)
@@ -58,7 +58,7 @@ def test_task_that_kills_its_leg_repeatedly_is_recorded_failed_and_skipped(
 ) -> None:
     h = Harness(s3, bucket, settings(max_task_attempts=3), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    h.invoke(h.upload_event("tasks/list.json", etag))
+    h.begin(h.upload_event("tasks/list.json", etag))
     payload = h.invoker.pop()
     h.container.processor = ticking_processor(h.clock, 100, kill_on=lambda t: t.index == 10)
     for _ in range(3):  # the killer task takes down three owners, the lease runs out each time
@@ -83,7 +83,7 @@ def test_task_that_kills_its_leg_repeatedly_is_recorded_failed_and_skipped(
 def test_leg_that_raises_releases_the_run_for_lambdas_retry(s3: Any, bucket: str) -> None:
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    h.invoke(h.upload_event("tasks/list.json", etag))
+    h.begin(h.upload_event("tasks/list.json", etag))
     payload = h.invoker.pop()
     original = h.store.put_results
 
@@ -111,7 +111,7 @@ def test_careful_range_is_exactly_the_batch_the_dead_owner_planned(s3: Any, buck
     h = Harness(s3, bucket, settings(), timeout_ms=60_000)
     etag = put_tasks(s3, bucket, "tasks/list.json", [f"https://e.example/{i}" for i in range(30)])
     h.timeout_ms = 1_600
-    h.invoke(h.upload_event("tasks/list.json", etag))
+    h.begin(h.upload_event("tasks/list.json", etag))
     payload = h.invoker.pop()
     held = h.store.load_checkpoint(payload["run_id"])
     assert held.checkpoint.batch_end > held.checkpoint.position  # planned before any batch

@@ -117,3 +117,12 @@ def test_events_run_id_is_stable_for_one_upload_and_new_for_the_next() -> None:
     assert first == derive_run_id("b", "tasks/My List.json", '"e1"', "seq1")
     assert first.startswith("my-list-")
     assert first != derive_run_id("b", "tasks/My List.json", '"e1"', "seq2")
+
+
+def test_events_manual_payload_under_the_results_prefix_is_refused() -> None:
+    with pytest.raises(BadEventError, match="under the results prefix runs/"):
+        parse({"bucket": "b", "key": "runs/x/results/0000000000-0000000009.jsonl", "position": 0})
+
+
+def test_events_run_id_transliterates_accented_letters() -> None:
+    assert derive_run_id("b", "tasks/été à Zürich.json", '"e"').startswith("ete-a-zurich-")

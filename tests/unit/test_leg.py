@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import put_tasks
 from tests.unit.harness import Harness, settings
 from worker.exceptions import OutOfTimeError
+from worker.leg import MAX_CRASHES
 
 URLS = [f"https://example.com/{i}" for i in range(23)]
 
@@ -20,7 +21,7 @@ def h(s3: Any, bucket: str) -> Harness:
 
 def start(h: Harness, tasks: list[Any] = URLS, key: str = "tasks/list.json") -> dict[str, Any]:
     etag = put_tasks(h.s3, h.bucket, key, tasks)
-    answer = h.invoke(h.upload_event(key, etag))
+    answer = h.begin(h.upload_event(key, etag))
     assert answer["ok"], answer
     return dict(answer["results"][0])
 
@@ -29,7 +30,7 @@ def test_leg_works_batches_until_the_margin_then_hands_off(s3: Any, bucket: str)
     # 1.6 s to live, 1 s margin, batches of 5 tasks at 100 ms: two batches fit.
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    answer = h.begin(h.upload_event("tasks/list.json", etag))["results"][0]
     assert (answer["exit"], answer["position"], answer["batches"]) == ("handed_off", 10, 2)
     ((function, payload),) = h.invoker.calls
     assert function.endswith(":function:baton")
@@ -80,7 +81,7 @@ def test_leg_warm_container_revalidates_task_list_with_a_304(s3: Any, bucket: st
 def test_leg_superseded_when_task_list_changes_mid_run(s3: Any, bucket: str) -> None:
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    first = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    first = h.begin(h.upload_event("tasks/list.json", etag))["results"][0]
     put_tasks(s3, bucket, "tasks/list.json", URLS[:3])
     second = h.invoke(h.invoker.pop())["results"][0]
     assert second["exit"] == "superseded"
@@ -93,7 +94,7 @@ def test_leg_duplicate_delivery_exits_quietly_while_first_owns_the_run(
 ) -> None:
     h = Harness(s3, bucket, settings(lease_slack_ms=60_000), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    h.invoke(h.upload_event("tasks/list.json", etag))
+    h.begin(h.upload_event("tasks/list.json", etag))
     payload = h.invoker.pop()
     run_id = payload["run_id"]
     store = h.store
@@ -111,7 +112,7 @@ def test_leg_duplicate_delivery_loses_the_claim_cas_and_does_no_work(
 ) -> None:
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    h.invoke(h.upload_event("tasks/list.json", etag))
+    h.begin(h.upload_event("tasks/list.json", etag))
     payload = h.invoker.pop()
     store = h.store
     stale = store.load_checkpoint(payload["run_id"])
@@ -127,7 +128,7 @@ def test_leg_duplicate_delivery_loses_the_claim_cas_and_does_no_work(
 def test_leg_stale_retry_of_an_earlier_leg_exits_quietly(s3: Any, bucket: str) -> None:
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    h.invoke(h.upload_event("tasks/list.json", etag))
+    h.begin(h.upload_event("tasks/list.json", etag))
     payload = h.invoker.pop()
     h.invoke(payload)
     answer = h.invoke(payload)["results"][0]  # leg 1 again, after it handed off to leg 2
@@ -141,7 +142,7 @@ def test_leg_duplicate_upload_notification_starts_one_run(s3: Any, bucket: str) 
     event = h.upload_event("tasks/list.json", etag)
     first = h.invoke(event)["results"][0]
     again = h.invoke(event)["results"][0]
-    assert again["exit"] == "duplicate"
+    assert again["outcome"] == "duplicate"
     assert again["run_id"] == first["run_id"]
     assert len(h.invoker.calls) == 1
 
@@ -149,7 +150,7 @@ def test_leg_duplicate_upload_notification_starts_one_run(s3: Any, bucket: str) 
 def test_leg_cancel_marker_stops_the_chain_at_the_next_batch(s3: Any, bucket: str) -> None:
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    run_id = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]["run_id"]
+    run_id = h.begin(h.upload_event("tasks/list.json", etag))["results"][0]["run_id"]
     h.store.request_cancel(run_id)
     answer = h.invoke(h.invoker.pop())["results"][0]
     assert answer["exit"] == "cancelled"
@@ -169,9 +170,10 @@ def test_leg_max_legs_ends_a_runaway_chain_as_failed(s3: Any, bucket: str) -> No
 
 def test_leg_failed_handoff_leaves_the_run_resumable(s3: Any, bucket: str) -> None:
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
-    h.invoker.fail = True
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    h.invoke(h.upload_event("tasks/list.json", etag))
+    h.invoker.fail = True
+    answer = h.invoke(h.invoker.pop())["results"][0]
     assert answer["exit"] == "handoff_failed"
     cp = h.checkpoint(answer["run_id"])
     assert (cp["status"], cp["leg"], cp["position"], cp["owner"]) == ("running", 1, 10, None)
@@ -183,7 +185,7 @@ def test_leg_task_errors_are_recorded_per_task_not_raised(s3: Any, bucket: str) 
     h.container.processor = _failing_odd
     tasks: list[Any] = ["https://example.com/0", 42, {"url": "https://example.com/2"}]
     etag = put_tasks(s3, bucket, "tasks/list.json", tasks)
-    answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    answer = h.begin(h.upload_event("tasks/list.json", etag))["results"][0]
     assert answer["exit"] == "done"
     rows = {
         r["index"]: r
@@ -215,7 +217,7 @@ def test_leg_cuts_a_batch_at_the_first_deferred_task_and_hands_off(s3: Any, buck
     h = Harness(s3, bucket, settings(), timeout_ms=60_000)
     h.container.processor = _defer_from(3, tried=False)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
-    answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    answer = h.begin(h.upload_event("tasks/list.json", etag))["results"][0]
     assert (answer["exit"], answer["position"]) == ("handed_off", 3)
     assert [(s, e) for s, e, _ in h.store.result_keys(answer["run_id"])] == [(0, 2)]
     h.container.processor = _failing_odd
@@ -229,7 +231,7 @@ def test_leg_records_a_task_that_ran_out_of_time_with_a_whole_leg_as_failed(
     h = Harness(s3, bucket, settings(batch_size=5), timeout_ms=60_000)
     h.container.processor = _defer_from(0, tried=True)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS[:2])
-    answer = h.invoke(h.upload_event("tasks/list.json", etag))["results"][0]
+    answer = h.begin(h.upload_event("tasks/list.json", etag))["results"][0]
     assert answer["exit"] == "done"
     rows = [r for _, _, k in h.store.result_keys(answer["run_id"]) for r in h.store.read_rows(k)]
     assert [r["error"] for r in rows] == ["no time left in the leg for this request"] * 2
@@ -254,6 +256,35 @@ def test_leg_indexed_list_replaced_between_windows_supersedes_the_run(s3: Any, b
         return {}
 
     h.container.processor = replace_list_after_first_batch
-    answer = h.invoke(h.upload_event("tasks/list.jsonl", etag))["results"][0]
+    answer = h.begin(h.upload_event("tasks/list.jsonl", etag))["results"][0]
     assert (answer["exit"], answer["position"]) == ("superseded", 5)
     assert h.summary(answer["run_id"])["status"] == "superseded"
+
+
+class _Crashing:
+    """A container cache that fails the way a bug would: not transient, every time."""
+
+    def load(self, *args: Any, **kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+
+def test_leg_run_that_crashes_every_leg_fails_with_the_error_instead_of_running_forever(
+    s3: Any, bucket: str
+) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    h.invoke(h.upload_event("tasks/list.json", etag))
+    payload = h.invoker.pop()
+    h.container.cache = _Crashing()  # type: ignore[assignment]
+    crashes = 0
+    while h.checkpoint(payload["run_id"])["status"] == "running":
+        with pytest.raises(RecursionError):
+            h.invoke(payload)  # Lambda's retries and the sweep deliver the same leg again
+        crashes += 1
+        assert crashes <= MAX_CRASHES
+    cp = h.checkpoint(payload["run_id"])
+    assert crashes == MAX_CRASHES
+    assert cp["status"] == "failed"
+    assert f"crashed {MAX_CRASHES} times in a row at position 0: RecursionError" in cp["reason"]
+    assert h.summary(payload["run_id"])["status"] == "failed"
+    assert payload["run_id"] not in set(h.store.active_runs())

@@ -24,9 +24,9 @@ def manual(h: Harness, position: int, **extra: Any) -> dict[str, Any]:
 
 def test_start_manual_at_a_position_processes_only_the_rest(h: Harness) -> None:
     answer = manual(h, 15)["results"][0]
-    answers = h.drive(h.invoker.pop()) if h.invoker.calls else []
+    answers = h.drive(h.invoker.pop())
     run_id = answer["run_id"]
-    assert answer["start_position"] == 15
+    assert answer["position"] == 15
     assert sorted(h.result_indices(run_id)) == list(range(15, 23))
     summary = h.summary(run_id)
     assert (summary["start_position"], summary["processed"], summary["status"]) == (15, 8, "done")
@@ -61,6 +61,7 @@ def test_start_manual_again_while_the_run_is_live_is_refused(s3: Any, bucket: st
 
 def test_resume_a_stalled_run_rewinds_without_duplicates(h: Harness) -> None:
     first = manual(h, 0)["results"][0]
+    h.invoke(h.invoker.pop())
     h.invoker.pop()  # lost hand-off: the run stalls at position 10
     answer = manual(h, 7, run_id=first["run_id"])["results"][0]
     h.drive(h.invoker.pop())
@@ -96,3 +97,72 @@ def test_resume_an_unknown_run_is_refused(h: Harness) -> None:
         "error_type": "RunNotFoundError",
         "error": f"no run 'nope-000000000000' in s3://{h.bucket}/runs/",
     }
+
+
+def test_start_manual_of_a_finished_list_starts_a_new_run_and_says_so(h: Harness) -> None:
+    first = manual(h, 0)["results"][0]
+    h.drive(h.invoker.pop())
+    done_results = sorted(h.store.result_keys(first["run_id"]))
+
+    again = manual(h, 0)["results"][0]
+    h.drive(h.invoker.pop())
+
+    assert again["outcome"] == "started"
+    assert again["run_id"] != first["run_id"]
+    assert f"run {first['run_id']} of this list is done" in again["note"]
+    assert sorted(h.store.result_keys(first["run_id"])) == done_results
+    assert h.summary(again["run_id"])["ok"] == 23
+
+
+def test_resume_of_a_done_run_is_refused_and_changes_nothing(h: Harness) -> None:
+    first = manual(h, 0)["results"][0]
+    h.drive(h.invoker.pop())
+    before = sorted(h.store.result_keys(first["run_id"]))
+
+    answer = manual(h, 5, run_id=first["run_id"])
+
+    assert answer["ok"] is False
+    assert "is done: a finished run is never redone" in answer["error"]
+    assert sorted(h.store.result_keys(first["run_id"])) == before
+
+
+def test_resume_of_a_cancelled_run_clears_the_marker_and_finishes(h: Harness) -> None:
+    first = manual(h, 0)["results"][0]
+    h.store.request_cancel(first["run_id"])
+    h.drive(h.invoker.pop())
+    assert h.checkpoint(first["run_id"])["status"] == "cancelled"
+
+    answer = manual(h, 0, run_id=first["run_id"])["results"][0]
+    h.drive(h.invoker.pop())
+
+    assert answer["outcome"] == "resumed"
+    assert not h.store.cancel_requested(first["run_id"])
+    assert h.summary(first["run_id"])["status"] == "done"
+    assert sorted(h.result_indices(first["run_id"])) == list(range(23))
+
+
+def test_resume_refused_keeps_results_and_the_cancel_marker(h: Harness) -> None:
+    first = manual(h, 0)["results"][0]
+    h.invoke(h.invoker.pop())
+    h.invoker.pop()  # lost hand-off: the run stalls at position 10
+    h.store.request_cancel(first["run_id"])
+    before = sorted(h.store.result_keys(first["run_id"]))
+
+    answer = manual(h, 12, run_id=first["run_id"])
+
+    assert answer["ok"] is False
+    assert sorted(h.store.result_keys(first["run_id"])) == before
+    assert h.store.cancel_requested(first["run_id"])
+
+
+def test_start_answers_at_once_and_hands_leg_0_off(h: Harness) -> None:
+    answer = manual(h, 0)["results"][0]
+    assert (answer["action"], answer["outcome"], answer["total"], answer["leg"]) == (
+        "started",
+        "started",
+        23,
+        0,
+    )
+    [(_, leg)] = h.invoker.calls
+    assert (leg["run_id"], leg["leg"], leg["position"]) == (answer["run_id"], 0, 0)
+    assert list(h.store.result_keys(answer["run_id"])) == []

@@ -20,7 +20,7 @@ def h(s3: Any, bucket: str) -> Harness:
 
 def lose_handoff(h: Harness) -> dict[str, Any]:
     etag = put_tasks(h.s3, h.bucket, "tasks/list.json", URLS)
-    h.invoke(h.upload_event("tasks/list.json", etag))
+    h.begin(h.upload_event("tasks/list.json", etag))
     return h.invoker.pop()  # the hand-off never arrives
 
 
