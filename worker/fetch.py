@@ -1,9 +1,11 @@
 """Fetch a page: pooled session, time-bounded requests, one retry policy.
 
-Transient failures (connection errors, timeouts, 5xx, 429) are retried with
-tenacity, honouring `Retry-After`, and never past the task's deadline. The
-body is read in pieces with caps on size and total time, so a slow-drip or a
-huge page costs one task an error, never the leg.
+Transient failures (connection errors, timeouts, DNS failures, 5xx, 429) are
+retried with tenacity, honouring `Retry-After`, and never past the task's
+deadline. Each request ends by its own deadline, min(leg deadline, request
+timeout), however slowly the server drips its headers or body (worker.watchdog),
+and the body is read with a size cap, so a slow or huge page costs one task an
+error, never the leg.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -26,15 +28,26 @@ from tenacity import (
 )
 
 from worker.exceptions import OutOfTimeError
-from worker.netguard import BlockedURLError, NetPolicy, guarded_pool_classes
+from worker.netguard import (
+    BlockedURLError,
+    NetPolicy,
+    UnresolvedHostError,
+    guarded_pool_classes,
+)
+from worker.watchdog import Limit, Watchdog
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0
 CHUNK = 64 * 1024
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+"""Task headers that stay with the origin they were given for."""
 
 
 class FetchError(Exception):
     """A fetch that failed for good; the message goes into the task's result."""
+
+    attempts: int | None = None
+    """Requests made before the failure, when the fetcher got that far."""
 
 
 class TransientFetchError(FetchError):
@@ -47,6 +60,7 @@ class TransientFetchError(FetchError):
 class FetchPolicy:
     attempts: int = 3
     request_timeout_s: float = 15.0
+    """The most one request (connect, headers and body together) may take."""
     connect_timeout_s: float = 5.0
     max_bytes: int = 5_000_000
     max_redirects: int = 5
@@ -66,6 +80,16 @@ class Page:
     redirects: int
 
 
+@dataclass(frozen=True)
+class _Hop:
+    """One answered request: a page, or where a redirect points."""
+
+    status: int
+    content_type: str
+    body: bytes
+    location: str | None
+
+
 class Fetcher:
     """One pooled session per container, shared by the batch's threads."""
 
@@ -79,6 +103,7 @@ class Fetcher:
         self.policy = policy
         self.net = net
         self.sleep = sleep
+        self.watchdog = Watchdog()
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.headers["User-Agent"] = policy.user_agent
@@ -90,41 +115,45 @@ class Fetcher:
 
     def close(self) -> None:
         self.session.close()
+        self.watchdog.close()
 
     def fetch(self, url: str, deadline: float, headers: dict[str, str] | None = None) -> Page:
-        """Fetch `url`, following redirects by hand so every hop is checked."""
-        attempts = 0
+        """Fetch `url`, following redirects by hand so every hop is checked.
 
-        def one_hop(target: str) -> requests.Response:
+        A task's credential headers go only to the origin they were given for: a
+        redirect to another origin drops them, as a browser does.
+        """
+        attempts = 0
+        sent = dict(headers) if headers else None
+
+        def one_attempt(target: str) -> _Hop:
             nonlocal attempts
             attempts += 1
-            return self._request(target, deadline, headers, tried=attempts > 1)
+            return self._attempt(target, deadline, sent, tried=attempts > 1)
 
         current = url
-        for redirects in range(self.policy.max_redirects + 1):
-            self._check(current)
-            response = self._retrying(deadline)(one_hop, current)
-            if response.is_redirect:
-                location = response.headers.get("Location", "")
-                response.close()
-                current = urljoin(current, location)
-                if redirects == self.policy.max_redirects:
-                    break
-                continue
-            try:
-                body = self._read_body(response, deadline)
-            finally:
-                response.close()
-            return Page(
-                url=url,
-                final_url=current,
-                status=response.status_code,
-                content_type=response.headers.get("Content-Type", ""),
-                body=body,
-                attempts=attempts,
-                redirects=redirects,
-            )
-        raise FetchError(f"more than {self.policy.max_redirects} redirects (last: {current})")
+        try:
+            for redirects in range(self.policy.max_redirects + 1):
+                self._check(current)
+                hop = self._retrying(deadline)(one_attempt, current)
+                if hop.location is None:
+                    return Page(
+                        url=url,
+                        final_url=current,
+                        status=hop.status,
+                        content_type=hop.content_type,
+                        body=hop.body,
+                        attempts=attempts,
+                        redirects=redirects,
+                    )
+                target = urljoin(current, hop.location)
+                if sent and _origin(target) != _origin(current):
+                    sent = {k: v for k, v in sent.items() if k.lower() not in CREDENTIAL_HEADERS}
+                current = target
+            raise FetchError(f"more than {self.policy.max_redirects} redirects (last: {current})")
+        except FetchError as exc:
+            exc.attempts = attempts
+            raise
 
     def _check(self, url: str) -> None:
         try:
@@ -156,36 +185,62 @@ class Fetcher:
             reraise=True,
         )
 
-    def _request(
-        self, url: str, deadline: float, headers: dict[str, str] | None, *, tried: bool
-    ) -> requests.Response:
-        left = deadline - time.monotonic()
+    def _attempt(
+        self, url: str, leg_deadline: float, headers: dict[str, str] | None, *, tried: bool
+    ) -> _Hop:
+        """One request under one total deadline: connect, headers and body together."""
+        now = time.monotonic()
+        left = leg_deadline - now
         if left <= 0.05:
             raise OutOfTimeError("no time left in the leg for this request", tried=tried)
+        deadline = min(leg_deadline, now + self.policy.request_timeout_s)
         timeout = (
             min(self.policy.connect_timeout_s, left),
             min(self.policy.request_timeout_s, left),
         )
-        try:
-            response = self.session.get(
-                url, headers=headers, timeout=timeout, allow_redirects=False, stream=True
-            )
-        except BlockedURLError as exc:
-            raise FetchError(f"blocked: {exc}") from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientFetchError(f"{type(exc).__name__}: {_short(exc)}") from exc
-        except requests.RequestException as exc:
-            raise FetchError(f"{type(exc).__name__}: {_short(exc)}") from exc
-        if response.status_code in RETRY_STATUSES:
-            retry_after = _retry_after(response.headers.get("Retry-After"))
-            response.close()
-            raise TransientFetchError(f"HTTP {response.status_code}", retry_after)
-        return response
+        with self.watchdog.limit(deadline) as limit:
+            try:
+                response = self.session.get(
+                    url, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+                )
+            except BlockedURLError as exc:
+                raise FetchError(f"blocked: {exc}") from exc
+            except UnresolvedHostError as exc:
+                raise TransientFetchError(f"dns: {exc}") from exc
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if limit.fired:
+                    raise self._overrun("no response", deadline, leg_deadline) from exc
+                raise TransientFetchError(f"{type(exc).__name__}: {_short(exc)}") from exc
+            except requests.RequestException as exc:
+                raise FetchError(f"{type(exc).__name__}: {_short(exc)}") from exc
+            try:
+                return self._answer(response, deadline, leg_deadline, limit)
+            finally:
+                response.close()
 
-    def _read_body(self, response: requests.Response, leg_deadline: float) -> bytes:
-        """Read under two clocks: the request's own cap (slow drip) and the leg's deadline."""
-        request_deadline = time.monotonic() + self.policy.request_timeout_s
-        deadline = min(leg_deadline, request_deadline)
+    def _answer(
+        self, response: requests.Response, deadline: float, leg_deadline: float, limit: Limit
+    ) -> _Hop:
+        status = response.status_code
+        if status in RETRY_STATUSES:
+            raise TransientFetchError(
+                f"HTTP {status}", _retry_after(response.headers.get("Retry-After"))
+            )
+        content_type = response.headers.get("Content-Type", "")
+        if response.is_redirect:
+            return _Hop(status, content_type, b"", response.headers.get("Location", ""))
+        body = self._read_body(response, deadline, leg_deadline, limit)
+        return _Hop(status, content_type, body, None)
+
+    def _overrun(self, what: str, deadline: float, leg_deadline: float) -> Exception:
+        if deadline >= leg_deadline:
+            return OutOfTimeError(f"{what} before the leg's deadline", tried=True)
+        return TransientFetchError(f"Timeout: {what} within {self.policy.request_timeout_s:g} s")
+
+    def _read_body(
+        self, response: requests.Response, deadline: float, leg_deadline: float, limit: Limit
+    ) -> bytes:
+        """Read under the request's deadline (a slow drip) and the size cap."""
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.policy.max_bytes:
             raise FetchError(f"page is {declared} bytes, over the {self.policy.max_bytes} byte cap")
@@ -195,10 +250,7 @@ class Fetcher:
         try:
             while True:
                 if time.monotonic() >= deadline:
-                    message = f"body not read in time ({size} bytes so far)"
-                    if deadline == leg_deadline:
-                        raise OutOfTimeError(message, tried=True)
-                    raise FetchError(message)
+                    raise self._late_body(size, deadline, leg_deadline)
                 chunk = raw.read1(CHUNK, decode_content=True)
                 if not chunk:
                     break
@@ -207,12 +259,37 @@ class Fetcher:
                     raise FetchError(f"page is over the {self.policy.max_bytes} byte cap")
                 chunks.append(chunk)
         except (requests.RequestException, OSError, ValueError) as exc:
-            raise FetchError(f"body read failed: {type(exc).__name__}: {_short(exc)}") from exc
+            raise self._broken_body(exc, size, deadline, leg_deadline, limit) from exc
         except Exception as exc:
             if type(exc).__module__.startswith("urllib3"):
-                raise FetchError(f"body read failed: {type(exc).__name__}: {_short(exc)}") from exc
+                raise self._broken_body(exc, size, deadline, leg_deadline, limit) from exc
             raise
+        if limit.fired:  # the cut looks like the end of a body sent without a length
+            raise self._late_body(size, deadline, leg_deadline)
         return b"".join(chunks)
+
+    def _broken_body(
+        self, exc: Exception, size: int, deadline: float, leg_deadline: float, limit: Limit
+    ) -> Exception:
+        if limit.fired:
+            return self._late_body(size, deadline, leg_deadline)
+        return FetchError(f"body read failed: {type(exc).__name__}: {_short(exc)}")
+
+    def _late_body(self, size: int, deadline: float, leg_deadline: float) -> Exception:
+        message = f"body not read in time ({size} bytes so far)"
+        if deadline >= leg_deadline:
+            return OutOfTimeError(message, tried=True)
+        return FetchError(message)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or ""), port
 
 
 def _retry_after(value: str | None) -> float | None:

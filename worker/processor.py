@@ -48,6 +48,7 @@ def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
         )
     except FetchError as exc:
         row["error"] = str(exc)
+        row["attempts"] = exc.attempts
         row["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
         return row
     content_type = page.content_type.split(";", 1)[0].strip().lower()

@@ -82,6 +82,12 @@ class Hostile(StrEnum):
     WRONG_CONTENT_TYPE = "/hostile/wrong-content-type"
     GZIP_BOMB = "/hostile/gzip-bomb"
     LYING_LENGTH = "/hostile/lying-length"
+    SLOW_HEADERS = "/hostile/slow-headers"
+    """Drips its status line and headers a byte per `drip_interval_s`: no read ever times out."""
+    DEEP_NESTING = "/hostile/deep-nesting"
+    """100,000 nested <div> in 500 KB: quadratic for an HTML tree builder."""
+    REBUILT_FORMATTING = "/hostile/rebuilt-formatting"
+    """Formatting tags left open, rebuilt by the tree builder at every later paragraph."""
 
 
 _LOOP_SECOND_HOP = "/hostile/redirect-loop/b"
@@ -394,6 +400,13 @@ _MALFORMED = (
     b"<table><tr><td>cell<p>\x00\xff\xfe invalid utf-8 \xc3\x28 <script>if (a < b) {</script"
     b'<!-- unterminated comment <a href="javascript:alert(1)">x</a> &bogus; &#xZZ;'
 )
+_DEEP_NESTING = b"<!doctype html><title>Deep</title><h1>Deep</h1>" + b"<div>" * 100_000 + b"x"
+_REBUILT_FORMATTING = (
+    b"<!doctype html><title>Rebuilt</title><h1>Rebuilt</h1><p>"
+    + b"".join(b"<b id=%d>" % i for i in range(1_000))
+    + b"</p>"
+    + b"<p>x</p>" * 3_000
+)
 _JSON = json.dumps({"items": [{"id": i, "name": f"item {i}"} for i in range(20)]}).encode()
 
 
@@ -555,6 +568,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _gzip_bomb(self, site: Site) -> None:
         self._send(200, site._bomb, headers={"Content-Encoding": "gzip"})
 
+    def _slow_headers(self, site: Site) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nok"
+        for n in range(len(head)):
+            self.wfile.write(head[n : n + 1])
+            if site._stopping.wait(site.config.drip_interval_s):
+                break
+        self.close_connection = True
+
+    def _deep_nesting(self, site: Site) -> None:
+        self._send(200, _DEEP_NESTING)
+
+    def _rebuilt_formatting(self, site: Site) -> None:
+        self._send(200, _REBUILT_FORMATTING)
+
     def _lying_length(self, site: Site) -> None:
         body = _error_page(200, "Shorter than it says")
         self._start_body("text/html; charset=utf-8", {"Content-Length": str(len(body) * 10)})
@@ -577,6 +604,9 @@ _HOSTILE_ROUTES: dict[Hostile, Callable[[_Handler, Site], None]] = {
     Hostile.WRONG_CONTENT_TYPE: _Handler._wrong_content_type,
     Hostile.GZIP_BOMB: _Handler._gzip_bomb,
     Hostile.LYING_LENGTH: _Handler._lying_length,
+    Hostile.SLOW_HEADERS: _Handler._slow_headers,
+    Hostile.DEEP_NESTING: _Handler._deep_nesting,
+    Hostile.REBUILT_FORMATTING: _Handler._rebuilt_formatting,
 }
 
 
