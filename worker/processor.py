@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.exceptions import ConfigError, OutOfTimeError
-from worker.extract import extract
+from worker.extract import extract, without_userinfo
 from worker.fetch import Fetcher, FetchError
 from worker.tasks import Task
 
@@ -37,7 +37,11 @@ Processor = Callable[[Task, TaskContext], dict[str, Any]]
 
 
 def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
-    """The default processor: fetch the URL and extract the page."""
+    """The default processor: fetch the URL and extract the page.
+
+    It returns only what it learnt; `_run_one` lays it over `task.result_base()`,
+    which holds every field of the row.
+    """
     assert task.url is not None
     started = time.monotonic()
     headers = task.options.get("headers")
@@ -53,7 +57,7 @@ def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
         return row
     content_type = page.content_type.split(";", 1)[0].strip().lower()
     row.update(
-        final_url=page.final_url,
+        final_url=without_userinfo(page.final_url),
         status=page.status,
         content_type=content_type,
         bytes=len(page.body),
@@ -65,7 +69,7 @@ def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
         row["error"] = f"not HTML: {content_type}"
     else:
         try:
-            row.update(extract(page.body, page.final_url))
+            row.update(extract(page.body, page.final_url, page.content_type))
         except Exception as exc:  # a hostile page must cost one task, not the leg
             row["error"] = f"extraction failed: {type(exc).__name__}: {exc}"
     row["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)

@@ -80,6 +80,24 @@ def test_fetch_same_origin_redirect_keeps_credential_headers(origin: LoopbackSer
     assert origin.received[1].headers["authorization"] == "Bearer secret"
 
 
+def test_fetch_final_url_carries_no_credentials(origin: LoopbackServer) -> None:
+    origin.routes["/start"] = redirect("/landing")
+    origin.routes["/landing"] = static(b"<title>landed</title>")
+    url = f"http://user:secret@127.0.0.1:{origin.port}/start"
+    row = run(url)
+    assert row["final_url"] == origin.url("/landing")
+
+
+def test_fetch_links_and_canonical_carry_no_credentials(origin: LoopbackServer) -> None:
+    origin.routes["/page"] = static(
+        b'<link rel="canonical" href="/page?v=1">'
+        b'<a href="/relative">r</a><a href="http://ann:pw@example.com/x">x</a>'
+    )
+    row = run(f"http://user:secret@127.0.0.1:{origin.port}/page")
+    assert row["canonical"] == origin.url("/page?v=1")
+    assert row["links"] == [origin.url("/relative"), "http://example.com/x"]
+
+
 def test_fetch_slow_headers_end_at_the_request_timeout(dripping_site: Site) -> None:
     started = time.monotonic()
     row = run(dripping_site.url(Hostile.SLOW_HEADERS), attempts=1, request_timeout_s=1.0)
