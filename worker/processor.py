@@ -121,13 +121,15 @@ def _run_one(task: Task, processor: Processor, ctx: TaskContext) -> Outcome:
         return Outcome(None, exc, _ms_since(started), left_ms)
     except Exception as exc:
         row["error"] = f"processor raised {type(exc).__name__}: {exc}"
-        return Outcome(row, None, _ms_since(started))
-    if not isinstance(produced, dict):
-        row["error"] = f"processor returned {type(produced).__name__}, not a dict"
     else:
-        row.update({k: v for k, v in produced.items() if k != "index"})
-        row.setdefault("error", None)
-    return Outcome(row, None, _ms_since(started))
+        if isinstance(produced, dict):
+            row.update({k: v for k, v in produced.items() if k != "index"})
+        else:
+            row["error"] = f"processor returned {type(produced).__name__}, not a dict"
+    elapsed_ms = _ms_since(started)
+    if row["elapsed_ms"] is None:
+        row["elapsed_ms"] = round(elapsed_ms, 1)
+    return Outcome(row, None, elapsed_ms)
 
 
 def _ms_since(started: float) -> float:

@@ -33,6 +33,28 @@ _ID_PARTS = 1024
 """Id hashes are split this many ways so finding repeats needs only a small dict at a time."""
 
 
+RESULT_FIELDS = (
+    "index",
+    "url",
+    "id",
+    "final_url",
+    "status",
+    "content_type",
+    "title",
+    "description",
+    "canonical",
+    "h1",
+    "links",
+    "links_count",
+    "text_length",
+    "bytes",
+    "attempts",
+    "elapsed_ms",
+    "error",
+)
+"""Every result row has these keys, in this order, each null when unknown."""
+
+
 @dataclass(frozen=True)
 class Task:
     index: int
@@ -43,9 +65,9 @@ class Task:
     """Why this entry is not a valid task; the processor never sees it."""
 
     def result_base(self) -> dict[str, Any]:
-        base: dict[str, Any] = {"index": self.index, "url": self.url}
-        if self.id is not None:
-            base["id"] = self.id
+        """A row with every field of RESULT_FIELDS, unknown ones null, so rows share one schema."""
+        base: dict[str, Any] = dict.fromkeys(RESULT_FIELDS)
+        base.update(index=self.index, url=self.url, id=self.id)
         return base
 
 
