@@ -106,10 +106,12 @@ def chain_hops(run: BatonRun) -> dict[str, Any]:
 
 def probe(config: HopConfig, workdir: Path | None = None) -> dict[str, Any]:
     """Run probe processes against a fresh embedded stack; medians and the breakdown."""
+    from worker.checkpoint import Checkpoint
+    from worker.clock import SYSTEM_CLOCK
     from worker.events import derive_run_id
     from worker.local.lambda_runtime import FunctionConfig
     from worker.local.stack import EmbeddedStack
-    from worker.state import Checkpoint, RunRecord, RunStore, now_ms
+    from worker.store import RunRecord, RunStore
 
     target = FunctionConfig(
         name=NOOP,
@@ -132,7 +134,7 @@ def probe(config: HopConfig, workdir: Path | None = None) -> dict[str, Any]:
                     for i in range(config.tasks)
                 )
                 etag = s3.put_object(Bucket=stack.bucket, Key=PROBE_KEY, Body=body)["ETag"]
-                store = RunStore(s3, stack.bucket, "runs/")
+                store = RunStore.over(s3, stack.bucket, "runs/")
                 for number in range(config.cold_runs):
                     run_id = derive_run_id(stack.bucket, PROBE_KEY, etag, f"probe-{number}")
                     store.create_run(
@@ -143,7 +145,7 @@ def probe(config: HopConfig, workdir: Path | None = None) -> dict[str, Any]:
                             etag=etag,
                             total=config.tasks,
                             start_position=0,
-                            created_ms=now_ms(),
+                            created_ms=SYSTEM_CLOCK.now_ms(),
                             source="manual",
                         )
                     )
@@ -314,7 +316,7 @@ def _probe_main(args: argparse.Namespace) -> int:
     create_ms = (time.perf_counter() - started) * 1000
     handler._container = container  # what handler() does on its first call
     timer = _OpTimer()
-    timer.attach(container.s3)
+    timer.attach(container.s3.client)
     timer.attach(container.lambda_client)
     legs = []
     for number in range(args.legs + 1):

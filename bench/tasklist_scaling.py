@@ -43,6 +43,7 @@ from moto.server import ThreadedMotoServer
 
 from cache import ObjectCache
 from worker.config import Settings
+from worker.s3 import ObjectStore
 from worker.tasklist import IndexedTaskList, index_key, load_task_list
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tasklist_scaling.json"
@@ -73,7 +74,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     key, etag, middle = spec["key"], spec["etag"], spec["tasks"] // 2
     cache = ObjectCache()
     if spec["phase"].startswith("warm"):
-        tasks, _ = load_task_list(cache, s3, BUCKET, key, etag, settings=settings)
+        tasks, _ = load_task_list(cache, ObjectStore(s3), BUCKET, key, etag, settings=settings)
         tasks[middle : middle + WINDOW]
         del tasks
         if spec["phase"] == "warm-nocache":
@@ -89,7 +90,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["trace"]:
         tracemalloc.start()
     started = time.perf_counter()
-    tasks, hit = load_task_list(cache, s3, BUCKET, key, etag, settings=settings)
+    tasks, hit = load_task_list(cache, ObjectStore(s3), BUCKET, key, etag, settings=settings)
     loaded = time.perf_counter()
     window = tasks[middle : middle + WINDOW]
     done = time.perf_counter()

@@ -39,11 +39,12 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from worker.checkpoint import TERMINAL
 from worker.local.lambda_runtime import FunctionConfig
 from worker.local.s3server import S3Call
 from worker.local.site import LatencyProfile, Site, SiteConfig
 from worker.local.stack import EmbeddedStack
-from worker.state import TERMINAL, RunStore
+from worker.store import RunStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TASKS_KEY = "tasks/bench-throughput.jsonl"
@@ -214,7 +215,7 @@ def run_baton(site: Site, config: ThroughputConfig, workdir: Path) -> BatonRun:
         ours = S3Tally()
         s3.meta.events.register("before-call.s3", ours.count_call)
         try:
-            store = RunStore(s3, bucket, "runs/")
+            store = RunStore.over(s3, bucket, "runs/")
             body = _task_list(site)
             served.reset()
             upload_s = time.time()

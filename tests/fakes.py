@@ -17,12 +17,19 @@ _ids = itertools.count()
 
 @dataclass
 class FakeClock:
-    """Lambda's remaining time, advanced by hand (or by a fake processor)."""
+    """Virtual time for the container and Lambda's remaining time, advanced by hand (or by
+    a fake processor); wall and monotonic time move together."""
 
-    now_ms: float = 0.0
+    at_ms: float = 1_800_000_000_000.0
 
     def advance(self, ms: float) -> None:
-        self.now_ms += ms
+        self.at_ms += ms
+
+    def now_ms(self) -> int:
+        return int(self.at_ms)
+
+    def monotonic(self) -> float:
+        return self.at_ms / 1000
 
 
 @dataclass
@@ -34,10 +41,10 @@ class FakeContext:
     function_name: str = "baton"
 
     def __post_init__(self) -> None:
-        self.deadline_ms = self.clock.now_ms + self.timeout_ms
+        self.deadline_ms = self.clock.at_ms + self.timeout_ms
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int(self.deadline_ms - self.clock.now_ms))
+        return max(0, int(self.deadline_ms - self.clock.at_ms))
 
 
 @dataclass
@@ -45,7 +52,9 @@ class RecordingInvoker:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     fail: bool = False
 
-    def invoke_async(self, function: str, payload: dict[str, Any]) -> None:
+    def invoke_async(
+        self, function: str, payload: dict[str, Any], *, within_s: float | None = None
+    ) -> None:
         if self.fail:
             raise HandoffError("invoke refused (test)")
         self.calls.append((function, payload))

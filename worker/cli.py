@@ -27,9 +27,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.container import BOTO_CONFIG
 from worker.events import quote_etag
-from worker.exceptions import BatonError, RunNotFoundError, TaskListError
+from worker.exceptions import BatonError, RunNotFoundError, TaskListError, TransientError
 from worker.progress import EXIT_OK, exit_code, progress_line, summary_lines, view
-from worker.state import TERMINAL, RunStore
+from worker.s3 import S3Error
+from worker.store import RunStore
 from worker.tasks import parse_task_list
 
 DEFAULT_FUNCTION = "baton-worker"
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result: int = args.run(args)
+    except (TransientError, S3Error) as exc:
+        print(f"baton: AWS error: {exc}", file=sys.stderr)
+        return EXIT_AWS
     except (CliError, BatonError) as exc:
         print(f"baton: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -165,7 +169,6 @@ def _watch_options(p: argparse.ArgumentParser) -> None:
 
 # commands
 def cmd_submit(args: argparse.Namespace) -> int:
-    s3 = _s3(args)
     bucket = _bucket(args)
     body = _checked_list(args.file)
     key = args.key or f"tasks/{args.file.name}"
@@ -175,10 +178,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
             "tasks/*.jsonl); no run will start",
             file=sys.stderr,
         )
-    store = RunStore(s3, bucket, args.prefix)
-    digest = md5(body).hexdigest()
+    store = _store(args)
+    digest = md5(body).hexdigest()  # S3's own ETag of a single-part upload
     before = set(store.runs_for_source(key, f'"{digest}"'))
-    etag = quote_etag(s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"])
+    etag = quote_etag(store.objects.put(bucket, key, body, content_type=_content_type(key)))
     print(f"uploaded s3://{bucket}/{key} ({etag})")
     if etag != f'"{digest}"':
         before = set()
@@ -198,19 +201,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    s3, bucket = _s3(args), _bucket(args)
-    try:
-        s3.head_object(Bucket=bucket, Key=args.key)
-    except ClientError as exc:
-        raise CliError(f"s3://{bucket}/{args.key} cannot be read: {exc}") from exc
-    answer = _call(args, {"bucket": bucket, "key": args.key, "position": args.position})
+    store = _store(args)
+    if store.objects.head(store.bucket, args.key) is None:
+        raise CliError(f"s3://{store.bucket}/{args.key} does not exist")
+    answer = _call(args, {"bucket": store.bucket, "key": args.key, "position": args.position})
     _say_started(answer)
-    store = RunStore(s3, bucket, args.prefix)
     return _watch(store, answer["run_id"], sys.stdout, args.json) if args.watch else EXIT_OK
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    store = RunStore(_s3(args), _bucket(args), args.prefix)
+    store = _store(args)
     record = store.load_run(args.run_id)
     checkpoint = store.load_checkpoint(args.run_id).checkpoint
     position = checkpoint.position if args.position is None else args.position
@@ -223,7 +223,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    store = RunStore(_s3(args), _bucket(args), args.prefix)
+    store = _store(args)
     if args.watch:
         return _watch(
             store, args.run_id, sys.stdout, args.json, interval=args.interval, wait_s=args.wait_s
@@ -234,31 +234,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    s3, bucket = _s3(args), _bucket(args)
-    store = RunStore(s3, bucket, args.prefix)
+    store = _store(args)
     store.load_run(args.run_id)
     if not args.presign:
         for _, _, key in store.result_keys(args.run_id):
-            sys.stdout.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode())
+            sys.stdout.buffer.write(store.read_bytes(key))
         sys.stdout.flush()
         return EXIT_OK
     manifest = f"{store.run_prefix(args.run_id)}results.jsonl"
-    body = b"".join(
-        s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        for _, _, key in store.result_keys(args.run_id)
-    )
-    s3.put_object(Bucket=bucket, Key=manifest, Body=body, ContentType="application/x-ndjson")
-    url = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": manifest}, ExpiresIn=args.expires
-    )
-    print(url)
+    body = b"".join(store.read_bytes(key) for _, _, key in store.result_keys(args.run_id))
+    store.objects.put(store.bucket, manifest, body, content_type="application/x-ndjson")
+    print(store.objects.presign(store.bucket, manifest, args.expires))
     return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    store = RunStore(_s3(args), _bucket(args), args.prefix)
+    store = _store(args)
     checkpoint = store.load_checkpoint(args.run_id).checkpoint
-    if checkpoint.status in TERMINAL:
+    if checkpoint.finished:
         raise CliError(f"run {args.run_id} already ended: {checkpoint.status}")
     store.request_cancel(args.run_id)
     print(f"run {args.run_id}: cancel requested; it stops at its next batch")
@@ -266,7 +259,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    store = RunStore(_s3(args), _bucket(args), args.prefix)
+    store = _store(args)
     views = []
     for run_id in store.run_ids():
         try:
@@ -363,7 +356,7 @@ def _watch(
             out.write(line + "\n")
         last = (cp.position, cp.leg, v.state)
         out.flush()
-        if cp.status in TERMINAL:
+        if cp.finished:
             if tty:
                 out.write("\n")
             summary = store.load_summary(run_id)
@@ -383,8 +376,13 @@ def _say_started(answer: dict[str, Any]) -> None:
         print(f"note: {answer['note']}")
 
 
-def _s3(args: argparse.Namespace) -> Any:
-    return boto3.client("s3", endpoint_url=args.endpoint_url, config=BOTO_CONFIG)
+def _store(args: argparse.Namespace) -> RunStore:
+    client = boto3.client("s3", endpoint_url=args.endpoint_url, config=BOTO_CONFIG)
+    return RunStore.over(client, _bucket(args), args.prefix)
+
+
+def _content_type(key: str) -> str:
+    return "application/x-ndjson" if key.endswith(".jsonl") else "application/json"
 
 
 def _call(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:

@@ -11,11 +11,13 @@ from botocore.config import Config
 
 from cache import ObjectCache, object_cache
 from worker.budget import TimeBudget
+from worker.clock import SYSTEM_CLOCK, Clock
 from worker.config import Settings
 from worker.fetch import Fetcher, FetchPolicy
 from worker.handoff import Invoker, LambdaInvoker
 from worker.netguard import NetPolicy
 from worker.processor import Processor, load_processor
+from worker.s3 import ObjectStore
 
 BOTO_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5},
@@ -23,12 +25,15 @@ BOTO_CONFIG = Config(
     read_timeout=30,
     max_pool_connections=32,
 )
+INVOKE_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=10)
+"""The hand-off's one retry policy is worker.handoff's, bounded by the leg's time left;
+botocore must not retry underneath it."""
 
 
 @dataclass
 class Container:
     settings: Settings
-    s3: Any
+    s3: ObjectStore
     invoker: Invoker
     lambda_client: Any
     fetcher: Fetcher
@@ -38,6 +43,7 @@ class Container:
     io: ThreadPoolExecutor
     """Small S3 reads that overlap the leg's own S3 writes."""
     cache: ObjectCache = field(default_factory=object_cache)
+    clock: Clock = SYSTEM_CLOCK
     recursion_checked: bool = False
 
     @classmethod
@@ -47,11 +53,12 @@ class Container:
         s3: Any | None = None,
         lambda_client: Any | None = None,
         invoker: Invoker | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> Container:
-        """Production defaults; tests pass their own clients or fakes."""
+        """Production defaults; tests pass their own clients, fakes and clock."""
         s3 = s3 if s3 is not None else boto3.client("s3", config=BOTO_CONFIG)
         if lambda_client is None:
-            lambda_client = boto3.client("lambda", config=BOTO_CONFIG)
+            lambda_client = boto3.client("lambda", config=INVOKE_CONFIG)
         policy = FetchPolicy(
             attempts=settings.fetch_attempts,
             request_timeout_s=settings.request_timeout_s,
@@ -61,8 +68,9 @@ class Container:
         )
         return cls(
             settings=settings,
-            s3=s3,
+            s3=ObjectStore(s3),
             lambda_client=lambda_client,
+            clock=clock,
             invoker=invoker or LambdaInvoker(lambda_client, settings.handoff_attempts),
             fetcher=Fetcher(
                 policy, NetPolicy.from_cidrs(settings.allow_nets), pool_size=settings.concurrency

@@ -7,11 +7,20 @@ import logging
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from worker.exceptions import TransientError
 
 log = logging.getLogger(__name__)
+
+DEFAULT_WITHIN_S = 10.0
+"""How long a hand-off may keep retrying when the caller names no limit."""
 
 
 class HandoffError(TransientError):
@@ -19,20 +28,31 @@ class HandoffError(TransientError):
 
 
 class Invoker(Protocol):
-    def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...
+    def invoke_async(
+        self, function: str, payload: dict[str, Any], *, within_s: float | None = None
+    ) -> None: ...
 
 
 class LambdaInvoker:
-    """`lambda.invoke(InvocationType="Event")`, retried on throttling and 5xx."""
+    """`lambda.invoke(InvocationType="Event")`, retried on throttling and 5xx.
+
+    This is the one retry policy of a hand-off: the client must not retry
+    underneath it (`worker.container.INVOKE_CONFIG`), and it gives up within
+    `within_s`, the time the leg has left, so a throttled invoke can never
+    carry a leg past its deadline. What it gives up on, the sweep resends.
+    """
 
     def __init__(self, client: Any, attempts: int = 4, max_wait_s: float = 2.0) -> None:
         self.client = client
         self.attempts = attempts
         self.max_wait_s = max_wait_s
 
-    def invoke_async(self, function: str, payload: dict[str, Any]) -> None:
+    def invoke_async(
+        self, function: str, payload: dict[str, Any], *, within_s: float | None = None
+    ) -> None:
         retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
+            stop=stop_after_attempt(self.attempts)
+            | stop_after_delay(max(0.0, DEFAULT_WITHIN_S if within_s is None else within_s)),
             wait=wait_exponential_jitter(multiplier=0.1, max=self.max_wait_s, jitter=0.1),
             retry=retry_if_exception_type(HandoffError),
             reraise=True,

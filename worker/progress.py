@@ -6,7 +6,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from worker.state import TERMINAL, Checkpoint, RunRecord, now_ms
+from worker.checkpoint import Checkpoint
+from worker.clock import SYSTEM_CLOCK
+from worker.store import RunRecord
 
 EXIT_OK = 0
 EXIT_CODES = {"failed_tasks": 3, "failed": 4, "cancelled": 5, "superseded": 6, "unfinished": 7}
@@ -33,7 +35,7 @@ class RunView:
     @property
     def elapsed_s(self) -> float:
         cp = self.checkpoint
-        end = cp.finished_ms if cp.status in TERMINAL and cp.finished_ms else self.at_ms
+        end = cp.finished_ms if cp.finished and cp.finished_ms else self.at_ms
         return max(0.0, (end - (cp.started_ms or self.record.created_ms)) / 1000)
 
     @property
@@ -57,7 +59,7 @@ class RunView:
 
     @property
     def eta_s(self) -> float | None:
-        if self.checkpoint.status in TERMINAL or self.stalled or self.rate <= 0:
+        if self.checkpoint.finished or self.stalled or self.rate <= 0:
             return None
         return (self.checkpoint.total - self.checkpoint.position) / self.rate
 
@@ -82,7 +84,7 @@ class RunView:
 
 
 def view(record: RunRecord, checkpoint: Checkpoint, at_ms: int | None = None) -> RunView:
-    return RunView(record, checkpoint, now_ms() if at_ms is None else at_ms)
+    return RunView(record, checkpoint, SYSTEM_CLOCK.now_ms() if at_ms is None else at_ms)
 
 
 def progress_line(v: RunView) -> str:

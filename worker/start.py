@@ -16,25 +16,13 @@ from dataclasses import asdict, dataclass
 from itertools import count
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from worker.checkpoint import Checkpoint, RunStatus
 from worker.container import Container
 from worker.events import LegEvent, StartRequest, derive_run_id, quote_etag
-from worker.exceptions import BadEventError, RunNotFoundError, TaskListError, TransientError
+from worker.exceptions import BadEventError, RunNotFoundError, TaskListError
 from worker.handoff import HandoffError
 from worker.leg import LambdaContext
-from worker.s3errors import is_not_found, is_transient
-from worker.state import (
-    DONE,
-    FAILED,
-    RUNNING,
-    TERMINAL,
-    Checkpoint,
-    RunRecord,
-    RunStore,
-    Versioned,
-    now_ms,
-)
+from worker.store import RunRecord, RunStore, Versioned
 from worker.summary import summarize, tally_failures
 from worker.tasklist import load_task_list
 
@@ -98,15 +86,13 @@ def resume_run(
         )
     current = store.load_checkpoint(request.run_id)
     cp = current.checkpoint
-    at = now_ms()
-    if cp.status == DONE:
+    at = container.clock.now_ms()
+    if cp.status is RunStatus.DONE:
         raise BadEventError(
             f"run {cp.run_id} is done: a finished run is never redone; "
             f"start s3://{record.bucket}/{record.key} again for a new run"
         )
-    if cp.status not in TERMINAL and (
-        cp.lease_live(at) or _handoff_pending(cp, at, container.settings.stall_after_ms)
-    ):
+    if cp.live(at, container.settings.stall_after_ms):
         raise BadEventError(
             f"run {cp.run_id} is live (leg {cp.leg}, position {cp.position}); "
             "cancel it or wait for it to stop before resuming"
@@ -123,20 +109,7 @@ def resume_run(
     store.clear_cancel(cp.run_id)
     rewound = rewind(store, cp, request.position)
     leg = cp.leg + 1
-    resumed = store.swap(
-        current,
-        rewound.evolve(
-            status=RUNNING,
-            leg=leg,
-            owner=None,
-            lease_until_ms=0,
-            reason=None,
-            finished_ms=0,
-            strikes=0,
-            crashes=0,
-            handed_off_ms=at,
-        ),
-    )
+    resumed = store.swap(current, rewound.resume(at_ms=at))
     store.mark_active(cp.run_id)
     log.info("run %s resumed at position %s as leg %s", cp.run_id, request.position, leg)
     note = _hand_off(container, record, resumed, context)
@@ -214,7 +187,7 @@ def _identity(store: RunStore, request: StartRequest, etag: str) -> _Fresh | _Re
         if request.source == "s3":
             log.info("run %s already exists: duplicate S3 notification, ignored", run_id)
             return StartResult(run_id, "duplicate", cp.total, cp.position, cp.leg)
-        if cp.status not in TERMINAL:
+        if not cp.finished:
             return _Resume(
                 StartRequest(request.bucket, request.key, request.position, etag, run_id)
             )
@@ -237,7 +210,7 @@ def _new_record(
             container.cache, container.s3, request.bucket, request.key, etag, settings=settings
         )
     except TaskListError as exc:
-        _record_unreadable(store, request, etag, run_id, exc)
+        _record_unreadable(store, request, etag, run_id, exc, at=container.clock.now_ms())
         raise
     if request.position > len(tasks):
         raise BadEventError(
@@ -250,7 +223,7 @@ def _new_record(
         etag=etag,
         total=len(tasks),
         start_position=request.position,
-        created_ms=now_ms(),
+        created_ms=container.clock.now_ms(),
         source=request.source,
         config={
             "batch_size": settings.batch_size,
@@ -276,7 +249,7 @@ def _begin(
             run_id=record.run_id,
             total=record.total,
             position=record.start_position,
-            handed_off_ms=now_ms(),
+            handed_off_ms=container.clock.now_ms(),
         )
     )
     if created is None:
@@ -315,11 +288,10 @@ def _hand_off(
 
 
 def _record_unreadable(
-    store: RunStore, request: StartRequest, etag: str, run_id: str, exc: TaskListError
+    store: RunStore, request: StartRequest, etag: str, run_id: str, exc: TaskListError, *, at: int
 ) -> None:
     """A list that cannot be read still gets a run, `failed` with the reason, so
     `baton runs` and `baton status` show what happened to the upload."""
-    at = now_ms()
     record = RunRecord(run_id, request.bucket, request.key, etag, 0, 0, at, request.source)
     if not store.create_run(record):
         return
@@ -327,7 +299,7 @@ def _record_unreadable(
         run_id=run_id,
         total=0,
         position=0,
-        status=FAILED,
+        status=RunStatus.FAILED,
         reason=str(exc),
         started_ms=at,
         finished_ms=at,
@@ -338,18 +310,8 @@ def _record_unreadable(
     log.error("run %s failed: %s", run_id, exc)
 
 
-def _handoff_pending(cp: Checkpoint, at: int, stall_after_ms: int) -> bool:
-    """A leg was handed off recently and may still be on its way."""
-    return cp.owner is None and at - cp.handed_off_ms < stall_after_ms
-
-
 def _current_etag(container: Container, bucket: str, key: str) -> str:
-    try:
-        head = container.s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if is_not_found(exc):
-            raise TaskListError(f"task list s3://{bucket}/{key} does not exist") from exc
-        if is_transient(exc):
-            raise TransientError(str(exc)) from exc
-        raise
-    return quote_etag(str(head["ETag"]))
+    head = container.s3.head(bucket, key)
+    if head is None:
+        raise TaskListError(f"task list s3://{bucket}/{key} does not exist")
+    return quote_etag(head.etag)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from worker.state import Checkpoint, RunRecord, RunStore
+from worker.checkpoint import Checkpoint
+from worker.store import RunRecord, RunStore
 
 MAX_FAILURE_SAMPLES = 20
 MAX_FAILURE_KINDS = 50

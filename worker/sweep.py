@@ -15,7 +15,7 @@ from worker.container import Container
 from worker.events import LegEvent
 from worker.exceptions import ConflictError, RunNotFoundError
 from worker.handoff import HandoffError
-from worker.state import TERMINAL, RunStore, now_ms
+from worker.store import RunStore
 from worker.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
     settings = container.settings
     store = RunStore(container.s3, bucket, settings.results_prefix)
     result = SweepResult()
-    at = now_ms()
+    at = container.clock.now_ms()
     for run_id in list(store.active_runs()):
         result.checked += 1
         try:
@@ -45,7 +45,7 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
             result.tidied.append(run_id)
             continue
         cp = current.checkpoint
-        if cp.status in TERMINAL:
+        if cp.finished:
             if store.load_summary(run_id) is None:
                 # The finishing leg lost the answer to its last CAS, or died before writing
                 # the summary: the run still gets one, from its final checkpoint.
@@ -57,7 +57,7 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
         if not cp.stalled(at, settings.stall_after_ms):
             continue
         try:
-            store.swap(current, cp.evolve(sweeps=cp.sweeps + 1, handed_off_ms=at))
+            store.swap(current, cp.swept(at_ms=at))
         except ConflictError:
             continue  # the run moved on while we looked: it is alive
         record = store.load_run(run_id)

@@ -29,24 +29,20 @@ import sys
 import time
 import zlib
 from array import array
-from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, Protocol, overload
+from typing import Protocol, overload
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from cache import ObjectCache, pinned_get
+from cache import ObjectCache
 from worker.config import Settings
-from worker.exceptions import TaskListError, TransientError
-from worker.s3errors import is_not_found
+from worker.exceptions import BatonError, TaskListError
+from worker.s3 import ObjectNotFoundError, ObjectStore, chunks
 from worker.tasks import JsonlIndex, Task, index_jsonl, parse_task_list
 
 INDEX_STRIDE = 64
 """A window reads at most 2 * (stride - 1) lines it does not need; 64 keeps that near 10 KB."""
 INDEX_VERSION = 1
-CHUNK_BYTES = 1024 * 1024
 _MAGIC = b"BATONIDX"
 _HEADER = struct.Struct("<8sHHIQQQQQ")
 _CRC = struct.Struct("<I")
@@ -69,15 +65,19 @@ class TaskList(Protocol):
 
 
 def load_task_list(
-    cache: ObjectCache, s3: Any, bucket: str, key: str, etag: str, *, settings: Settings
+    cache: ObjectCache, s3: ObjectStore, bucket: str, key: str, etag: str, *, settings: Settings
 ) -> tuple[TaskList, bool]:
     """The task list at exactly `etag`, and whether the container cache already held it.
 
-    Raises what `ObjectCache.get` raises: InputChangedError, TaskListError,
-    TransientError. So do the windows of an indexed list, read later.
+    Raises InputChangedError (the list is no longer that version), TaskListError
+    (missing or unreadable) and TransientError. So do the windows of an indexed
+    list, read later.
     """
     value, hit = cache.load(
-        s3, bucket, key, etag, kind=_KIND, build=lambda: _read(s3, bucket, key, etag, settings)
+        (bucket, key, _KIND),
+        etag,
+        revalidate=lambda: s3.unchanged(bucket, key, etag),
+        build=lambda: _read(s3, bucket, key, etag, settings),
     )
     if isinstance(value, JsonlIndex):
         return IndexedTaskList(s3, bucket, key, etag, value), hit
@@ -88,7 +88,7 @@ def load_task_list(
 class IndexedTaskList:
     """A JSONL list that stays in S3: each window is one ranged GET, pinned to the ETag."""
 
-    s3: Any
+    s3: ObjectStore
     bucket: str
     key: str
     etag: str
@@ -117,9 +117,10 @@ class IndexedTaskList:
 
     def _window(self, start: int, stop: int) -> list[Task]:
         first, last = self.index.byte_range(start, stop)
-        response = pinned_get(self.s3, self.bucket, self.key, self.etag, f"bytes={first}-{last}")
-        with closing(response["Body"]) as body:
-            tasks = self.index.window(_chunks(body, self.bucket, self.key), start, stop)
+        body, _ = self.s3.open(
+            self.bucket, self.key, if_match=self.etag, byte_range=f"bytes={first}-{last}"
+        )
+        tasks = self.index.window(chunks(body, f"s3://{self.bucket}/{self.key}"), start, stop)
         if len(tasks) != stop - start:
             raise TaskListError(
                 f"the index of s3://{self.bucket}/{self.key} does not match it: "
@@ -186,48 +187,48 @@ def decode_index(data: bytes) -> tuple[str, JsonlIndex]:
 
 
 def _read(
-    s3: Any, bucket: str, key: str, etag: str, settings: Settings
+    s3: ObjectStore, bucket: str, key: str, etag: str, settings: Settings
 ) -> tuple[list[Task] | JsonlIndex, int]:
     """One GET decides: a small list is read whole, a large one is indexed (or its index read)."""
-    response = pinned_get(s3, bucket, key, etag)
-    size = int(response["ContentLength"])
-    with closing(response["Body"]) as body:
+    what = f"s3://{bucket}/{key}"
+    try:
+        body, size = s3.open(bucket, key, if_match=etag)
+    except ObjectNotFoundError as exc:
+        raise TaskListError(f"task list {what} does not exist") from exc
+    with closing(body):
         if size <= settings.index_threshold_bytes:
-            return parse_task_list(body.read()), size
+            return parse_task_list(b"".join(chunks(body, what))), size
         where = index_key(settings.results_prefix, bucket, key, etag)
         stored = _load_index(s3, bucket, where, etag, size)
         if stored is not None:
             return stored
         started = time.monotonic()
-        index = index_jsonl(_chunks(body, bucket, key), size, INDEX_STRIDE)
+        index = index_jsonl(chunks(body, what), size, INDEX_STRIDE)
     data = encode_index(etag, index)
     log.info(
-        "indexed s3://%s/%s: %s tasks, %s bytes, in %.0f ms; index %s bytes",
-        bucket,
-        key,
+        "indexed %s: %s tasks, %s bytes, in %.0f ms; index %s bytes",
+        what,
         index.count,
         size,
         (time.monotonic() - started) * 1000,
         len(data),
     )
     try:
-        s3.put_object(Bucket=bucket, Key=where, Body=data, ContentType="application/octet-stream")
-    except (ClientError, BotoCoreError) as exc:
+        s3.put(bucket, where, data, content_type="application/octet-stream")
+    except BatonError as exc:
         log.warning("could not persist the index s3://%s/%s: %s", bucket, where, exc)
     return index, size
 
 
 def _load_index(
-    s3: Any, bucket: str, where: str, etag: str, size: int
+    s3: ObjectStore, bucket: str, where: str, etag: str, size: int
 ) -> tuple[JsonlIndex, int] | None:
     """The persisted index of exactly this version, or None (absent, unreadable, stale)."""
     try:
-        data: bytes = s3.get_object(Bucket=bucket, Key=where)["Body"].read()
-    except ClientError as exc:
-        if not is_not_found(exc):
-            log.warning("could not read the index s3://%s/%s: %s", bucket, where, exc)
+        data = s3.get(bucket, where).body
+    except ObjectNotFoundError:
         return None
-    except BotoCoreError as exc:
+    except BatonError as exc:
         log.warning("could not read the index s3://%s/%s: %s", bucket, where, exc)
         return None
     try:
@@ -238,14 +239,6 @@ def _load_index(
         log.warning("ignoring the index s3://%s/%s: %s", bucket, where, exc)
         return None
     return index, len(data)
-
-
-def _chunks(body: Any, bucket: str, key: str) -> Iterator[bytes]:
-    """The body in pieces; a stream that breaks is worth a retry, not a failed run."""
-    try:
-        yield from body.iter_chunks(CHUNK_BYTES)
-    except BotoCoreError as exc:
-        raise TransientError(f"reading s3://{bucket}/{key} failed: {exc}") from exc
 
 
 def _little_endian(values: array[int]) -> bytes:

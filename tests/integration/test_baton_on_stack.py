@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from worker.checkpoint import TERMINAL
 from worker.local.demo import LegLog, LocalRun
 from worker.local.site import LatencyProfile, Site, SiteConfig
 from worker.local.stack import EmbeddedStack
-from worker.state import TERMINAL, RunStore
+from worker.store import RunStore
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +82,7 @@ def test_stack_upload_runs_a_multi_leg_run_to_done_exactly_once(
     stack: EmbeddedStack, s3: Any, site: Site
 ) -> None:
     etag = upload(stack, s3, "tasks/site.jsonl", site.urls())
-    store = RunStore(s3, stack.bucket, "runs/")
+    store = RunStore.over(s3, stack.bucket, "runs/")
     run_id = wait_for_end(store, "tasks/site.jsonl", etag)
     summary = store.load_summary(run_id)
     assert summary is not None
@@ -99,7 +100,7 @@ def test_stack_warm_containers_revalidate_the_task_list_with_304s(
     stack: EmbeddedStack, s3: Any, site: Site, tmp_path: Path
 ) -> None:
     etag = upload(stack, s3, "tasks/site.jsonl", site.urls())
-    wait_for_end(RunStore(s3, stack.bucket, "runs/"), "tasks/site.jsonl", etag)
+    wait_for_end(RunStore.over(s3, stack.bucket, "runs/"), "tasks/site.jsonl", etag)
     stack.runtime.wait_idle(10)
     legs = LegLog(tmp_path / "containers.log")
     legs.poll()
@@ -133,7 +134,7 @@ def test_stack_manual_invoke_starts_a_run_at_a_position(
     finally:
         client.close()
     assert response["StatusCode"] == 202
-    store = RunStore(s3, stack.bucket, "runs/")
+    store = RunStore.over(s3, stack.bucket, "runs/")
     run_id = wait_for_end(store, "lists/manual.json", etag)
     assert sorted(result_indices(store, run_id)) == list(range(25, 40))
     summary = store.load_summary(run_id)
@@ -153,7 +154,7 @@ def test_stack_leg_killed_at_its_timeout_is_retried_and_nothing_is_lost(
         tasks: list[Any] = [{"url": url} for url in site.urls()[:60]]
         tasks[33]["hang_marker"] = str(marker)
         etag = upload(stack, s3, "tasks/hang.jsonl", tasks)
-        store = RunStore(s3, stack.bucket, "runs/")
+        store = RunStore.over(s3, stack.bucket, "runs/")
         run_id = wait_for_end(store, "tasks/hang.jsonl", etag)
         stats = stack.runtime.stats(stack.function.name)
         summary = store.load_summary(run_id)

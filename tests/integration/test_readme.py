@@ -22,7 +22,7 @@ import pytest
 from tests.integration.test_baton_on_stack import start_stack
 from worker.local.site import Site, SiteConfig
 from worker.local.stack import EmbeddedStack
-from worker.state import RunStore
+from worker.store import RunStore
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ def stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
 def newest_run(stack: EmbeddedStack) -> str:
     s3 = stack.s3_client()
     try:
-        store = RunStore(s3, stack.bucket, "runs/")
+        store = RunStore.over(s3, stack.bucket, "runs/")
         runs = sorted(store.run_ids(), key=lambda r: store.load_run(r).created_ms)
     finally:
         s3.close()

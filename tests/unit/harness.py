@@ -10,7 +10,7 @@ from tests.fakes import FakeClock, FakeContext, RecordingInvoker, ticking_proces
 from worker.config import Settings
 from worker.container import Container
 from worker.dispatch import dispatch
-from worker.state import RunStore
+from worker.store import RunStore
 
 
 @dataclass
@@ -25,10 +25,14 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.container = Container.create(
-            self.settings, s3=self.s3, lambda_client=object(), invoker=self.invoker
+            self.settings,
+            s3=self.s3,
+            lambda_client=object(),
+            invoker=self.invoker,
+            clock=self.clock,
         )
         self.container.processor = ticking_processor(self.clock, self.ms_per_task)
-        self.store = RunStore(self.s3, self.bucket, self.settings.results_prefix)
+        self.store = RunStore.over(self.s3, self.bucket, self.settings.results_prefix)
 
     def context(self, timeout_ms: float | None = None) -> FakeContext:
         return FakeContext(self.clock, timeout_ms or self.timeout_ms)

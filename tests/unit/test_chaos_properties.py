@@ -21,10 +21,8 @@ import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
-from unittest import mock
 
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, event, settings
@@ -33,11 +31,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from cache import clear_caches
 from tests.fakes import Killed, RecordingInvoker
+from worker.checkpoint import TERMINAL, Checkpoint
 from worker.config import Settings
 from worker.container import Container
 from worker.dispatch import dispatch
 from worker.processor import TaskContext
-from worker.state import TERMINAL, Checkpoint, RunStore
+from worker.store import RunStore
 from worker.tasks import Task
 
 BUCKET = "chaos-properties"
@@ -170,16 +169,6 @@ class FakeS3:
             return {"CommonPrefixes": [{"Prefix": p} for p in common]}
         return {"Contents": [{"Key": k} for k in keys]}
 
-    def get_paginator(self, name: str) -> Any:
-        assert name == "list_objects_v2"
-        fake = self
-
-        class _Pages:
-            def paginate(self, **kw: Any) -> list[dict[str, Any]]:
-                return [fake.list_objects_v2(**kw)]
-
-        return _Pages()
-
 
 @dataclass
 class Clock:
@@ -187,6 +176,9 @@ class Clock:
 
     def now_ms(self) -> int:
         return self.now
+
+    def monotonic(self) -> float:
+        return self.now / 1000
 
 
 @dataclass
@@ -233,13 +225,16 @@ class ChainMachine(RuleBasedStateMachine):
         self.example = next(_examples)
         self.clock = Clock()
         self.s3 = FakeS3(self.write_fault)
-        self.store = RunStore(self.s3, BUCKET, SETTINGS.results_prefix)
-        self.patches = ExitStack()
-        for module in ("worker.state", "worker.leg", "worker.sweep", "worker.start"):
-            self.patches.enter_context(mock.patch(f"{module}.now_ms", self.clock.now_ms))
+        self.store = RunStore.over(self.s3, BUCKET, SETTINGS.results_prefix)
         self.invoker = RecordingInvoker()
         self.containers = [
-            Container.create(SETTINGS, s3=self.s3, lambda_client=object(), invoker=self.invoker)
+            Container.create(
+                SETTINGS,
+                s3=self.s3,
+                lambda_client=object(),
+                invoker=self.invoker,
+                clock=self.clock,
+            )
             for _ in range(2)
         ]
         for container in self.containers:
@@ -261,7 +256,6 @@ class ChainMachine(RuleBasedStateMachine):
         finally:
             for container in self.containers:
                 container.close()
-            self.patches.close()
 
     def upload_event(self, etag: str) -> dict[str, Any]:
         obj = {"key": KEY, "eTag": etag.strip('"'), "sequencer": f"{self.example:016X}"}

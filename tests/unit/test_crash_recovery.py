@@ -9,7 +9,6 @@ import pytest
 from tests.conftest import put_tasks
 from tests.fakes import Killed, ticking_processor
 from tests.unit.harness import Harness, settings
-from worker.state import now_ms
 
 URLS = [f"https://example.com/{i}" for i in range(12)]
 
@@ -19,7 +18,8 @@ def _kill_mid_leg(h: Harness, payload: dict[str, Any], write_orphan: bool) -> No
     held = h.store.load_checkpoint(payload["run_id"])
     cp = held.checkpoint
     h.store.swap(
-        held, cp.evolve(owner="dead/1", lease_until_ms=now_ms() - 1, batch_end=cp.position + 5)
+        held,
+        cp.evolve(owner="dead/1", lease_until_ms=h.clock.now_ms() - 1, batch_end=cp.position + 5),
     )
     if write_orphan:
         end = min(len(URLS), cp.position + 5)
@@ -65,7 +65,7 @@ def test_task_that_kills_its_leg_repeatedly_is_recorded_failed_and_skipped(
         with pytest.raises(Killed):
             h.invoke(payload)
         held = h.store.load_checkpoint(payload["run_id"])
-        h.store.swap(held, held.checkpoint.evolve(lease_until_ms=now_ms() - 1))
+        h.store.swap(held, held.checkpoint.evolve(lease_until_ms=h.clock.now_ms() - 1))
     answers = h.drive(payload)
     assert answers[-1]["results"][0]["exit"] == "done"
     rows = {
@@ -117,7 +117,8 @@ def test_careful_range_is_exactly_the_batch_the_dead_owner_planned(s3: Any, buck
     assert held.checkpoint.batch_end > held.checkpoint.position  # planned before any batch
     cp = held.checkpoint
     h.store.swap(
-        held, cp.evolve(owner="dead/1", lease_until_ms=now_ms() - 1, batch_end=cp.position + 3)
+        held,
+        cp.evolve(owner="dead/1", lease_until_ms=h.clock.now_ms() - 1, batch_end=cp.position + 3),
     )
     h.timeout_ms = 60_000
     h.drive(payload)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from worker.checkpoint import Checkpoint
 from worker.progress import EXIT_CODES, exit_code, progress_line, view
-from worker.state import Checkpoint, RunRecord
+from worker.store import RunRecord
 
 RECORD = RunRecord(
     run_id="r",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.state import Checkpoint
+from worker.checkpoint import Checkpoint
 from worker.summary import MAX_FAILURE_KINDS, MAX_FAILURE_SAMPLES, tally_failures, task_time_share
 
 

@@ -8,7 +8,6 @@ import pytest
 
 from tests.conftest import put_tasks
 from tests.unit.harness import Harness, settings
-from worker.state import now_ms
 
 URLS = [f"https://example.com/{i}" for i in range(23)]
 
@@ -59,7 +58,7 @@ def test_sweep_leaves_a_live_leg_alone(s3: Any, bucket: str) -> None:
 def test_sweep_resumes_a_run_whose_owner_died_after_lambdas_retries(h: Harness) -> None:
     lost = lose_handoff(h)
     held = h.store.load_checkpoint(lost["run_id"])
-    h.store.swap(held, held.checkpoint.evolve(owner="dead/1", lease_until_ms=now_ms() - 1))
+    h.store.swap(held, held.checkpoint.evolve(owner="dead/1", lease_until_ms=h.clock.now_ms() - 1))
     assert h.invoke({"action": "sweep"})["results"][0]["resumed"] == [lost["run_id"]]
     answers = h.drive(h.invoker.pop())
     assert answers[-1]["results"][0]["exit"] == "done"

@@ -11,6 +11,7 @@ from cache import ObjectCache
 from tests.conftest import put_tasks
 from worker.config import Settings
 from worker.exceptions import ConfigError, InputChangedError, TaskListError
+from worker.s3 import ObjectStore
 from worker.tasklist import (
     IndexedTaskList,
     decode_index,
@@ -157,13 +158,15 @@ def test_tasklist_damaged_index_bytes_are_refused(damage: str) -> None:
 
 def test_tasklist_small_list_is_read_whole(s3: Any, bucket: str) -> None:
     etag = put_jsonl(s3, bucket)
-    tasks, hit = load_task_list(ObjectCache(), s3, bucket, KEY, etag, settings=Settings())
+    tasks, hit = load_task_list(
+        ObjectCache(), ObjectStore(s3), bucket, KEY, etag, settings=Settings()
+    )
     assert (type(tasks), len(tasks), hit) == (list, 200, False)
 
 
 def test_tasklist_large_list_is_indexed_and_slices_like_the_whole(s3: Any, bucket: str) -> None:
     etag = put_jsonl(s3, bucket)
-    tasks, _ = load_task_list(ObjectCache(), s3, bucket, KEY, etag, settings=INDEXED)
+    tasks, _ = load_task_list(ObjectCache(), ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     whole = parse_task_list(s3.get_object(Bucket=bucket, Key=KEY)["Body"].read())
     assert isinstance(tasks, IndexedTaskList)
     assert len(tasks) == len(whole)
@@ -174,7 +177,7 @@ def test_tasklist_large_list_is_indexed_and_slices_like_the_whole(s3: Any, bucke
 
 def test_tasklist_index_out_of_range_is_an_index_error(s3: Any, bucket: str) -> None:
     tasks, _ = load_task_list(
-        ObjectCache(), s3, bucket, KEY, put_jsonl(s3, bucket), settings=INDEXED
+        ObjectCache(), ObjectStore(s3), bucket, KEY, put_jsonl(s3, bucket), settings=INDEXED
     )
     with pytest.raises(IndexError, match="out of range"):
         tasks[200]
@@ -182,7 +185,7 @@ def test_tasklist_index_out_of_range_is_an_index_error(s3: Any, bucket: str) -> 
 
 def test_tasklist_window_is_one_pinned_ranged_get(s3: Any, bucket: str) -> None:
     etag = put_jsonl(s3, bucket)
-    tasks, _ = load_task_list(ObjectCache(), s3, bucket, KEY, etag, settings=INDEXED)
+    tasks, _ = load_task_list(ObjectCache(), ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     calls = record_gets(s3)
     tasks[70:90]
     (call,) = calls
@@ -194,18 +197,18 @@ def test_tasklist_window_after_the_list_changed_is_input_changed_error(
     s3: Any, bucket: str
 ) -> None:
     etag = put_jsonl(s3, bucket)
-    tasks, _ = load_task_list(ObjectCache(), s3, bucket, KEY, etag, settings=INDEXED)
+    tasks, _ = load_task_list(ObjectCache(), ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     put_jsonl(s3, bucket, URLS[::-1])
-    with pytest.raises(InputChangedError, match="no longer version"):
+    with pytest.raises(InputChangedError, match="no longer the pinned version"):
         tasks[10:20]
 
 
 def test_tasklist_warm_load_revalidates_with_a_304_hit(s3: Any, bucket: str) -> None:
     etag = put_jsonl(s3, bucket)
     cache = ObjectCache()
-    load_task_list(cache, s3, bucket, KEY, etag, settings=INDEXED)
+    load_task_list(cache, ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     calls = record_gets(s3)
-    tasks, hit = load_task_list(cache, s3, bucket, KEY, etag, settings=INDEXED)
+    tasks, hit = load_task_list(cache, ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     assert hit is True
     assert [c["headers"].get("If-None-Match") for c in calls] == [etag]
     assert len(tasks) == 200
@@ -214,19 +217,19 @@ def test_tasklist_warm_load_revalidates_with_a_304_hit(s3: Any, bucket: str) -> 
 def test_tasklist_warm_load_of_a_changed_list_is_input_changed_error(s3: Any, bucket: str) -> None:
     etag = put_jsonl(s3, bucket)
     cache = ObjectCache()
-    load_task_list(cache, s3, bucket, KEY, etag, settings=INDEXED)
+    load_task_list(cache, ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     put_jsonl(s3, bucket, URLS[:10])
     with pytest.raises(InputChangedError, match="changed"):
-        load_task_list(cache, s3, bucket, KEY, etag, settings=INDEXED)
+        load_task_list(cache, ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
 
 
 def test_tasklist_persisted_index_is_reused_by_a_fresh_cache(s3: Any, bucket: str) -> None:
     etag = put_jsonl(s3, bucket)
-    load_task_list(ObjectCache(), s3, bucket, KEY, etag, settings=INDEXED)
+    load_task_list(ObjectCache(), ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     stored = s3.get_object(Bucket=bucket, Key=index_key("runs/", bucket, KEY, etag))
     calls = record_gets(s3)
     fresh = ObjectCache()
-    tasks, hit = load_task_list(fresh, s3, bucket, KEY, etag, settings=INDEXED)
+    tasks, hit = load_task_list(fresh, ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     assert hit is False
     assert [c["url_path"].endswith(".idx") for c in calls] == [False, True]
     assert fresh.stats.bytes_downloaded == stored["ContentLength"] < s3_size(s3, bucket)
@@ -238,7 +241,7 @@ def test_tasklist_index_is_persisted_once_by_whoever_builds_it(s3: Any, bucket: 
     puts: list[str] = []
     s3.meta.events.register("before-call.s3.PutObject", lambda params, **_: puts.append("put"))
     for _ in range(3):
-        load_task_list(ObjectCache(), s3, bucket, KEY, etag, settings=INDEXED)
+        load_task_list(ObjectCache(), ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     assert puts == ["put"]
 
 
@@ -250,7 +253,7 @@ def test_tasklist_corrupt_persisted_index_is_ignored_and_rebuilt(
     where = index_key("runs/", bucket, KEY, etag)
     s3.put_object(Bucket=bucket, Key=where, Body=stored)
     cache = ObjectCache()
-    tasks, _ = load_task_list(cache, s3, bucket, KEY, etag, settings=INDEXED)
+    tasks, _ = load_task_list(cache, ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     assert cache.stats.bytes_downloaded == s3_size(s3, bucket)
     assert decode_index(s3_body(s3, bucket, where))[0] == etag
     assert tasks[199].url == URLS[199]
@@ -262,7 +265,7 @@ def test_tasklist_persisted_index_of_another_version_is_ignored(s3: Any, bucket:
     s3.put_object(
         Bucket=bucket, Key=index_key("runs/", bucket, KEY, etag), Body=encode_index('"old"', other)
     )
-    tasks, _ = load_task_list(ObjectCache(), s3, bucket, KEY, etag, settings=INDEXED)
+    tasks, _ = load_task_list(ObjectCache(), ObjectStore(s3), bucket, KEY, etag, settings=INDEXED)
     assert len(tasks) == 200
 
 

@@ -51,6 +51,7 @@ from typing import Any, Self
 import boto3
 from botocore.config import Config
 
+from worker.checkpoint import TERMINAL, Checkpoint
 from worker.exceptions import OutOfTimeError, RunNotFoundError, TransientError
 from worker.local.demo import LegLog
 from worker.local.lambda_runtime import REGION, FunctionConfig, LambdaFaults
@@ -65,7 +66,7 @@ from worker.local.s3server import (
 )
 from worker.local.stack import FAKE_CREDENTIAL, EmbeddedStack
 from worker.processor import TaskContext
-from worker.state import TERMINAL, Checkpoint, RunStore
+from worker.store import RunStore
 from worker.tasks import Task
 
 __all__ = [
@@ -503,7 +504,7 @@ class ChaosStack:
             self.observer.start()
             self.s3 = self._client(self.observer.endpoint_url)
             self.uploader = self._client(self.stack.s3_endpoint_url)
-            self.store = RunStore(self.s3, self.bucket, RESULTS_PREFIX)
+            self.store = RunStore.over(self.s3, self.bucket, RESULTS_PREFIX)
         except BaseException:
             self.stop()
             raise

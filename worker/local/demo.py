@@ -19,12 +19,13 @@ from typing import Any, TextIO
 
 import boto3
 
+from worker.checkpoint import TERMINAL
 from worker.exceptions import BatonError
 from worker.local.lambda_runtime import FunctionConfig
 from worker.local.site import LatencyProfile, PageKind, Site, SiteConfig
 from worker.local.stack import EmbeddedStack
 from worker.progress import exit_code, progress_line, summary_lines, view
-from worker.state import TERMINAL, RunStore
+from worker.store import RunStore
 
 WORK_DIR = Path(".baton-local")
 
@@ -148,7 +149,7 @@ def run_remote_demo(
         key = "tasks/demo.jsonl"
         etag = s3.put_object(Bucket=bucket, Key=key, Body=tasks)["ETag"]
         _say(out, f"uploaded s3://{bucket}/{key} to {endpoint_url}; the site is {urls[0]} ...")
-        store = RunStore(s3, bucket, "runs/")
+        store = RunStore.over(s3, bucket, "runs/")
         deadline = time.monotonic() + 120
         while not (runs := store.runs_for_source(key, etag)):
             if time.monotonic() > deadline:
@@ -206,7 +207,7 @@ def _run(tasks: bytes, key: str, local: LocalRun, out: TextIO) -> tuple[str, int
                 f"\nuploaded s3://{bucket}/{key} ({len(tasks):,} bytes): "
                 "S3 ObjectCreated -> baton-worker",
             )
-            store = RunStore(s3, bucket, "runs/")
+            store = RunStore.over(s3, bucket, "runs/")
             run_id = _wait_for_run(store, key, etag, stack, local.max_wait_s)
             if run_id is None:
                 _say(out, "no run started: see the log above and " + str(log_path))
@@ -301,7 +302,7 @@ def _report(stack: EmbeddedStack, store: RunStore, run_id: str, out: TextIO) -> 
     results = WORK_DIR / f"{run_id}.results.jsonl"
     with results.open("wb") as handle:
         for _, _, key in store.result_keys(run_id):
-            handle.write(store.s3.get_object(Bucket=store.bucket, Key=key)["Body"].read())
+            handle.write(store.read_bytes(key))
     _say(
         out,
         f"results: s3://{store.bucket}/runs/{run_id}/results/ "

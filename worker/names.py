@@ -1,0 +1,16 @@
+"""Names the runtime, the dev stack, the CLI and the deploy scripts agree on; one place each."""
+
+from __future__ import annotations
+
+TASKS_PREFIX = "tasks/"
+"""Uploads under it start runs (the trigger filter, and `Settings.tasks_prefix`'s default)."""
+RESULTS_PREFIX = "runs/"
+"""Run state and results; never triggers the worker (`Settings.results_prefix`'s default)."""
+TRIGGER_SUFFIXES = (".json", ".jsonl")
+FUNCTION_NAME = "baton-worker"
+ENV_PREFIX = "BATON_"
+
+
+def triggers(key: str, tasks_prefix: str = TASKS_PREFIX) -> bool:
+    """Whether an upload of `key` starts a run (the bucket notification's filter)."""
+    return key.startswith(tasks_prefix) and key.endswith(TRIGGER_SUFFIXES)

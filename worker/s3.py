@@ -1,0 +1,245 @@
+"""The one door to S3: every S3 call baton makes goes through `ObjectStore`.
+
+It takes a boto3 S3 client (or anything with the same few methods: the
+simulator's in-memory S3 is one) and turns botocore's errors into baton's,
+here and nowhere else:
+
+    precondition failed on a write (IfMatch / IfNoneMatch)  -> ConflictError
+    precondition failed on a pinned read (IfMatch)          -> InputChangedError
+    304 on a revalidation (IfNoneMatch)                     -> a hit, not an error
+    no such key / bucket                                    -> ObjectNotFoundError
+    5xx, SlowDown, throttling, a dropped connection         -> TransientError
+    anything else (AccessDenied, a bad request)             -> S3Error
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.exceptions import (
+    BatonError,
+    ConflictError,
+    InputChangedError,
+    TransientError,
+)
+
+TRANSIENT_CODES = frozenset(
+    {
+        "500",
+        "502",
+        "503",
+        "504",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+    }
+)
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+PRECONDITION_CODES = frozenset({"412", "PreconditionFailed", "ConditionalRequestConflict", "409"})
+NOT_MODIFIED_CODES = frozenset({"304", "NotModified"})
+"""botocore reports a 304 to a conditional GET as a ClientError with code "304"."""
+LIST_PAGE = 1000
+
+
+class ObjectNotFoundError(BatonError):
+    """No such key (or bucket)."""
+
+
+class S3Error(BatonError):
+    """An S3 error that retrying will not fix: access denied, a malformed request."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    key: str
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Got:
+    """A whole object read into memory."""
+
+    body: bytes
+    etag: str
+
+
+class ObjectStore:
+    """Typed S3 calls; `client` is created by the caller (clients are injected)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get(self, bucket: str, key: str, *, if_match: str | None = None) -> Got:
+        """The whole object; with `if_match`, exactly that version or InputChangedError."""
+        response = self._get(bucket, key, if_match=if_match)
+        body = response["Body"]
+        try:
+            data: bytes = body.read()
+        except BotoCoreError as exc:
+            raise TransientError(f"reading s3://{bucket}/{key} failed: {exc}") from exc
+        return Got(data, str(response["ETag"]))
+
+    def open(
+        self, bucket: str, key: str, *, if_match: str, byte_range: str | None = None
+    ) -> tuple[BinaryIO, int]:
+        """A streaming body of exactly version `if_match` (optionally a `Range`), and its size.
+
+        Read it with `chunks`, which turns a broken stream into TransientError.
+        """
+        response = self._get(bucket, key, if_match=if_match, byte_range=byte_range)
+        return response["Body"], int(response["ContentLength"])
+
+    def unchanged(self, bucket: str, key: str, etag: str) -> None:
+        """Revalidate a cached copy: a 304 to `IfNoneMatch=etag` means still that version."""
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key, IfNoneMatch=etag)
+        except ClientError as exc:
+            if _code(exc) in NOT_MODIFIED_CODES:
+                return
+            raise _convert(exc, f"GET s3://{bucket}/{key}", read=True) from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"GET s3://{bucket}/{key} failed: {exc}") from exc
+        response["Body"].close()
+        raise InputChangedError(
+            f"s3://{bucket}/{key} changed: pinned {etag}, now {response.get('ETag')}"
+        )
+
+    def head(self, bucket: str, key: str) -> Listed | None:
+        try:
+            response = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in NOT_FOUND_CODES:
+                return None
+            raise _convert(exc, f"HEAD s3://{bucket}/{key}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"HEAD s3://{bucket}/{key} failed: {exc}") from exc
+        return Listed(key, str(response["ETag"]), int(response.get("ContentLength", 0)))
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Write `body`; the new ETag. A failed condition is ConflictError."""
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "Body": body,
+            "ContentType": content_type,
+        }
+        if if_match is not None:
+            params["IfMatch"] = if_match
+        if if_none_match:
+            params["IfNoneMatch"] = "*"
+        try:
+            return str(self.client.put_object(**params)["ETag"])
+        except ClientError as exc:
+            raise _convert(exc, f"PUT s3://{bucket}/{key}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"PUT s3://{bucket}/{key} failed: {exc}") from exc
+
+    def delete(self, bucket: str, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) not in NOT_FOUND_CODES:
+                raise _convert(exc, f"DELETE s3://{bucket}/{key}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"DELETE s3://{bucket}/{key} failed: {exc}") from exc
+
+    def list(self, bucket: str, prefix: str, *, start_after: str | None = None) -> Iterator[Listed]:
+        """Every object under `prefix`, in key order, a page at a time."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE}
+        if start_after is not None:
+            params["StartAfter"] = start_after
+        while True:
+            page = self._list(params)
+            for obj in page.get("Contents", []):
+                yield Listed(obj["Key"], str(obj.get("ETag", "")), int(obj.get("Size", 0)))
+            if not page.get("IsTruncated"):
+                return
+            params = {**params, "ContinuationToken": page["NextContinuationToken"]}
+            params.pop("StartAfter", None)
+
+    def folders(self, bucket: str, prefix: str) -> Iterator[str]:
+        """The next path segment of every key under `prefix` (`Delimiter="/"`)."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+        while True:
+            page = self._list(params)
+            for common in page.get("CommonPrefixes", []):
+                yield common["Prefix"][len(prefix) :].rstrip("/")
+            if not page.get("IsTruncated"):
+                return
+            params = {**params, "ContinuationToken": page["NextContinuationToken"]}
+
+    def presign(self, bucket: str, key: str, expires_s: int) -> str:
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s
+        )
+        return url
+
+    def _get(
+        self, bucket: str, key: str, *, if_match: str | None = None, byte_range: str | None = None
+    ) -> Any:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if if_match is not None:
+            params["IfMatch"] = if_match
+        if byte_range is not None:
+            params["Range"] = byte_range
+        try:
+            return self.client.get_object(**params)
+        except ClientError as exc:
+            raise _convert(exc, f"GET s3://{bucket}/{key}", read=True) from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"GET s3://{bucket}/{key} failed: {exc}") from exc
+
+    def _list(self, params: dict[str, Any]) -> Any:
+        try:
+            return self.client.list_objects_v2(**params)
+        except ClientError as exc:
+            raise _convert(exc, f"LIST s3://{params['Bucket']}/{params['Prefix']}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"LIST s3://{params['Bucket']} failed: {exc}") from exc
+
+
+def chunks(body: BinaryIO, what: str, size: int = 1024 * 1024) -> Iterator[bytes]:
+    """A streaming body in pieces; a stream that breaks is worth a retry, not a failed run."""
+    try:
+        while piece := body.read(size):
+            yield piece
+    except BotoCoreError as exc:
+        raise TransientError(f"reading {what} failed: {exc}") from exc
+    finally:
+        body.close()
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _convert(exc: ClientError, what: str, *, read: bool = False) -> BatonError:
+    code = _code(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in PRECONDITION_CODES:
+        if read:
+            return InputChangedError(f"{what}: the object is no longer the pinned version")
+        return ConflictError(f"{what}: the precondition failed (someone else wrote first)")
+    if code in NOT_FOUND_CODES:
+        return ObjectNotFoundError(f"{what}: no such object")
+    if code in TRANSIENT_CODES or status >= 500:
+        return TransientError(f"{what} failed: {exc}")
+    return S3Error(f"{what} failed: {exc}")

@@ -1,0 +1,222 @@
+"""The one S3 state store of a run: run.json, the CAS checkpoint, results, summary.
+
+Layout under the results prefix (which never triggers the worker):
+
+    {prefix}{run_id}/run.json             what the run is: pinned input, totals, config
+    {prefix}{run_id}/checkpoint.json      where it is; every write a compare-and-swap
+    {prefix}{run_id}/results/{start:010d}-{end:010d}.jsonl   one object per batch
+    {prefix}{run_id}/summary.json         written once at the end
+    {prefix}{run_id}/cancel               marker: stop at the next batch
+    {prefix}_active/{run_id}              present while the run may still need a leg
+    {prefix}_sources/{digest}/{run_id}    which runs a task list version started
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from worker.checkpoint import Checkpoint
+from worker.exceptions import ConflictError, RunNotFoundError, TransientError
+from worker.names import RESULTS_PREFIX
+from worker.s3 import ObjectNotFoundError, ObjectStore
+
+RUN_FILE = "run.json"
+CHECKPOINT_FILE = "checkpoint.json"
+RESULTS_DIR = "results/"
+SUMMARY_FILE = "summary.json"
+CANCEL_FILE = "cancel"
+ACTIVE_DIR = "_active/"
+SOURCES_DIR = "_sources/"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    bucket: str
+    key: str
+    etag: str
+    total: int
+    start_position: int
+    created_ms: int
+    source: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Versioned:
+    checkpoint: Checkpoint
+    etag: str
+
+
+class RunStore:
+    """Typed access to one bucket's runs; the only code that writes run state."""
+
+    def __init__(self, objects: ObjectStore, bucket: str, prefix: str = RESULTS_PREFIX) -> None:
+        self.objects = objects
+        self.bucket = bucket
+        self.prefix = prefix
+
+    @classmethod
+    def over(cls, client: Any, bucket: str, prefix: str = RESULTS_PREFIX) -> RunStore:
+        """A store on a boto3 S3 client (the CLI's, a test's)."""
+        return cls(ObjectStore(client), bucket, prefix)
+
+    def run_prefix(self, run_id: str) -> str:
+        return f"{self.prefix}{run_id}/"
+
+    def results_key(self, run_id: str, start: int, end: int) -> str:
+        return f"{self.run_prefix(run_id)}{RESULTS_DIR}{start:010d}-{end:010d}.jsonl"
+
+    # run.json
+    def create_run(self, record: RunRecord) -> bool:
+        """Write run.json once; False when the run already exists."""
+        return self._create(self.run_prefix(record.run_id) + RUN_FILE, asdict(record)) is not None
+
+    def load_run(self, run_id: str) -> RunRecord:
+        data = self._get_json(self.run_prefix(run_id) + RUN_FILE)
+        if data is None:
+            raise self._not_found(run_id)
+        return RunRecord(**data)
+
+    # checkpoint.json
+    def create_checkpoint(self, checkpoint: Checkpoint) -> Versioned | None:
+        key = self.run_prefix(checkpoint.run_id) + CHECKPOINT_FILE
+        etag = self._create(key, asdict(checkpoint))
+        return None if etag is None else Versioned(checkpoint, etag)
+
+    def load_checkpoint(self, run_id: str) -> Versioned:
+        try:
+            got = self.objects.get(self.bucket, self.run_prefix(run_id) + CHECKPOINT_FILE)
+        except ObjectNotFoundError as exc:
+            raise self._not_found(run_id) from exc
+        return Versioned(Checkpoint.from_json(json.loads(got.body)), got.etag)
+
+    def swap(self, current: Versioned, new: Checkpoint) -> Versioned:
+        """Compare-and-swap: write `new` only if the checkpoint is still `current`."""
+        key = self.run_prefix(new.run_id) + CHECKPOINT_FILE
+        body = _dumps(asdict(new))
+        try:
+            etag = self.objects.put(self.bucket, key, body, if_match=current.etag)
+        except (ConflictError, ObjectNotFoundError) as exc:
+            landed = self._holds(key, body)
+            if landed is not None:
+                return Versioned(new, landed)
+            raise ConflictError(f"checkpoint of {new.run_id} changed under us") from exc
+        return Versioned(new, etag)
+
+    def _holds(self, key: str, body: bytes) -> str | None:
+        """The ETag of `key` if it holds exactly `body`: our own write, whose answer was lost.
+
+        S3 can fail a PUT after it landed; botocore then retries it, and the retry's
+        IfMatch fails on our own write. Only we write these bytes (a checkpoint
+        carries its owner, counts and millisecond times), so finding them means the
+        swap happened; without this the leg would read it as lost and the next owner
+        would count a strike for a leg that never died.
+        """
+        try:
+            got = self.objects.get(self.bucket, key)
+        except (ObjectNotFoundError, TransientError):
+            return None
+        return got.etag if got.body == body else None
+
+    # results
+    def put_results(self, run_id: str, start: int, end: int, rows: list[dict[str, Any]]) -> str:
+        key = self.results_key(run_id, start, end)
+        body = b"".join(_dumps(row) + b"\n" for row in rows)
+        self.objects.put(self.bucket, key, body, content_type="application/x-ndjson")
+        return key
+
+    def result_keys(self, run_id: str, start_after: int = -1) -> Iterator[tuple[int, int, str]]:
+        """(start, end, key) of every results object, in position order."""
+        prefix = self.run_prefix(run_id) + RESULTS_DIR
+        after = f"{prefix}{start_after:010d}" if start_after >= 0 else None
+        for obj in self.objects.list(self.bucket, prefix, start_after=after):
+            name = obj.key[len(prefix) :].removesuffix(".jsonl")
+            start, _, end = name.partition("-")
+            yield int(start), int(end), obj.key
+
+    def read_rows(self, key: str) -> list[dict[str, Any]]:
+        body = self.objects.get(self.bucket, key).body
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.objects.get(self.bucket, key).body
+
+    def delete(self, key: str) -> None:
+        self.objects.delete(self.bucket, key)
+
+    # summary, cancel, active index
+    def put_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        self.objects.put(self.bucket, self.run_prefix(run_id) + SUMMARY_FILE, _dumps(summary))
+
+    def load_summary(self, run_id: str) -> dict[str, Any] | None:
+        return self._get_json(self.run_prefix(run_id) + SUMMARY_FILE)
+
+    def request_cancel(self, run_id: str) -> None:
+        self.objects.put(
+            self.bucket,
+            self.run_prefix(run_id) + CANCEL_FILE,
+            b"cancel requested\n",
+            content_type="text/plain",
+        )
+
+    def clear_cancel(self, run_id: str) -> None:
+        self.objects.delete(self.bucket, self.run_prefix(run_id) + CANCEL_FILE)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return self.objects.head(self.bucket, self.run_prefix(run_id) + CANCEL_FILE) is not None
+
+    def mark_source(self, run_id: str, key: str, etag: str) -> None:
+        """Index runs by their input, so `baton submit` can find the run its upload started."""
+        self.objects.put(self.bucket, f"{self.source_prefix(key, etag)}{run_id}", b"")
+
+    def runs_for_source(self, key: str, etag: str) -> list[str]:
+        prefix = self.source_prefix(key, etag)
+        return [obj.key[len(prefix) :] for obj in self.objects.list(self.bucket, prefix)]
+
+    def source_prefix(self, key: str, etag: str) -> str:
+        digest = hashlib.sha256(f"{self.bucket}\n{key}\n{etag}".encode()).hexdigest()[:16]
+        return f"{self.prefix}{SOURCES_DIR}{digest}/"
+
+    def mark_active(self, run_id: str) -> None:
+        self.objects.put(self.bucket, f"{self.prefix}{ACTIVE_DIR}{run_id}", b"")
+
+    def mark_inactive(self, run_id: str) -> None:
+        self.objects.delete(self.bucket, f"{self.prefix}{ACTIVE_DIR}{run_id}")
+
+    def active_runs(self) -> Iterator[str]:
+        prefix = f"{self.prefix}{ACTIVE_DIR}"
+        for obj in self.objects.list(self.bucket, prefix):
+            yield obj.key[len(prefix) :]
+
+    def run_ids(self) -> Iterator[str]:
+        for name in self.objects.folders(self.bucket, self.prefix):
+            if not name.startswith("_"):
+                yield name
+
+    # primitives
+    def _create(self, key: str, data: dict[str, Any]) -> str | None:
+        """Write `key` only if it does not exist; None when it does."""
+        try:
+            return self.objects.put(self.bucket, key, _dumps(data), if_none_match=True)
+        except ConflictError:
+            return None
+
+    def _get_json(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self.objects.get(self.bucket, key).body
+        except ObjectNotFoundError:
+            return None
+        data: dict[str, Any] = json.loads(body)
+        return data
+
+    def _not_found(self, run_id: str) -> RunNotFoundError:
+        return RunNotFoundError(f"no run {run_id!r} in s3://{self.bucket}/{self.prefix}")
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
