@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m worker demo
+	$(PY) -m baton demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -41,9 +41,9 @@ clean:
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(if $(QUICK),--quick) $(if $(HUGE),--huge)
 
-# make chaos [SEED=1] [RUNS=6] [TASKS=300]: a seeded soak under every fault (worker/local/chaos.py)
+# make chaos [SEED=1] [RUNS=6] [TASKS=300]: a seeded soak under every fault (devstack/chaos.py)
 chaos: $(STAMP)
-	$(PY) -m worker.local.chaos --seed $(or $(SEED),1) --runs $(or $(RUNS),6) --tasks $(or $(TASKS),300)
+	$(PY) -m devstack.chaos --seed $(or $(SEED),1) --runs $(or $(RUNS),6) --tasks $(or $(TASKS),300)
 
 package: $(STAMP)
 	$(PY) -m infra.package build/lambda.zip
@@ -53,4 +53,4 @@ localstack-demo: $(STAMP)
 	docker compose up -d --wait
 	$(PY) -m infra.deploy_localstack --bucket baton-local --timeout 10 \
 		--allow-nets 10.0.0.0/8,172.16.0.0/12,192.168.0.0/16
-	$(PY) -m worker --endpoint-url http://localhost:4566 --bucket baton-local demo
+	$(PY) -m baton --endpoint-url http://localhost:4566 --bucket baton-local demo

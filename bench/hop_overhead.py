@@ -106,11 +106,11 @@ def chain_hops(run: BatonRun) -> dict[str, Any]:
 
 def probe(config: HopConfig, workdir: Path | None = None) -> dict[str, Any]:
     """Run probe processes against a fresh embedded stack; medians and the breakdown."""
+    from devstack.lambda_runtime import FunctionConfig
+    from devstack.stack import EmbeddedStack
     from worker.checkpoint import Checkpoint
     from worker.clock import SYSTEM_CLOCK
     from worker.events import derive_run_id
-    from worker.local.lambda_runtime import FunctionConfig
-    from worker.local.stack import EmbeddedStack
     from worker.store import RunRecord, RunStore
 
     target = FunctionConfig(

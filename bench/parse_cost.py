@@ -1,6 +1,6 @@
 """Parse cost: selectolax (Lexbor) against lxml and BeautifulSoup on the same pages.
 
-The pages come from the loopback test site (`worker.local.site`, 20-80 KB each),
+The pages come from the loopback test site (`devstack.site`, 20-80 KB each),
 fetched once over HTTP; then each parser extracts the fields baton reports
 (title, meta description, canonical, first h1, absolute http(s) links, body text
 length) from every page, `--repeat` times. `selectolax` is the production code
@@ -29,8 +29,8 @@ import lxml.html
 from bs4 import BeautifulSoup
 from selectolax.lexbor import LexborHTMLParser
 
+from devstack.site import Site, SiteConfig
 from worker.extract import absolute_links, extract
-from worker.local.site import Site, SiteConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "parse_cost.json"
 FIELDS = ("title", "description", "canonical", "h1", "links")

@@ -3,7 +3,7 @@
 A JSONL list of N tasks (`{"url", "id"}` objects, ~65 bytes a line) is uploaded
 to moto's S3 server on loopback, so every byte crosses a socket. Each case runs
 in a fresh subprocess (`--child`), which loads the list with
-`worker.tasklist.load_task_list` and then reads one window of 25 tasks (a batch)
+`worker.tasks.load_task_list` and then reads one window of 25 tasks (a batch)
 from the middle:
 
 - `cold`: the first leg of a run in a new container: empty cache, no persisted
@@ -44,7 +44,7 @@ from moto.server import ThreadedMotoServer
 from cache import ObjectCache
 from worker.config import Settings
 from worker.s3 import ObjectStore
-from worker.tasklist import IndexedTaskList, index_key, load_task_list
+from worker.tasks import IndexedTaskList, index_key, load_task_list
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tasklist_scaling.json"
 BUCKET = "baton-bench"

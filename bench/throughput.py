@@ -1,6 +1,6 @@
 """Throughput: pages/s of a many-leg baton run against a plain crawler, side by side.
 
-Both fetch the same pages from the same loopback site (`worker.local.site`, realistic
+Both fetch the same pages from the same loopback site (`devstack.site`, realistic
 page sizes and lognormal latency), at the same concurrency, one after the other in
 the same process tree (crawler, baton, crawler again; the crawler's rate is the mean
 of its two rounds, so a steady drift in the machine's speed cancels out):
@@ -39,11 +39,11 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from devstack.lambda_runtime import FunctionConfig
+from devstack.s3server import S3Call
+from devstack.site import LatencyProfile, Site, SiteConfig
+from devstack.stack import EmbeddedStack
 from worker.checkpoint import TERMINAL
-from worker.local.lambda_runtime import FunctionConfig
-from worker.local.s3server import S3Call
-from worker.local.site import LatencyProfile, Site, SiteConfig
-from worker.local.stack import EmbeddedStack
 from worker.store import RunStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -51,7 +51,7 @@ class Settings:
     log_level: str = "INFO"
     index_threshold_bytes: int = 32 * 1024 * 1024
     """Task lists up to this size are read whole; larger JSONL lists are indexed and read
-    in windows (worker.tasklist), and larger JSON arrays are refused."""
+    in windows (worker.tasks), and larger JSON arrays are refused."""
 
     def __post_init__(self) -> None:
         problems = []

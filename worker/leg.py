@@ -24,8 +24,7 @@ from worker.handoff import HandoffError, recursion_allowed
 from worker.processor import Outcome, TaskContext, run_tasks
 from worker.store import RunRecord, RunStore, Versioned
 from worker.summary import summarize, tally_failures
-from worker.tasklist import TaskList, load_task_list
-from worker.tasks import Task
+from worker.tasks import Task, TaskList, load_task_list
 from worker.telemetry import emit_metrics
 
 log = logging.getLogger(__name__)

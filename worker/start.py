@@ -24,7 +24,7 @@ from worker.handoff import HandoffError
 from worker.leg import LambdaContext
 from worker.store import RunRecord, RunStore, Versioned
 from worker.summary import summarize, tally_failures
-from worker.tasklist import load_task_list
+from worker.tasks import load_task_list
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.local.chaos import ChaosConfig, ChaosStack
-from worker.local.s3server import FaultHook
+from devstack.chaos import ChaosConfig, ChaosStack
+from devstack.s3server import FaultHook
 
 StartChaos = Callable[..., ChaosStack]
 

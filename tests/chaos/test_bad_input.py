@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from devstack.chaos import ChaosConfig, ChaosStack
+from devstack.lambda_runtime import FunctionStats
 from tests.chaos.conftest import StartChaos
-from worker.local.chaos import ChaosConfig, ChaosStack
-from worker.local.lambda_runtime import FunctionStats
 from worker.tasks import MAX_TASK_BYTES
 
 pytestmark = pytest.mark.chaos

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.chaos import ChaosConfig, run_chaos
 from tests.chaos.conftest import report_line
-from worker.local.chaos import ChaosConfig, run_chaos
 
 pytestmark = pytest.mark.chaos
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from devstack.chaos import AFTER_WRITE, CRASH_ONCE, HANG_ONCE, ChaosConfig, ChaosStack, Source
+from devstack.lambda_runtime import LambdaFaults
+from devstack.s3server import INTERNAL_ERROR, S3Call, S3Fault
+from devstack.stack import object_created_event
 from tests.chaos.conftest import StartChaos
 from worker.events import LegEvent
 from worker.exceptions import RunNotFoundError
-from worker.local.chaos import AFTER_WRITE, CRASH_ONCE, HANG_ONCE, ChaosConfig, ChaosStack, Source
-from worker.local.lambda_runtime import LambdaFaults
-from worker.local.s3server import INTERNAL_ERROR, S3Call, S3Fault
-from worker.local.stack import object_created_event
 
 pytestmark = pytest.mark.chaos
 

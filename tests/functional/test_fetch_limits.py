@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from devstack.site import Hostile, Site, SiteConfig
 from tests.functional.loopback import LoopbackServer, redirect, static
 from worker.exceptions import OutOfTimeError
 from worker.fetch import Fetcher, FetchPolicy
-from worker.local.site import Hostile, Site, SiteConfig
 from worker.netguard import NetPolicy
 from worker.processor import TaskContext, process
 from worker.tasks import Task

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from devstack.site import Hostile, PageKind, Site, SiteConfig
 from tests.functional.loopback import LoopbackServer, static
 from worker.fetch import Fetcher, FetchPolicy
-from worker.local.site import Hostile, PageKind, Site, SiteConfig
 from worker.netguard import NetPolicy
 from worker.processor import TaskContext, process
 from worker.tasks import Task

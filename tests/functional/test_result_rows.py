@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from devstack.site import Hostile, PageKind, Site, SiteConfig
 from worker.fetch import Fetcher, FetchPolicy
-from worker.local.site import Hostile, PageKind, Site, SiteConfig
 from worker.netguard import NetPolicy
 from worker.processor import Processor, TaskContext, process, run_tasks
 from worker.tasks import RESULT_FIELDS, Task

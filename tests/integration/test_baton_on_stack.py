@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from devstack.demo import LegLog, LocalRun
+from devstack.site import LatencyProfile, Site, SiteConfig
+from devstack.stack import EmbeddedStack
 from worker.checkpoint import TERMINAL
-from worker.local.demo import LegLog, LocalRun
-from worker.local.site import LatencyProfile, Site, SiteConfig
-from worker.local.stack import EmbeddedStack
 from worker.store import RunStore
 
 pytestmark = pytest.mark.integration

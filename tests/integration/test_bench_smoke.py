@@ -8,8 +8,8 @@ import pytest
 
 from bench import budget, hop_overhead, run_all, throughput
 from bench.baseline_crawler import crawl
+from devstack.site import Site, SiteConfig
 from worker.config import Settings
-from worker.local.site import Site, SiteConfig
 from worker.tasks import parse_task_list
 
 pytestmark = pytest.mark.integration

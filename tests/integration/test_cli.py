@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import requests
 
+from baton.cli import main
+from devstack.site import LatencyProfile, Site, SiteConfig
+from devstack.stack import EmbeddedStack
 from tests.integration.test_baton_on_stack import start_stack
-from worker.cli import main
-from worker.local.site import LatencyProfile, Site, SiteConfig
-from worker.local.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 
@@ -256,7 +256,7 @@ def test_cli_results_into_a_pipe_closed_early_exits_quietly(
     _, out, _ = baton(capsys, "runs", "--json")
     run_id = json.loads(out.splitlines()[0])["run_id"]
     done = subprocess.run(
-        f"{sys.executable} -m worker results {run_id} | head -1",
+        f"{sys.executable} -m baton results {run_id} | head -1",
         shell=True,
         capture_output=True,
         text=True,

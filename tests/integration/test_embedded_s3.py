@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.s3.models import S3Backend
 
-from worker.local.s3server import (
+from devstack.s3server import (
     INTERNAL_ERROR,
     SLOW_DOWN,
     EmbeddedS3,

@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
-from worker.local.lambda_runtime import FunctionConfig
-from worker.local.stack import EmbeddedStack, TriggerFilter, object_created_event
+from devstack.lambda_runtime import FunctionConfig
+from devstack.stack import EmbeddedStack, TriggerFilter, object_created_event
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from worker.local.lambda_runtime import (
+from devstack.lambda_runtime import (
     FunctionConfig,
     LambdaApiError,
     LambdaFaults,
@@ -364,7 +364,7 @@ def test_lambda_runtime_container_output_is_forwarded_with_its_id(
     runtime: LambdaRuntime, caplog: pytest.LogCaptureFixture
 ) -> None:
     runtime.register(function("sleepy", "sleepy"))
-    caplog.set_level(logging.INFO, logger="worker.local.lambda_runtime.container")
+    caplog.set_level(logging.INFO, logger="devstack.lambda_runtime.container")
 
     runtime.invoke("sleepy", {"sleep_s": 0})
 

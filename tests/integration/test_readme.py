@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.site import Site, SiteConfig
+from devstack.stack import EmbeddedStack
 from tests.integration.test_baton_on_stack import start_stack
-from worker.local.site import Site, SiteConfig
-from worker.local.stack import EmbeddedStack
 from worker.store import RunStore
 
 pytestmark = pytest.mark.integration

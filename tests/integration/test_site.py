@@ -13,7 +13,7 @@ import pytest
 import requests
 from selectolax.lexbor import LexborHTMLParser
 
-from worker.local.site import (
+from devstack.site import (
     FILE_URL,
     METADATA_URL,
     Hostile,

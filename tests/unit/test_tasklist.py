@@ -12,14 +12,17 @@ from tests.conftest import put_tasks
 from worker.config import Settings
 from worker.exceptions import ConfigError, InputChangedError, TaskListError
 from worker.s3 import ObjectStore
-from worker.tasklist import (
+from worker.tasks import (
+    MAX_TASK_BYTES,
     IndexedTaskList,
+    JsonlIndex,
     decode_index,
     encode_index,
+    index_jsonl,
     index_key,
     load_task_list,
+    parse_task_list,
 )
-from worker.tasks import MAX_TASK_BYTES, JsonlIndex, index_jsonl, parse_task_list
 
 INDEXED = Settings(index_threshold_bytes=0)
 KEY = "tasks/big.jsonl"

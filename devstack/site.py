@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from worker.local.service import Service
+from devstack.service import Service
 
 __all__ = ["Hostile", "LatencyProfile", "PageInfo", "PageKind", "Site", "SiteConfig", "main"]
 
@@ -664,8 +664,8 @@ class _Server(ThreadingHTTPServer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve the site by hand: `python -m worker.local.site --pages 300 --port 8000`."""
-    parser = argparse.ArgumentParser(prog="python -m worker.local.site", description=__doc__)
+    """Serve the site by hand: `python -m devstack.site --pages 300 --port 8000`."""
+    parser = argparse.ArgumentParser(prog="python -m devstack.site", description=__doc__)
     parser.add_argument("--pages", type=int, default=300)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default="127.0.0.1")

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from worker.local.lambda_runtime.config import VERSION
+from devstack.lambda_runtime.config import VERSION
 
 LOGGED_MARK = "\x1ebaton-logged "
 """Ends an invocation's output, so the parent can forward it before answering."""

@@ -45,7 +45,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from worker.local.service import Service
+from devstack.service import Service
 
 __all__ = [
     "INTERNAL_ERROR",

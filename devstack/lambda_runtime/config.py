@@ -6,6 +6,7 @@ imports nothing from either.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from collections.abc import Mapping
@@ -15,8 +16,18 @@ from typing import Any, Literal
 
 REGION = "us-east-1"
 ACCOUNT_ID = "000000000000"
-REPO_ROOT = Path(__file__).resolve().parents[3]
-"""worker/local/lambda_runtime/config.py -> the repository root (containers' default cwd)."""
+
+
+def _code_root() -> Path:
+    """Where `handler.py` lives: the checkout, or site-packages after `pip install .[local]`."""
+    spec = importlib.util.find_spec("handler")
+    if spec is not None and spec.origin:
+        return Path(spec.origin).resolve().parent
+    return Path.cwd()
+
+
+CODE_ROOT = _code_root()
+"""The containers' default cwd and LAMBDA_TASK_ROOT, as the Lambda zip's root is."""
 VERSION = "$LATEST"
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 256 * 1024
@@ -45,7 +56,7 @@ class FunctionConfig:
     """Before retry n the event waits `n * retry_delay_s` (Lambda: about 1 and 2 minutes)."""
     recursive_loop: RecursiveLoop = "Terminate"
     """Lambda's default; baton's SAM template sets Allow."""
-    code_dir: Path = REPO_ROOT
+    code_dir: Path = CODE_ROOT
     init_timeout_s: float = 10.0
     log_level: str | None = "INFO"
     """AWS_LAMBDA_LOG_LEVEL for the root logger (None: Lambda's default, WARNING)."""

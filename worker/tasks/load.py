@@ -11,42 +11,29 @@ run as superseded. The container cache keeps the index the way it kept the list
 it instead of scanning the list again. A larger JSON array is refused: it has no
 lines to index, and `jq -c '.[]'` turns it into JSONL.
 
-Persisted index format (version 1), integers little-endian:
-
-    header   "BATONIDX", u16 version, u16 etag length, u32 stride, u64 list size,
-             u64 task count, u64 offsets, u64 blank-line changes, u64 duplicate ids
-    etag     UTF-8
-    arrays   u64 offsets, blank_points, blank_counts, dup_later, dup_first
-    crc32    u32 of everything before it
+The persisted format is `worker.tasks.index`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import struct
-import sys
 import time
-import zlib
-from array import array
 from contextlib import closing
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Protocol, overload
 
 from cache import ObjectCache
 from worker.config import Settings
 from worker.exceptions import BatonError, TaskListError
 from worker.s3 import ObjectNotFoundError, ObjectStore, chunks
-from worker.tasks import JsonlIndex, Task, index_jsonl, parse_task_list
+from worker.tasks.index import JsonlIndex, decode_index, encode_index, index_jsonl
+from worker.tasks.model import Task
+from worker.tasks.parse import parse_task_list
 
 INDEX_STRIDE = 64
 """A window reads at most 2 * (stride - 1) lines it does not need; 64 keeps that near 10 KB."""
-INDEX_VERSION = 1
-_MAGIC = b"BATONIDX"
-_HEADER = struct.Struct("<8sHHIQQQQQ")
-_CRC = struct.Struct("<I")
-_KIND = "worker.tasklist"
+_KIND = "worker.tasks"
 """The cache slot of task lists, whichever form they take."""
 
 log = logging.getLogger(__name__)
@@ -135,57 +122,6 @@ def index_key(results_prefix: str, bucket: str, key: str, etag: str) -> str:
     return f"{results_prefix}_index/{digest}.idx"
 
 
-def encode_index(etag: str, index: JsonlIndex) -> bytes:
-    tag = etag.encode()
-    header = _HEADER.pack(
-        _MAGIC,
-        INDEX_VERSION,
-        len(tag),
-        index.stride,
-        index.size,
-        index.count,
-        len(index.offsets),
-        len(index.blank_points),
-        len(index.dup_later),
-    )
-    arrays = (
-        index.offsets,
-        index.blank_points,
-        index.blank_counts,
-        index.dup_later,
-        index.dup_first,
-    )
-    data = b"".join([header, tag, *(_little_endian(values) for values in arrays)])
-    return data + _CRC.pack(zlib.crc32(data))
-
-
-def decode_index(data: bytes) -> tuple[str, JsonlIndex]:
-    """(etag, index) from `encode_index`'s bytes; ValueError for anything else."""
-    if len(data) < _HEADER.size + _CRC.size:
-        raise ValueError(f"{len(data)} bytes is too short for an index")
-    magic, version, tag_len, stride, size, count, points, blanks, dups = _HEADER.unpack_from(data)
-    if magic != _MAGIC:
-        raise ValueError("not a baton task list index")
-    if version != INDEX_VERSION:
-        raise ValueError(f"index format version {version}, expected {INDEX_VERSION}")
-    if _CRC.unpack_from(data, len(data) - _CRC.size)[0] != zlib.crc32(memoryview(data)[:-4]):
-        raise ValueError("index checksum does not match")
-    if len(data) != _HEADER.size + tag_len + 8 * (points + 2 * blanks + 2 * dups) + _CRC.size:
-        raise ValueError("index length does not match its header")
-    at = _HEADER.size + tag_len
-    arrays = []
-    for n in (points, blanks, blanks, dups, dups):
-        arrays.append(_from_little_endian(data[at : at + 8 * n]))
-        at += 8 * n
-    index = JsonlIndex(size, count, stride, *arrays)
-    offsets = index.offsets
-    if stride < 1 or points != -(-count // stride) or points < 1 or offsets[-1] >= size:
-        raise ValueError("index offsets do not fit its task count and size")
-    if any(a >= b for a, b in pairwise(offsets)):
-        raise ValueError("index offsets are not increasing")
-    return data[_HEADER.size : _HEADER.size + tag_len].decode(), index
-
-
 def _read(
     s3: ObjectStore, bucket: str, key: str, etag: str, settings: Settings
 ) -> tuple[list[Task] | JsonlIndex, int]:
@@ -239,19 +175,3 @@ def _load_index(
         log.warning("ignoring the index s3://%s/%s: %s", bucket, where, exc)
         return None
     return index, len(data)
-
-
-def _little_endian(values: array[int]) -> bytes:
-    if sys.byteorder == "little":
-        return values.tobytes()
-    swapped = array("Q", values)
-    swapped.byteswap()
-    return swapped.tobytes()
-
-
-def _from_little_endian(data: bytes) -> array[int]:
-    values = array("Q")
-    values.frombytes(data)
-    if sys.byteorder != "little":
-        values.byteswap()
-    return values

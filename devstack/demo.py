@@ -19,11 +19,11 @@ from typing import Any, TextIO
 
 import boto3
 
+from devstack.lambda_runtime import FunctionConfig
+from devstack.site import LatencyProfile, PageKind, Site, SiteConfig
+from devstack.stack import EmbeddedStack
 from worker.checkpoint import TERMINAL
 from worker.exceptions import BatonError
-from worker.local.lambda_runtime import FunctionConfig
-from worker.local.site import LatencyProfile, PageKind, Site, SiteConfig
-from worker.local.stack import EmbeddedStack
 from worker.progress import exit_code, progress_line, summary_lines, view
 from worker.store import RunStore
 

@@ -30,8 +30,8 @@ from typing import IO, Any, Literal
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from worker.local.lambda_runtime.api import InvokeApi, QuietHandler
-from worker.local.lambda_runtime.config import (
+from devstack.lambda_runtime.api import InvokeApi, QuietHandler
+from devstack.lambda_runtime.config import (
     ACCOUNT_ID,
     MAX_ASYNC_PAYLOAD,
     MAX_SYNC_PAYLOAD,
@@ -47,11 +47,11 @@ from worker.local.lambda_runtime.config import (
     LambdaFaults,
     RecursiveLoop,
 )
-from worker.local.lambda_runtime.container import LOGGED_MARK, error_body, json_line
-from worker.local.service import Service
+from devstack.lambda_runtime.container import LOGGED_MARK, error_body, json_line
+from devstack.service import Service
 
 log = logging.getLogger(__name__)
-container_log = logging.getLogger("worker.local.lambda_runtime.container")
+container_log = logging.getLogger("devstack.lambda_runtime.container")
 """Handlers' own output, one record per line, prefixed with the container id.
 
 The name it had before the package split, kept for log set-ups (and tests) that use it.
@@ -111,7 +111,7 @@ class _Container:
                     sys.executable,
                     "-u",
                     "-c",
-                    "from worker.local.lambda_runtime.container import _container_main; "
+                    "from devstack.lambda_runtime.container import _container_main; "
                     "_container_main()",
                     str(requests_read),
                     str(replies_write),

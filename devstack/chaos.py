@@ -1,13 +1,13 @@
 """Chaos on the embedded stack: prove a run cannot lose, duplicate, fork or loop.
 
-    python -m worker.local.chaos --seed 7 --runs 6 --tasks 300     # what `make chaos` runs
+    python -m devstack.chaos --seed 7 --runs 6 --tasks 300     # what `make chaos` runs
 
 `ChaosStack` is an `EmbeddedStack` with every fault baton claims to survive
 switched on, each at a seeded rate: S3 errors before a request reaches the
 store (500 InternalError, 503 SlowDown) and after a write landed (the client
 sees a 503 for a PUT or DELETE that happened), throttled, dropped and
 duplicated asynchronous invokes (`LambdaFaults`), and, through the per-task
-processor `process` below (`BATON_PROCESSOR=worker.local.chaos:process`),
+processor `process` below (`BATON_PROCESSOR=devstack.chaos:process`),
 crashes (`os._exit` mid-batch), hangs that the runtime kills at the function's
 timeout, and tasks deferred to the next leg (`OutOfTimeError`). The sweep ticks
 all along, so lost hand-offs are resumed.
@@ -51,11 +51,9 @@ from typing import Any, Self
 import boto3
 from botocore.config import Config
 
-from worker.checkpoint import TERMINAL, Checkpoint
-from worker.exceptions import OutOfTimeError, RunNotFoundError, TransientError
-from worker.local.demo import LegLog
-from worker.local.lambda_runtime import REGION, FunctionConfig, LambdaFaults
-from worker.local.s3server import (
+from devstack.demo import LegLog
+from devstack.lambda_runtime import REGION, FunctionConfig, LambdaFaults
+from devstack.s3server import (
     INTERNAL_ERROR,
     SLOW_DOWN,
     EmbeddedS3,
@@ -64,7 +62,9 @@ from worker.local.s3server import (
     S3Call,
     S3Fault,
 )
-from worker.local.stack import FAKE_CREDENTIAL, EmbeddedStack
+from devstack.stack import FAKE_CREDENTIAL, EmbeddedStack
+from worker.checkpoint import TERMINAL, Checkpoint
+from worker.exceptions import OutOfTimeError, RunNotFoundError, TransientError
 from worker.processor import TaskContext
 from worker.store import RunStore
 from worker.tasks import Task
@@ -274,7 +274,7 @@ class ChaosConfig:
     def function(self, bucket: str, directory: Path) -> FunctionConfig:
         environment = {
             "BATON_BUCKET": bucket,
-            "BATON_PROCESSOR": "worker.local.chaos:process",
+            "BATON_PROCESSOR": "devstack.chaos:process",
             "BATON_BATCH_SIZE": str(self.batch_size),
             "BATON_CONCURRENCY": str(self.concurrency),
             "BATON_MARGIN_MS": str(self.margin_ms),
@@ -780,7 +780,7 @@ _CLI = ("seed", "runs", "tasks", "parallel", "killers", "once", *FAULT_RATES, "t
 def main(argv: Sequence[str] | None = None) -> int:
     defaults = ChaosConfig(runs=6, tasks=300)
     parser = argparse.ArgumentParser(
-        prog="python -m worker.local.chaos",
+        prog="python -m devstack.chaos",
         description="Run baton under seeded faults on the embedded stack and check every run.",
     )
     for name in _CLI:

@@ -27,9 +27,9 @@ from urllib.parse import quote_plus
 import boto3
 from botocore.config import Config
 
-from worker.local.lambda_runtime import REGION, FunctionConfig, LambdaFaults, LambdaRuntime
-from worker.local.s3server import EmbeddedS3, FaultHook
-from worker.local.service import Service
+from devstack.lambda_runtime import REGION, FunctionConfig, LambdaFaults, LambdaRuntime
+from devstack.s3server import EmbeddedS3, FaultHook
+from devstack.service import Service
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -130,13 +130,15 @@ class EmbeddedStack(Service):
         s3_fault_hook: FaultHook | None = None,
         log_file: Path | None = None,
         sweep_interval_s: float | None = None,
+        s3_port: int = 0,
+        lambda_port: int = 0,
     ) -> None:
         self.bucket = bucket or f"baton-local-{uuid.uuid4().hex[:12]}"
         """Unique by default: moto's state is per process, shared by every stack in it."""
         self.function = function or default_function(self.bucket)
         self.trigger = trigger or TriggerFilter()
-        self.s3 = EmbeddedS3(on_object_created=self.notify, fault_hook=s3_fault_hook)
-        self.runtime = LambdaRuntime(faults=faults, log_file=log_file)
+        self.s3 = EmbeddedS3(port=s3_port, on_object_created=self.notify, fault_hook=s3_fault_hook)
+        self.runtime = LambdaRuntime(port=lambda_port, faults=faults, log_file=log_file)
         self.runtime.register(self.function)
         self.sweep_interval_s = sweep_interval_s
         """The template's SweepTick (every 5 minutes there); None sends none."""
@@ -189,7 +191,7 @@ class EmbeddedStack(Service):
         return self.runtime.endpoint_url
 
     def client_environment(self) -> dict[str, str]:
-        """Variables that point boto3, the AWS CLI and `python -m worker` at this stack."""
+        """Variables that point boto3, the AWS CLI and `python -m baton` at this stack."""
         return {
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
             "AWS_ENDPOINT_URL_LAMBDA": self.lambda_endpoint_url,

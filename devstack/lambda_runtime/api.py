@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from worker.local.lambda_runtime.config import VERSION, FunctionConfig, LambdaApiError
+from devstack.lambda_runtime.config import VERSION, FunctionConfig, LambdaApiError
 
 if TYPE_CHECKING:
-    from worker.local.lambda_runtime.runtime import LambdaRuntime
+    from devstack.lambda_runtime.runtime import LambdaRuntime
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ Modules: `config` (settings, records, errors), `container` (inside a container p
 `runtime` (the parent side) and `api` (the HTTP front).
 """
 
-from worker.local.lambda_runtime.config import (
+from devstack.lambda_runtime.config import (
     ACCOUNT_ID,
     REGION,
     FailedEvent,
@@ -34,8 +34,8 @@ from worker.local.lambda_runtime.config import (
     LambdaFaults,
     RecursiveLoop,
 )
-from worker.local.lambda_runtime.container import LambdaContext
-from worker.local.lambda_runtime.runtime import LambdaRuntime
+from devstack.lambda_runtime.container import LambdaContext
+from devstack.lambda_runtime.runtime import LambdaRuntime
 
 __all__ = [
     "ACCOUNT_ID",

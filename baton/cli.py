@@ -1,4 +1,4 @@
-"""`baton` / `python -m worker`: submit, start, resume, watch, read and cancel runs.
+"""`baton` / `python -m baton`: submit, start, resume, watch, read and cancel runs.
 
 Works against AWS, LocalStack or the embedded local stack: boto3 picks the
 endpoint from `--endpoint-url` or the usual AWS_ENDPOINT_URL* variables.
@@ -284,7 +284,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_local(args: argparse.Namespace) -> int:
-    from worker.local.demo import run_local
+    from devstack.demo import run_local
 
     body = _checked_list(args.file)
     return run_local(
@@ -293,7 +293,7 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from worker.local.demo import run_demo, run_remote_demo
+    from devstack.demo import run_demo, run_remote_demo
 
     if args.endpoint_url:
         return run_remote_demo(args.endpoint_url, _bucket(args), pages=args.pages)
