@@ -282,7 +282,18 @@ class Leg:
         cp = self._checkpoint
         row = tasks[cp.position].result_base()
         row["error"] = f"task killed its leg {cp.strikes} times; skipped"
-        log.error("run %s: %s at position %s", cp.run_id, row["error"], cp.position)
+        log.error(
+            "run %s: %s at position %s",
+            cp.run_id,
+            row["error"],
+            cp.position,
+            extra={
+                "event": "task_skipped",
+                "run_id": cp.run_id,
+                "index": cp.position,
+                "strikes": cp.strikes,
+            },
+        )
         self.store.put_results(cp.run_id, cp.position, cp.position, [row])
         self._swap(self._advanced(cp, cp.position + 1, [row], 0.0))
 
