@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench import budget, hop_overhead, run_all, throughput
+from bench import budget, cost, hop_overhead, report, run_all, sampler, throughput
 from bench.baseline_crawler import crawl
 from devstack.site import Site, SiteConfig
 from worker.config import Settings
@@ -109,14 +109,14 @@ def test_bench_cost_model_and_report(
     hop = hop_overhead.figures(probed, hop_overhead.chain_hops(run))
     bud = budget.figures(run, hop, timeout_s=20.0)
 
-    cost = run_all.cost_model(figures, run, hop, bud)
+    costs = cost.cost_model(figures, run, hop, bud)
     rss, note = run_all.peak_rss_10m({"rows": [{"tasks": 10_000_000, "rss_peak_mb": 90.5}]})
 
-    assert cost["headline"]["total_usd"] > 0
-    assert abs(sum(cost["headline"]["share"].values()) - 1) < 0.01
+    assert costs["headline"]["total_usd"] > 0
+    assert abs(sum(costs["headline"]["share"].values()) - 1) < 0.01
     assert (rss, run_all.peak_rss_10m(None)[0]) == (90.5, None)
     assert note
-    report = run_all.render(
+    text = report.render(
         {
             "throughput_ratio": figures["throughput_ratio"],
             "throughput_ratio_e2e": figures["throughput_ratio_e2e"],
@@ -129,13 +129,13 @@ def test_bench_cost_model_and_report(
             "peak_rss_mb_10m_note": "not run",
             "quick": True,
             "seconds": 1.0,
-            "machine": run_all.machine_facts(),
+            "machine": sampler.machine_facts(),
             "throughput": figures,
             "hop_overhead": hop,
             "budget": bud,
-            "cost": cost,
+            "cost": costs,
             "external": {},
         }
     )
-    assert "throughput_ratio" in report
-    assert "Cost per million tasks" in report
+    assert "throughput_ratio" in text
+    assert "Cost per million tasks" in text

@@ -1,0 +1,507 @@
+"""BENCHMARKS.md from bench/results.json: figures formatted here, words in bench/templates/.
+
+`render(results)` fills `templates/BENCHMARKS.md` (string.Template) with the figures
+formatted as people read them; the pieces that appear only when their figures exist
+(a breakdown, a hop table, the proposed variants, ...) are in `templates/fragments.md`.
+Nothing here measures: `python -m bench.run_all --render-only` redoes the file from the
+last results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from string import Template
+from typing import Any
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+BREAKDOWN_LABELS = {
+    "tasks_busy": "tasks (packed onto the threads)",
+    "batch_idle": "threads idle inside batches (waiting for a batch's slowest task)",
+    "batch_boundaries": "between batches of a leg (results PUT, checkpoint CAS, cancel HEAD)",
+    "leg_hops": "between legs (hand-off, next leg's start-up)",
+    "first_batch_wait": "leg 0 before its first batch",
+    "after_last_batch": "after the last batch (final checkpoint)",
+}
+COST_LABELS = {
+    "lambda_compute": "Lambda compute (GB-seconds)",
+    "lambda_requests": "Lambda requests (one per leg)",
+    "s3_put_list": "S3 PUT/LIST",
+    "s3_get_head": "S3 GET/HEAD",
+    "cloudwatch_logs": "CloudWatch Logs",
+}
+LIST_CACHE = {True: "304 hit", False: "downloaded", None: "-"}
+
+
+def render(r: dict[str, Any]) -> str:
+    """The whole of BENCHMARKS.md, from the results."""
+    values = (
+        _header(r)
+        | _headline(r)
+        | _throughput(r["throughput"])
+        | _budget(r["budget"], r["throughput"]["config"])
+        | _hop(r["hop_overhead"])
+        | {"external": _external(r["external"])}
+        | _cost(r["cost"], r["budget"]["model"]["parameters"])
+        | _findings(r)
+    )
+    return _template("BENCHMARKS.md").substitute(values)
+
+
+# --- one function per part of the document, each returning its placeholders ------------
+
+
+def _header(r: dict[str, Any]) -> dict[str, Any]:
+    m = r["machine"]
+    changed = m["uncommitted_worker_changes"]
+    return {
+        "mode": " --quick" if r["quick"] else "",
+        "seconds": f"{r['seconds']:.0f}",
+        "date": m["date"],
+        "commit": m["commit"],
+        "uncommitted": " "
+        + fragment("uncommitted", paths=", ".join(c.split()[-1] for c in changed))
+        if changed
+        else "",
+        "cpu_model": m["cpu_model"],
+        "nproc": m["nproc"],
+        "memory": m["memory"],
+        "python": m["python"],
+        "platform": m["platform"],
+        "contention": contention_line(m),
+    }
+
+
+def contention_line(m: dict[str, Any]) -> str:
+    """How busy the rest of the machine was while each bench ran."""
+    other = m.get("other_runnable_processes") or {}
+    parts = [
+        fragment(
+            "contention_part",
+            label=label,
+            mean_runnable=f"{v['mean_runnable']:.2f}",
+            busy_share=pct(v["busy_share"], 0),
+            seconds=v["seconds"],
+        )
+        for label, v in other.items()
+        if label != "setup"
+    ]
+    if not parts:
+        return ""
+    busy = (other.get("throughput") or {}).get("mean_runnable", 0.0)
+    verdict = " " + fragment("contention_verdict") if busy >= 0.2 else ""
+    return fragment("contention", parts="; ".join(parts), verdict=verdict)
+
+
+def _headline(r: dict[str, Any]) -> dict[str, Any]:
+    tp, hop, bud = r["throughput"], r["hop_overhead"], r["budget"]
+    base, baton, cfg = tp["baseline"], tp["baton"], tp["config"]
+    params = bud["model"]["parameters"]
+    chain, probe = hop["chain"] or {}, hop["probe"]
+    head = r["cost"]["headline"]
+    parsers = parse_cost_line(r["external"].get("parse_cost", {}).get("data"))
+    return {
+        "throughput_ratio": num(r["throughput_ratio"], 3),
+        "base_pages_per_s": base["pages_per_s"],
+        "baton_pages_per_s": baton["pages_per_s"],
+        "baton_legs": baton["legs"],
+        "timeout_s": f"{cfg['timeout_s']:g}",
+        "concurrency": cfg["concurrency"],
+        "throughput_ratio_e2e": num(r["throughput_ratio_e2e"], 3),
+        "base_e2e_pages_per_s": base["e2e_pages_per_s"],
+        "baton_e2e_pages_per_s": baton["e2e_pages_per_s"],
+        "budget_timeout_s": f"{bud['measured']['timeout_s']:g}",
+        "budget_use": pct(r["budget_use"]),
+        "budget_use_min": pct(bud["measured"]["budget_use_min"]),
+        "budget_use_900s_model": pct(r["budget_use_900s_model"], 2),
+        "budget_use_900s_model_real_s3": pct(r["budget_use_900s_model_real_s3"], 2),
+        "s3_call_ms_real": f"{params['s3_call_ms_real']:g}",
+        "page_ms_real": f"{params['page_ms_real']:g}",
+        "hop_overhead_ms_warm": num(r["hop_overhead_ms_warm"], 1),
+        "warm_legs": probe["warm_legs"],
+        "chain_ms_warm": num(hop["chain_ms_warm"], 1),
+        "batch_boundary_ms_median": num(chain.get("batch_boundary_ms_median"), 1),
+        "hop_overhead_ms_cold": num(r["hop_overhead_ms_cold"], 1),
+        "cold_runs": probe["cold_runs"],
+        "chain_ms_cold": num(hop["chain_ms_cold"], 1),
+        "peak_rss_mb_10m": num(r["peak_rss_mb_10m"], 1),
+        "peak_rss_mb_10m_note": r["peak_rss_mb_10m_note"],
+        "parse_row": "\n" + fragment("parse_row", parsers=parsers) if parsers else "",
+        "baton_cpu_ms_per_page": baton["cpu_ms_per_page"],
+        "base_cpu_ms_per_page": base["cpu_ms_per_page"],
+        "cost_total_usd": f"{head['total_usd']:.3f}",
+        "cost_memory_mb": head["memory_mb"],
+    }
+
+
+def _throughput(tp: dict[str, Any]) -> dict[str, Any]:
+    base, baton, cfg = tp["baseline"], tp["baton"], tp["config"]
+    br = tp.get("time_breakdown_s") or {}
+    breakdown = ""
+    if br:
+        run = br["run"]
+        ideal = base["elapsed_s"] * base["fill"]
+        breakdown = optional(
+            fragment(
+                "breakdown",
+                rows=rows(
+                    [label, f"{br.get(key, 0):.2f}", pct(br.get(key, 0) / run if run else 0)]
+                    for key, label in BREAKDOWN_LABELS.items()
+                ),
+                idle_share=pct(1 - base["fill"]),
+                idle_s=f"{base['elapsed_s'] - ideal:.2f}",
+            )
+        )
+    return {
+        "pages": f"{cfg['pages']:,}",
+        "page_kb_low": cfg["page_bytes"][0] // 1000,
+        "page_kb_high": cfg["page_bytes"][1] // 1000,
+        "latency_median_ms": f"{cfg['latency_median_ms']:g}",
+        "latency_sigma": f"{cfg['latency_sigma']:g}",
+        "latency_max_ms": f"{cfg['latency_max_ms']:g}",
+        "memory_mb": cfg["memory_mb"],
+        "base_rounds": ", ".join(str(x) for x in base.get("rounds_pages_per_s", [])),
+        "base_elapsed_s": base["elapsed_s"],
+        "baton_duration_s": baton["duration_s"],
+        "base_fill": pct(base["fill"]),
+        "baton_fill": pct(baton["fill"]),
+        "baton_batches": baton["batches"],
+        "tasks_per_batch_median": baton["tasks_per_batch_median"],
+        "batch_ms_median": baton["batch_ms_median"],
+        "cold_starts": baton["cold_starts"],
+        "warm_starts": baton["warm_starts"],
+        "timeouts": baton["timeouts"],
+        "retries": baton["retries"],
+        "base_pages": base["pages"],
+        "results_rows": baton["results_rows"],
+        "duplicate_rows": baton["duplicate_rows"],
+        "missing_rows": baton["missing_rows"],
+        "base_peak_rss_mb": base["peak_rss_mb"],
+        "baton_max_memory_used_mb": baton["max_memory_used_mb"],
+        "breakdown": breakdown,
+    }
+
+
+def _budget(bud: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    measured, model = bud["measured"], bud["model"]
+    params, scen, val = model["parameters"], model["scenarios"], model["validation"]["model"]
+    names = {
+        "measured": "as measured (loopback S3, bench pages)",
+        "real_s3": f"S3 calls at {params['s3_call_ms_real']:g} ms",
+        "real_pages": f"pages at {params['page_ms_real']:g} ms mean",
+        "real_s3_and_pages": "both",
+    }
+    scenarios = []
+    for key, label in names.items():
+        row = scen[key]
+        lat = params["task_latency_ms_mean"] * row["assumptions"]["latency_scale"]
+        b = row["task_ms"] / row["batches"] if row["batches"] else 0
+        scenarios.append(
+            [
+                label,
+                f"{row['assumptions']['boundary_ms']:.1f}",
+                f"{lat:.0f} ms",
+                f"{row['tasks_per_batch_median']:g} tasks",
+                f"{b:.0f}",
+                f"**{pct(row['budget_use'], 2)}**",
+                pct(row["timeout_use"], 2),
+                row["billed_ms_per_task"],
+            ]
+        )
+    return {
+        "leg_rows": rows(
+            [
+                leg["leg"],
+                leg["exit"],
+                leg["elapsed_ms"],
+                pct(leg["budget_use"]),
+                leg["remaining_ms"],
+                leg["processed"],
+                leg["batches"],
+                LIST_CACHE[leg["cache_hit"]],
+            ]
+            for leg in measured["legs"]
+        ),
+        "billed_task_share": pct(measured["billed_task_share"]),
+        "timeout_use_median": pct(measured["timeout_use_median"]),
+        "remaining_at_handoff_ms_median": measured["remaining_at_handoff_ms_median"],
+        "target_batch_ms": num(params.get("target_batch_ms"), 0),
+        "largest_batch": params.get("largest_batch", "n/a"),
+        "model_concurrency": params["concurrency"],
+        "head_ms": f"{params['head_ms']:.1f}",
+        "tail_ms": f"{params['tail_ms']:.1f}",
+        "boundary_ms": f"{params['boundary_ms']:.1f}",
+        "validation_budget_use": pct(val["budget_use"]),
+        "validation_tasks": val["tasks"],
+        "median_tasks": _median_tasks(measured),
+        "scenario_rows": rows(scenarios),
+        "s3_call_ms_local": f"{params['s3_call_ms_local']:.1f}",
+    }
+
+
+def _median_tasks(measured: dict[str, Any]) -> str:
+    handed = [leg["processed"] for leg in measured["legs"] if leg["exit"] == "handed_off"]
+    return f"{sorted(handed)[len(handed) // 2]}" if handed else "-"
+
+
+def _hop(hop: dict[str, Any]) -> dict[str, Any]:
+    chain, probe = hop["chain"] or {}, hop["probe"]
+    chain_table = ""
+    if chain.get("hops"):
+        chain_table = optional(
+            fragment(
+                "chain_table",
+                rows=rows(
+                    [
+                        f"{h['from_leg']} -> {h['from_leg'] + 1}",
+                        "new (cold)" if h["cold"] else "warm",
+                        h["gap_ms"],
+                        h["overhead_ms"],
+                    ]
+                    for h in chain["hops"]
+                ),
+            )
+        )
+    ops, parts = probe["warm_ops"], probe["cold_parts_ms"]
+    return {
+        "batch_boundaries": chain.get("batch_boundaries", 0),
+        "chain_table": chain_table,
+        "warm_op_rows": rows(
+            [name, ops["calls_per_leg"].get(name, ""), ms] for name, ms in ops["ms_per_leg"].items()
+        ),
+        "other_ms": ops["other_ms"],
+        "warm_ms_median": probe["warm_ms_median"],
+        "warm_ms_p90": probe["warm_ms_p90"],
+        "process_start_ms": parts["process_start"],
+        "imports_ms": parts["imports"],
+        "container_create_ms": parts["container_create"],
+        "first_leg_ms": parts["first_leg"],
+        "cold_ms_median": probe["cold_ms_median"],
+    }
+
+
+def _external(external: dict[str, Any]) -> str:
+    """Whatever bench/tasklist_scaling.py and bench/parse_cost.py reported, as tables."""
+    if not external:
+        return fragment("external_skipped") + "\n"
+    out: list[str] = []
+    add = out.append
+    for name, found in external.items():
+        add(f"### {name}\n")
+        add(
+            fragment(
+                "external_status",
+                status=found.get("status"),
+                seconds=f", {found['seconds']:.0f} s" if found.get("seconds") else "",
+                command=f", `{' '.join(found['command'])}`" if found.get("command") else "",
+            )
+            + "\n"
+        )
+        data = found.get("data")
+        if not isinstance(data, dict):
+            add(fragment("external_missing") + "\n" if data is None else f"`{str(data)[:500]}`\n")
+            continue
+        scalars = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
+        if scalars:
+            add(", ".join(f"{k}: {cell(v)}" for k, v in scalars.items()) + ".\n")
+        for key, value in data.items():
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                add(table([dict(v) for v in value]))
+            elif (
+                isinstance(value, dict)
+                and value
+                and all(isinstance(v, dict) for v in value.values())
+            ):
+                add(table([{key: name} | dict(v) for name, v in value.items()]))
+            elif isinstance(value, list | dict):
+                add(f"{key}: `{json.dumps(value)[:300]}`\n")
+        if found.get("previous_10m_rows"):
+            add(fragment("external_previous_10m", written=found.get("previous_10m_written")) + "\n")
+            add(table(found["previous_10m_rows"]))
+    return "\n".join(out)
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """A Markdown table of every scalar field in the records, with a blank line after."""
+    keys: list[str] = []
+    for record in records:
+        keys += [k for k, v in record.items() if k not in keys and not isinstance(v, dict | list)]
+    return "\n".join(
+        [
+            "| " + " | ".join(keys) + " |",
+            "| " + " | ".join("---" for _ in keys) + " |",
+            rows([cell(record.get(k, "")) for k in keys] for record in records),
+            "",
+        ]
+    )
+
+
+def parse_cost_line(data: Any) -> str:
+    """'selectolax 0.17 ms, lxml 0.41 ms (2.4x), ...' if parse_cost reports parsers so."""
+    parsers = data.get("parsers") if isinstance(data, dict) else None
+    if not isinstance(parsers, dict):
+        return ""
+    parts = []
+    for name, figures in parsers.items():
+        if not isinstance(figures, dict) or "extract_ms" not in figures:
+            continue
+        ratio = figures.get("extract_ratio")
+        times = f" ({float(ratio):.1f}x)" if ratio and float(ratio) != 1.0 else ""
+        parts.append(f"{name} {float(figures['extract_ms']):.2f} ms{times}")
+    return ", ".join(parts)
+
+
+def _cost(cost: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    head, prices = cost["headline"], cost["prices"]
+    per_leg, residual = cost["requests_per_leg"], cost["requests_per_run_residual"]
+    meas = cost["s3_requests_measured"]
+    variants = []
+    for key, row in cost["rows"].items():
+        label = f"{row['memory_mb']} MB, " + (
+            "loopback latencies as measured" if key.startswith("loopback") else "real latencies"
+        )
+        if key == f"real_{head['memory_mb']}mb":
+            label += " (headline)"
+        warn = " (CPU-bound)" if row["vcpu_share_used"] > 0.7 else ""
+        variants.append(
+            [
+                label,
+                f"{row['total_usd']:.3f}",
+                pct(row["share"]["lambda_compute"]),
+                f"{pct(row['vcpu_share_used'])}{warn}",
+            ]
+        )
+    return {
+        "lambda_gb_s": f"{prices['lambda_gb_s']:.10f}",
+        "logs_gb": f"{prices['logs_gb']:.2f}",
+        "per_leg_put": per_leg["put"],
+        "per_leg_get": per_leg["get"],
+        "measured_put": meas.get("put", 0),
+        "measured_list": meas.get("list", 0),
+        "measured_get": meas.get("get", 0),
+        "measured_batches": meas["batches"],
+        "measured_legs": meas["legs"],
+        "residual_put": residual["put"],
+        "residual_get": residual["get"],
+        "log_bytes_per_task": cost["log_bytes_per_task"],
+        "component_rows": rows(
+            [label, f"{head['usd'][key]:.4f}", pct(head["share"][key])]
+            for key, label in COST_LABELS.items()
+        ),
+        "tasks_per_leg": f"{head['tasks_per_leg']:,}",
+        "leg_s": head["leg_s"],
+        "tasks_per_batch": head["tasks_per_batch"],
+        "billed_ms_per_task": head["billed_ms_per_task"],
+        "legs_per_million": head["legs_per_million"],
+        "batches_per_million": f"{head['batches_per_million']:.0f}",
+        "variant_rows": rows(variants),
+        "cost_cpu_ms_per_page": cost["cpu_ms_per_page"],
+        "pages_per_s_per_leg": cost["pages_per_s_per_leg"],
+        "cost_max_memory_used_mb": cost["max_memory_used_mb"],
+    }
+
+
+def _findings(r: dict[str, Any]) -> dict[str, Any]:
+    tp, bud = r["throughput"], r["budget"]
+    params, scen = bud["model"]["parameters"], bud["model"]["scenarios"]
+    br = tp.get("time_breakdown_s") or {}
+    run_s = br.get("run") or 1.0
+    real = scen["real_s3_and_pages"]
+    b_real = real["task_ms"] / real["batches"] if real["batches"] else 0.0
+    o_real = params["boundary_ms_real_s3"]
+    o_two = o_real - (params["s3_call_ms_real"])
+    variants = bud.get("variants") or {}
+    values = {
+        "idle_share": pct(br.get("batch_idle", 0) / run_s),
+        "boundary_ms_1": f"{params['boundary_ms']:.1f}",
+        "boundary_share": pct(br.get("batch_boundaries", 0) / run_s),
+        "o_real": f"{o_real:.0f}",
+        "real_budget_use": pct(real["budget_use"], 2),
+        "b_real": f"{b_real:.0f}",
+        "o_two": f"{o_two:.0f}",
+        "two_call_budget_use": pct(b_real / (b_real + o_two) if b_real else 0, 2),
+        "b_for_99": f"{99 * o_real / 1000:.1f}",
+        "hop_warm_1": num(r["hop_overhead_ms_warm"], 1),
+        "report_max_memory_mb": tp["baton"].get("report_max_memory_mb", "n/a"),
+        "variants": "",
+    }
+    if variants:
+        names = {
+            "real_s3": "bench pages",
+            "real_s3_and_pages": f"{params['page_ms_real']:g} ms pages",
+        }
+        labels = list(next(iter(variants.values())))
+        values["variants"] = optional(
+            fragment(
+                "variants",
+                s3_call_ms_real=f"{params['s3_call_ms_real']:g}",
+                columns=" | ".join(names[k] for k in variants),
+                separators=" | ".join("---" for _ in variants),
+                rows=rows(
+                    [label]
+                    + [
+                        f"{pct(v[label]['budget_use'], 2)}, {v[label]['tasks_per_batch_median']:g}"
+                        f", {v[label]['billed_ms_per_task']}"
+                        for v in variants.values()
+                    ]
+                    for label in labels
+                ),
+            )
+        )
+    return values
+
+
+# --- templates and cells ---------------------------------------------------------------
+
+
+@cache
+def _template(name: str) -> Template:
+    return Template((TEMPLATES / name).read_text(encoding="utf-8"))
+
+
+@cache
+def _fragments() -> dict[str, Template]:
+    """`templates/fragments.md`, split at its `@@ name` lines."""
+    found: dict[str, Template] = {}
+    text = (TEMPLATES / "fragments.md").read_text(encoding="utf-8")
+    for block in text.split("\n@@ ")[1:]:
+        name, _, body = block.partition("\n")
+        found[name.strip()] = Template(body.rstrip("\n"))
+    return found
+
+
+def fragment(name: str, **values: Any) -> str:
+    return _fragments()[name].substitute(values)
+
+
+def optional(block: str) -> str:
+    """A block set off by blank lines, for a placeholder on a line of its own."""
+    return f"\n{block}\n"
+
+
+def rows(records: Iterable[Iterable[Any]]) -> str:
+    """Markdown table rows, one line each."""
+    return "\n".join("| " + " | ".join(str(c) for c in record) + " |" for record in records)
+
+
+def pct(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    return f"{float(value) * 100:.{digits}f} %"
+
+
+def num(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    return f"{float(value):.{digits}f}"
+
+
+def cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
