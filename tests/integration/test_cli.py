@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -286,4 +287,60 @@ def test_cli_without_a_bucket_says_how_to_name_one(
     monkeypatch.delenv("BATON_BUCKET", raising=False)
     code, _, err = baton(capsys, "runs")
     assert code == 2
-    assert "pass --bucket or set BATON_BUCKET" in err
+    assert "pass --bucket, set BATON_BUCKET" in err
+
+
+def run_baton(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "baton", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_cli_stack_up_detached_is_found_by_every_command_without_flags(
+    site: Site, tmp_path: Path
+) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_ENDPOINT_URL", "BATON_")) and k not in ("AWS_PROFILE",)
+    }
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    write_list(tmp_path, site.urls()[:10])
+    up = run_baton(
+        "stack",
+        "up",
+        "--detach",
+        "--s3-port",
+        "0",
+        "--lambda-port",
+        "0",
+        "--allow-loopback",
+        cwd=tmp_path,
+        env=env,
+    )
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "stack up in the background" in up.stdout
+        submitted = run_baton("submit", "list.jsonl", "--watch", cwd=tmp_path, env=env)
+        assert submitted.returncode == 0, submitted.stderr
+        assert "done: 10 tasks, 10 ok, 0 failed" in submitted.stdout
+        exports = run_baton("stack", "env", cwd=tmp_path, env=env).stdout
+        assert "export AWS_ENDPOINT_URL_S3=http://127.0.0.1:" in exports
+        assert "export BATON_BUCKET=baton-local" in exports
+        again = run_baton("stack", "up", "--detach", cwd=tmp_path, env=env)
+        assert again.returncode == 2
+        assert "already running here" in again.stderr
+    finally:
+        down = run_baton("stack", "down", cwd=tmp_path, env=env)
+    assert down.returncode == 0, down.stderr
+    assert "stack stopped" in down.stdout
+    assert not (tmp_path / ".baton" / "stack.json").exists()
+    after = run_baton("runs", cwd=tmp_path, env=env)
+    assert after.returncode == 2
+    assert "no bucket" in after.stderr

@@ -1,10 +1,11 @@
-"""Every shell command in the README runs as written against the embedded stack.
+"""Every shell command in the README runs as written, in order, in one shell.
 
-The commands are read from the README's ```sh blocks, in order, and run by bash
-with the environment a user gets from the embedded stack. `BUCKET` is the
-stack's bucket and `RUN` the newest run. The ones that cannot run here are
-listed in SKIPPED with the reason; a command that is neither run nor skipped
-fails the test, so a new README command cannot go untested.
+The commands are read from the README's ```sh blocks and run by one bash, as a
+user would type them: the README starts its own stack (`baton stack up
+--detach`) and stops it. `RUN` stands for the newest run's id, `list.jsonl`
+is a list of pages of a site on this machine. The ones that cannot run here
+are in SKIPPED with the reason; a command neither run nor skipped fails the
+test, so a new README command cannot go untested.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,9 +22,6 @@ from pathlib import Path
 import pytest
 
 from devstack.site import Site, SiteConfig
-from devstack.stack import EmbeddedStack
-from tests.integration.test_baton_on_stack import start_stack
-from worker.store import RunStore
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +29,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SKIPPED = {
     "make test": "it is the suite this test runs in",
     "make bench": "minutes of benchmarks; tests/integration/test_bench_smoke.py runs them small",
-    "make package": "downloads Lambda-platform wheels; tests/unit/test_package.py builds the zip",
+    "make package": "downloads Lambda-platform wheels; tests/unit/test_layout.py builds the zip",
     "sam deploy": "a real AWS deploy",
     "docker compose": "needs a Docker engine",
     "python -m infra.deploy_localstack": "needs LocalStack (Docker)",
     "baton --endpoint-url http://localhost:4566": "needs LocalStack (Docker)",
+    "pip install": "installs into the environment running this test",
 }
+NEWEST_RUN = (
+    "$(baton runs --json | head -1 | python -c "
+    "'import json, sys; print(json.loads(sys.stdin.readline())[\"run_id\"])')"
+)
 
 
 def readme_commands() -> list[str]:
@@ -53,68 +57,67 @@ def skip_reason(command: str) -> str | None:
     return next((why for start, why in SKIPPED.items() if command.startswith(start)), None)
 
 
+def script(commands: list[str], venv: Path) -> str:
+    """One bash script: each command echoed, then run where a user would run it."""
+    lines = ["set -e -o pipefail"]
+    for command in commands:
+        lines.append(f"echo {shlex.quote('+ ' + command)} >&2")
+        if command.startswith("make "):
+            lines.append(f"(cd {shlex.quote(str(ROOT))} && {command})")
+        elif command == ". .venv/bin/activate":
+            lines.append(f". {shlex.quote(str(venv / 'bin' / 'activate'))}")
+        else:
+            lines.append(command.replace("RUN", NEWEST_RUN))
+    return "\n".join(lines) + "\n"
+
+
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
     with Site(SiteConfig(pages=12, page_bytes=(1_000, 3_000))) as running:
         yield running
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
-    running = start_stack(tmp_path)
-    yield running
-    running.stop()
-
-
-def newest_run(stack: EmbeddedStack) -> str:
-    s3 = stack.s3_client()
-    try:
-        store = RunStore.over(s3, stack.bucket, "runs/")
-        runs = sorted(store.run_ids(), key=lambda r: store.load_run(r).created_ms)
-    finally:
-        s3.close()
-    assert runs, "a README command names RUN before any run exists"
-    return runs[-1]
-
-
 def test_readme_commands_all_run_or_are_listed_as_skipped() -> None:
     commands = readme_commands()
-    assert len(commands) >= 10
+    assert len(commands) >= 12
     assert any(c.startswith("aws lambda invoke") for c in commands)
     assert "--cli-binary-format" not in " ".join(commands)  # AWS CLI v1 refuses it
+    assert commands.index("baton stack down") > commands.index(
+        "baton stack up --detach --allow-loopback"
+    )
 
 
-def test_readme_commands_run_as_written_on_the_embedded_stack(
-    stack: EmbeddedStack, site: Site, tmp_path: Path
-) -> None:
+def test_readme_commands_run_as_written(site: Site, tmp_path: Path) -> None:
     (tmp_path / "list.jsonl").write_text("".join(json.dumps(u) + "\n" for u in site.urls()))
-    bin_dir = str(Path(sys.executable).parent)
+    venv = Path(sys.executable).parent.parent
     env = {
-        **os.environ,
-        **stack.client_environment(),
-        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),  # the checkout under test, whatever the venv was installed from
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AWS_", "BATON_"))
     }
-    ran = []
-    for written in readme_commands():
-        if skip_reason(written):
-            continue
-        command = written.replace("BUCKET", stack.bucket)
-        if "RUN" in command:
-            command = command.replace("RUN", newest_run(stack))
-        cwd = ROOT if command.startswith("make ") else tmp_path
+    env["PYTHONPATH"] = str(ROOT)  # the checkout under test, whatever the venv was installed from
+    commands = [c for c in readme_commands() if not skip_reason(c)]
+    try:
         done = subprocess.run(
-            ["bash", "-o", "pipefail", "-c", command],
-            cwd=cwd,
+            ["bash", "-c", script(commands, venv)],
+            cwd=tmp_path,
             env=env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=600,
             check=False,
         )
-        assert done.returncode == 0, f"{command!r} exited {done.returncode}:\n{done.stderr}"
-        assert "Traceback" not in done.stderr, f"{command!r}:\n{done.stderr}"
-        assert stack.runtime.wait_idle(60)
-        ran.append(command)
-    assert any(c.startswith("make demo") for c in ran)
-    assert any(c.startswith("aws s3 cp") for c in ran)
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "baton", "stack", "down"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    ran = [line[2:] for line in done.stderr.splitlines() if line.startswith("+ ")]
+    assert done.returncode == 0, f"{ran[-1] if ran else '?'} failed:\n{done.stderr[-3000:]}"
+    assert ran == commands
+    assert "Traceback" not in done.stderr
+    assert "done: 12 tasks, 12 ok, 0 failed" in done.stdout

@@ -1,0 +1,185 @@
+"""The commands on runs: submit, start, resume, status, results, cancel, runs, sweep."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from hashlib import md5
+from pathlib import Path
+from typing import Any
+
+from botocore.config import Config
+
+from baton.follow import follow, say_started
+from baton.target import CliError, Target
+from worker.events import quote_etag
+from worker.exceptions import BatonError, TaskListError
+from worker.names import TRIGGER_SUFFIXES, triggers
+from worker.progress import EXIT_OK, progress_line, view
+from worker.tasks import parse_task_list
+
+SYNC_CONFIG = Config(
+    connect_timeout=5, read_timeout=900, retries={"total_max_attempts": 1, "mode": "standard"}
+)
+"""A synchronous start is answered in seconds (a huge list is indexed first); never retried,
+since a retried start whose first answer was lost would be refused as live."""
+
+
+def cmd_submit(args: argparse.Namespace, target: Target) -> int:
+    bucket = target.require_bucket()
+    body = checked_list(args.file)
+    key = args.key or f"tasks/{args.file.name}"
+    if not triggers(key):
+        print(
+            f"baton: warning: {key} is outside the trigger filter (tasks/ and "
+            f"{', '.join(TRIGGER_SUFFIXES)}); no run will start",
+            file=sys.stderr,
+        )
+    store = target.store()
+    digest = f'"{md5(body).hexdigest()}"'  # S3's own ETag of a single-part upload
+    before = set(store.runs_for_source(key, digest))
+    etag = quote_etag(store.objects.put(bucket, key, body, content_type=_content_type(key)))
+    print(f"uploaded s3://{bucket}/{key} ({etag})")
+    if etag != digest:
+        before = set()
+    deadline = time.monotonic() + args.wait_s
+    while not (new := sorted(set(store.runs_for_source(key, etag)) - before)):
+        if time.monotonic() > deadline:
+            raise CliError(
+                f"no run started within {args.wait_s:.0f}s of the upload: is the bucket's "
+                "S3 notification to the function set up (see the README, Deploying)?"
+            )
+        time.sleep(0.5)
+    run_id = new[-1]
+    print(f"run {run_id}")
+    return follow(store, run_id, sys.stdout, args.json) if args.watch else EXIT_OK
+
+
+def cmd_start(args: argparse.Namespace, target: Target) -> int:
+    store = target.store()
+    if store.objects.head(store.bucket, args.key) is None:
+        raise CliError(f"s3://{store.bucket}/{args.key} does not exist")
+    answer = call(target, {"bucket": store.bucket, "key": args.key, "position": args.position})
+    say_started(answer, sys.stdout)
+    return follow(store, answer["run_id"], sys.stdout, args.json) if args.watch else EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace, target: Target) -> int:
+    store = target.store()
+    record = store.load_run(args.run_id)
+    checkpoint = store.load_checkpoint(args.run_id).checkpoint
+    position = checkpoint.position if args.position is None else args.position
+    answer = call(
+        target,
+        {"bucket": record.bucket, "key": record.key, "position": position, "run_id": args.run_id},
+    )
+    say_started(answer, sys.stdout)
+    return follow(store, args.run_id, sys.stdout, args.json) if args.watch else EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, target: Target) -> int:
+    store = target.store()
+    if args.watch:
+        return follow(
+            store, args.run_id, sys.stdout, args.json, interval=args.interval, wait_s=args.wait_s
+        )
+    v = view(store.load_run(args.run_id), store.load_checkpoint(args.run_id).checkpoint)
+    print(json.dumps(v.as_dict(), indent=2) if args.json else progress_line(v))
+    return EXIT_OK
+
+
+def cmd_results(args: argparse.Namespace, target: Target) -> int:
+    store = target.store()
+    store.load_run(args.run_id)
+    if not args.presign:
+        for _, _, key in store.result_keys(args.run_id):
+            sys.stdout.buffer.write(store.read_bytes(key))
+        sys.stdout.flush()
+        return EXIT_OK
+    merged = f"{store.run_prefix(args.run_id)}results.jsonl"
+    body = b"".join(store.read_bytes(key) for _, _, key in store.result_keys(args.run_id))
+    store.objects.put(store.bucket, merged, body, content_type="application/x-ndjson")
+    print(store.objects.presign(store.bucket, merged, args.expires))
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace, target: Target) -> int:
+    store = target.store()
+    checkpoint = store.load_checkpoint(args.run_id).checkpoint
+    if checkpoint.finished:
+        raise CliError(f"run {args.run_id} already ended: {checkpoint.status}")
+    store.request_cancel(args.run_id)
+    print(f"run {args.run_id}: cancel requested; it stops at its next batch")
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace, target: Target) -> int:
+    store = target.store()
+    views = []
+    for run_id in store.run_ids():
+        try:
+            views.append(view(store.load_run(run_id), store.load_checkpoint(run_id).checkpoint))
+        except BatonError:
+            continue
+    views.sort(key=lambda v: v.record.created_ms, reverse=True)
+    for v in views:
+        print(json.dumps(v.as_dict()) if args.json else progress_line(v))
+    return EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace, target: Target) -> int:
+    answer = call(target, {"action": "sweep"})
+    print(
+        f"sweep: {answer['checked']} active runs checked, resumed {answer['resumed'] or 'none'}, "
+        f"tidied {len(answer['tidied'])}"
+    )
+    for error in answer["errors"]:
+        print(f"baton: warning: {error}", file=sys.stderr)
+    return EXIT_OK
+
+
+def checked_list(path: Path) -> bytes:
+    """The file's bytes, once it reads as a task list; its bad entries are only warned of."""
+    if not path.is_file():
+        raise CliError(f"{path} is not a file")
+    body = path.read_bytes()
+    try:
+        tasks = parse_task_list(body)
+    except TaskListError as exc:
+        raise CliError(f"{path}: {exc}") from exc
+    bad = [task for task in tasks if task.error is not None]
+    if bad:
+        shown = "; ".join(f"task {t.index}: {t.error}" for t in bad[:3])
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        print(
+            f"baton: warning: {len(bad)} of {len(tasks)} entries are not valid tasks and will "
+            f"be reported as failed: {shown}{more}",
+            file=sys.stderr,
+        )
+    return body
+
+
+def call(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+    """Invoke the function synchronously and return its answer, or raise its refusal."""
+    response = target.lambda_client(SYNC_CONFIG).invoke(
+        FunctionName=target.function,
+        InvocationType="RequestResponse",
+        Payload=json.dumps(payload).encode(),
+    )
+    raw = response["Payload"].read()
+    answer = json.loads(raw) if raw else None
+    if response.get("FunctionError"):
+        detail = answer.get("errorMessage", answer) if isinstance(answer, dict) else answer
+        raise CliError(f"the function {target.function} failed: {detail}")
+    if not isinstance(answer, dict) or "ok" not in answer:
+        raise CliError(f"the function {target.function} answered {raw[:200]!r}: is it baton?")
+    if not answer["ok"]:
+        raise CliError(f"the function refused: {answer['error']}")
+    result: dict[str, Any] = answer["results"][0]
+    return result
+
+
+def _content_type(key: str) -> str:
+    return "application/x-ndjson" if key.endswith(".jsonl") else "application/json"
