@@ -24,6 +24,7 @@ from devstack.site import LatencyProfile, PageKind, Site, SiteConfig
 from devstack.stack import EmbeddedStack
 from worker.checkpoint import TERMINAL
 from worker.exceptions import BatonError
+from worker.names import FUNCTION_NAME, RESULTS_PREFIX
 from worker.progress import exit_code, progress_line, summary_lines, view
 from worker.store import RunStore
 
@@ -54,7 +55,7 @@ class LocalRun:
         if self.allow_loopback:
             environment["BATON_ALLOW_NETS"] = "127.0.0.0/8"
         return FunctionConfig(
-            name="baton-worker",
+            name=FUNCTION_NAME,
             timeout_s=self.timeout_s,
             memory_mb=1024,
             environment=environment,
@@ -149,7 +150,7 @@ def run_remote_demo(
         key = "tasks/demo.jsonl"
         etag = s3.put_object(Bucket=bucket, Key=key, Body=tasks)["ETag"]
         _say(out, f"uploaded s3://{bucket}/{key} to {endpoint_url}; the site is {urls[0]} ...")
-        store = RunStore.over(s3, bucket, "runs/")
+        store = RunStore.over(s3, bucket, RESULTS_PREFIX)
         deadline = time.monotonic() + 120
         while not (runs := store.runs_for_source(key, etag)):
             if time.monotonic() > deadline:
@@ -207,7 +208,7 @@ def _run(tasks: bytes, key: str, local: LocalRun, out: TextIO) -> tuple[str, int
                 f"\nuploaded s3://{bucket}/{key} ({len(tasks):,} bytes): "
                 "S3 ObjectCreated -> baton-worker",
             )
-            store = RunStore.over(s3, bucket, "runs/")
+            store = RunStore.over(s3, bucket, RESULTS_PREFIX)
             run_id = _wait_for_run(store, key, etag, stack, local.max_wait_s)
             if run_id is None:
                 _say(out, "no run started: see the log above and " + str(log_path))

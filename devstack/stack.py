@@ -30,6 +30,7 @@ from botocore.config import Config
 from devstack.lambda_runtime import REGION, FunctionConfig, LambdaFaults, LambdaRuntime
 from devstack.s3server import EmbeddedS3, FaultHook
 from devstack.service import Service
+from worker.names import FUNCTION_NAME, RESULTS_PREFIX, TASKS_PREFIX, TRIGGER_SUFFIXES
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -47,8 +48,8 @@ SWEEP_EVENT = {"action": "sweep"}
 class TriggerFilter:
     """The bucket notification's filter: one prefix, any of the suffixes (one rule each)."""
 
-    prefix: str = "tasks/"
-    suffixes: tuple[str, ...] = (".json", ".jsonl")
+    prefix: str = TASKS_PREFIX
+    suffixes: tuple[str, ...] = TRIGGER_SUFFIXES
 
     def matches(self, key: str) -> bool:
         return key.startswith(self.prefix) and key.endswith(self.suffixes)
@@ -57,14 +58,14 @@ class TriggerFilter:
 def default_function(bucket: str) -> FunctionConfig:
     """baton's function as infra/template.yaml deploys it, with a local timeout and retries."""
     return FunctionConfig(
-        name="baton-worker",
+        name=FUNCTION_NAME,
         handler="handler.handler",
         timeout_s=30.0,
         memory_mb=1024,
         environment={
             "BATON_BUCKET": bucket,
-            "BATON_TASKS_PREFIX": "tasks/",
-            "BATON_RESULTS_PREFIX": "runs/",
+            "BATON_TASKS_PREFIX": TASKS_PREFIX,
+            "BATON_RESULTS_PREFIX": RESULTS_PREFIX,
         },
         max_retries=2,
         recursive_loop="Allow",

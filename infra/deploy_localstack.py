@@ -20,14 +20,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.package import DEFAULT_OUT, build_zip
+from worker.names import FUNCTION_NAME, RESULTS_PREFIX, TASKS_PREFIX, TRIGGER_SUFFIXES
 
 # What the function's own boto3 calls use, from inside LocalStack's Lambda container.
 INTERNAL_ENDPOINT = "http://localhost.localstack.cloud:4566"
 # LocalStack does not enforce IAM by default; the role only has to look like one.
 ROLE_ARN = "arn:aws:iam::000000000000:role/baton-worker"
-TASKS_PREFIX = "tasks/"
-RESULTS_PREFIX = "runs/"
-SUFFIXES = (".json", ".jsonl")
+SUFFIXES = TRIGGER_SUFFIXES
 
 
 def deploy(
@@ -131,7 +130,7 @@ def _allow(lam: Any, function: str, sid: str, principal: str, source_arn: str) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.deploy_localstack", description=__doc__)
     parser.add_argument("--bucket", default="baton-local")
-    parser.add_argument("--function", default="baton-worker")
+    parser.add_argument("--function", default=FUNCTION_NAME)
     parser.add_argument("--timeout", type=int, default=60, help="seconds per leg")
     parser.add_argument("--zip", type=Path, default=DEFAULT_OUT, help="built unless it exists")
     parser.add_argument("--localstack-host", default=None, help="host:port, default localhost:4566")

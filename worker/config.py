@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from worker.exceptions import ConfigError
+from worker.names import ENV_PREFIX, RESULTS_PREFIX, TASKS_PREFIX
 
-ENV_PREFIX = "BATON_"
 DEFAULT_PROCESSOR = "worker.processor:process"
 
 
@@ -20,8 +20,8 @@ class Settings:
 
     bucket: str = ""
     """The bucket the sweep tick scans; runs started by events use the event's bucket."""
-    tasks_prefix: str = "tasks/"
-    results_prefix: str = "runs/"
+    tasks_prefix: str = TASKS_PREFIX
+    results_prefix: str = RESULTS_PREFIX
     batch_size: int = 25
     concurrency: int = 8
     margin_ms: int = 2_000
