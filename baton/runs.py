@@ -94,12 +94,13 @@ def cmd_results(args: argparse.Namespace, target: Target) -> int:
     store = target.store()
     store.load_run(args.run_id)
     if not args.presign:
-        for _, _, key in store.result_keys(args.run_id):
-            sys.stdout.buffer.write(store.read_bytes(key))
+        for row in store.rows(args.run_id):
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
         sys.stdout.flush()
         return EXIT_OK
     merged = f"{store.run_prefix(args.run_id)}results.jsonl"
-    body = b"".join(store.read_bytes(key) for _, _, key in store.result_keys(args.run_id))
+    lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in store.rows(args.run_id))
+    body = "".join(lines).encode()
     store.objects.put(store.bucket, merged, body, content_type="application/x-ndjson")
     print(store.objects.presign(store.bucket, merged, args.expires))
     return EXIT_OK

@@ -302,8 +302,8 @@ def _report(stack: EmbeddedStack, store: RunStore, run_id: str, out: TextIO) -> 
     )
     results = WORK_DIR / f"{run_id}.results.jsonl"
     with results.open("wb") as handle:
-        for _, _, key in store.result_keys(run_id):
-            handle.write(store.read_bytes(key))
+        for row in store.rows(run_id):
+            handle.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
     _say(
         out,
         f"results: s3://{store.bucket}/runs/{run_id}/results/ "

@@ -31,6 +31,9 @@ class FakeClock:
     def monotonic(self) -> float:
         return self.at_ms / 1000
 
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds * 1000)
+
 
 @dataclass
 class FakeContext:

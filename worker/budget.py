@@ -1,12 +1,17 @@
-"""The one time-budget policy: when to stop a leg, and how big a batch to take.
+"""The one time-budget policy: when a leg stops starting tasks, how far ahead it plans.
 
-A leg hands off while it still has `margin_ms` left (the checkpoint write and
-the invoke). When adaptive, it also keeps room for the slowest task seen
-recently (the 90th percentile), and sizes each batch to what fits in the time left at the observed
-rate, so a leg neither overruns nor stops early. Observations live as long as
-the container, so a warm leg starts with a good estimate. Overrun is also
-prevented where it happens: every request's timeout is cut to the batch's
-deadline, and tasks that cannot finish in time are deferred to the next leg.
+A leg hands off while it still has `margin_ms` left (the final commit and the
+invoke). When adaptive, it also keeps room for a slow task (the 90th percentile
+of recent task latencies): it stops starting tasks once `remaining` falls below
+that reserve, and every task still running is cut at the work deadline
+(`remaining - margin`) by its own request deadlines, so a leg never overruns
+however many tasks are in flight at the margin.
+
+The plan is how far past its position a leg may start tasks before its next
+compare-and-swap: about two commit intervals of work at the observed rate, so
+the checkpoint is written every ~10 s, and a stealing chain (which never splits
+below the plan) finds most of the range still stealable. Observations live as
+long as the container, so a warm leg starts with good estimates.
 """
 
 from __future__ import annotations
@@ -14,20 +19,22 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-WINDOW = 200
-"""Recent tasks and batches the estimates are drawn from."""
+WINDOW = 500
+"""Recent task latencies the reserve is drawn from."""
 
 
 @dataclass
 class TimeBudget:
     margin_ms: int
     adaptive: bool = True
-    batch_size: int = 25
-    max_batch: int = 1000
-    target_batch_ms: float = 10_000.0
-    """Long enough that per-batch S3 writes stay cheap, short enough to checkpoint often."""
+    initial_plan: int = 25
+    """Tasks planned before anything is observed (BATON_BATCH_SIZE)."""
+    max_plan: int = 20_000
+    commit_interval_ms: float = 10_000.0
+    """Long enough that per-commit S3 writes stay cheap, short enough to checkpoint often."""
     _task_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
-    _rate_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20))
+    _rate: float = 0.0
+    """Tasks finished per second by the last legs (an exponential average)."""
 
     def slow_task_ms(self) -> float:
         """90th percentile of recent task latencies: a slow task, not the worst outlier."""
@@ -37,34 +44,35 @@ class TimeBudget:
         return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
 
     def reserve_ms(self) -> float:
-        """Time to keep in hand when deciding whether to start another batch."""
+        """Time to keep in hand when deciding whether to start another task."""
         if not self.adaptive:
             return float(self.margin_ms)
         return self.margin_ms + 1.2 * self.slow_task_ms()
 
-    def can_start_batch(self, remaining_ms: float) -> bool:
+    def can_start(self, remaining_ms: float) -> bool:
         return remaining_ms > self.reserve_ms()
 
     def work_deadline_ms(self, remaining_ms: float) -> float:
-        """How long the next batch may run at most (requests are cut to fit)."""
+        """How long tasks started now may run at most (requests are cut to fit)."""
         return max(0.0, remaining_ms - self.margin_ms)
 
-    def next_batch_size(self, remaining_ms: float) -> int:
-        if not self.adaptive or not self._rate_ms:
-            return self.batch_size
-        per_task = max(sorted(self._rate_ms)[len(self._rate_ms) // 2], 0.05)
-        window = min(
-            self.target_batch_ms, self.work_deadline_ms(remaining_ms) - self.slow_task_ms()
-        )
-        fit = int(max(window, 0.0) / per_task)
-        return max(1, min(self.largest_batch(), fit))
+    def record_task(self, elapsed_ms: float) -> None:
+        self._task_ms.append(elapsed_ms)
 
-    def largest_batch(self) -> int:
-        """The most tasks `next_batch_size` ever gives."""
-        return self.max_batch if self.adaptive else self.batch_size
+    def record_rate(self, tasks: int, seconds: float) -> None:
+        if tasks <= 0 or seconds <= 0:
+            return
+        rate = tasks / seconds
+        self._rate = rate if self._rate == 0 else 0.7 * self._rate + 0.3 * rate
 
-    def record_batch(self, elapsed_ms: float, task_ms: list[float]) -> None:
-        """Learn from a finished batch: its wall time per task and each task's latency."""
-        self._task_ms.extend(task_ms)
-        if task_ms:
-            self._rate_ms.append(elapsed_ms / len(task_ms))
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def plan_size(self, remaining_ms: float, level: int) -> int:
+        """How many tasks past the position the next plan covers (at least `level`)."""
+        if not self.adaptive or self._rate <= 0:
+            return max(self.initial_plan, level)
+        work_s = max(0.0, self.work_deadline_ms(remaining_ms) - self.slow_task_ms()) / 1000
+        horizon_s = min(work_s, 2 * self.commit_interval_ms / 1000)
+        return max(level, min(self.max_plan, int(self._rate * horizon_s) + level))

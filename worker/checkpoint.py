@@ -68,7 +68,12 @@ class Checkpoint:
     careful_until: int = 0
     """Below this position batches run one task at a time, to find a killer task."""
     batch_end: int = 0
-    """End (exclusive) of the batch the owner works next: a dead owner's suspect range."""
+    """The plan: the owner starts no task at or past it before its next CAS. It bounds a
+    dead owner's suspect range, and a steal never splits below it."""
+    holes: list[int] = field(default_factory=list)
+    """Indices below `position` whose tasks did not finish in their leg: worked first next."""
+    level: int = 0
+    """The concurrency the last leg ended at, so a cold container starts there."""
     sweeps: int = 0
     crashes: int = 0
     """Legs in a row that raised an unexpected (non-transient) error at this position."""
@@ -84,6 +89,21 @@ class Checkpoint:
     @property
     def finished(self) -> bool:
         return self.status.terminal
+
+    @property
+    def exhausted(self) -> bool:
+        """Every task has a row: nothing left at or past the position, no holes."""
+        return self.position >= self.total and not self.holes
+
+    @property
+    def careful(self) -> bool:
+        """An owner died here: work one task at a time until past its suspect range."""
+        return self.position < self.careful_until or (self.strikes > 0 and bool(self.holes))
+
+    @property
+    def next_careful(self) -> int:
+        """The task careful work does next (holes first), and a killer skip skips."""
+        return self.holes[0] if self.holes else self.position
 
     def lease_live(self, at_ms: int) -> bool:
         return self.owner is not None and at_ms < self.lease_until_ms
@@ -141,24 +161,28 @@ class Checkpoint:
         self,
         end: int,
         *,
+        holes: list[int],
+        level: int,
         ok: int,
         failed: int,
         failure_kinds: dict[str, int],
         failure_samples: list[dict[str, Any]],
         task_ms: int,
         at_ms: int,
-        plan: Plan,
+        plan_end: int,
     ) -> Checkpoint:
-        """Move past a batch whose results are written; plan the next one."""
+        """Move past rows whose results are written; `plan_end` is the new plan."""
         return replace(
             self,
             position=end,
+            holes=holes,
+            level=level,
             ok=self.ok + ok,
             failed=self.failed + failed,
             strikes=0,
             crashes=0,
             heartbeat_ms=at_ms,
-            batch_end=plan(end, self.careful_until),
+            batch_end=plan_end,
             task_ms_total=self.task_ms_total + task_ms,
             failure_kinds=failure_kinds,
             failure_samples=failure_samples,

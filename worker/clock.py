@@ -15,6 +15,10 @@ class Clock(Protocol):
         """Seconds on a clock that never goes back: deadlines and durations inside a leg."""
         ...
 
+    def sleep(self, seconds: float) -> None:
+        """Wait: a real sleep, or virtual time moving on."""
+        ...
+
 
 class SystemClock:
     def now_ms(self) -> int:
@@ -22,6 +26,9 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 SYSTEM_CLOCK = SystemClock()

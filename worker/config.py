@@ -23,7 +23,13 @@ class Settings:
     tasks_prefix: str = TASKS_PREFIX
     results_prefix: str = RESULTS_PREFIX
     batch_size: int = 25
-    concurrency: int = 8
+    """Tasks a leg plans before it has observed any (then plans follow the measured rate)."""
+    concurrency: int = 0
+    """Tasks in flight at once; 0 lets the leg find its own level (worker.autoscale)."""
+    max_concurrency: int = 256
+    """The most tasks in flight the autoscaler may reach."""
+    per_host_concurrency: int = 8
+    """The most tasks in flight to one host, in every mode (worker.hosts)."""
     margin_ms: int = 2_000
     """Floor of the safety margin: covers the checkpoint write and the hand-off."""
     adaptive_margin: bool = True
@@ -57,7 +63,8 @@ class Settings:
         problems = []
         for name in (
             "batch_size",
-            "concurrency",
+            "max_concurrency",
+            "per_host_concurrency",
             "max_legs",
             "max_task_attempts",
             "fetch_attempts",
@@ -67,6 +74,7 @@ class Settings:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in (
+            "concurrency",
             "margin_ms",
             "lease_slack_ms",
             "stall_after_ms",

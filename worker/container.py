@@ -10,11 +10,13 @@ import boto3
 from botocore.config import Config
 
 from cache import ObjectCache, object_cache
+from worker.autoscale import Autoscaler, cpu_share
 from worker.budget import TimeBudget
 from worker.clock import SYSTEM_CLOCK, Clock
 from worker.config import Settings
 from worker.fetch import Fetcher, FetchPolicy
 from worker.handoff import Invoker, LambdaInvoker
+from worker.hosts import Hosts
 from worker.netguard import NetPolicy
 from worker.processor import Processor, load_processor
 from worker.s3 import ObjectStore
@@ -40,6 +42,8 @@ class Container:
     processor: Processor
     pool: ThreadPoolExecutor
     budget: TimeBudget
+    autoscaler: Autoscaler
+    hosts: Hosts
     io: ThreadPoolExecutor
     """Small S3 reads that overlap the leg's own S3 writes."""
     cache: ObjectCache = field(default_factory=object_cache)
@@ -59,6 +63,7 @@ class Container:
         s3 = s3 if s3 is not None else boto3.client("s3", config=BOTO_CONFIG)
         if lambda_client is None:
             lambda_client = boto3.client("lambda", config=INVOKE_CONFIG)
+        max_in_flight = settings.concurrency or settings.max_concurrency
         policy = FetchPolicy(
             attempts=settings.fetch_attempts,
             request_timeout_s=settings.request_timeout_s,
@@ -73,16 +78,24 @@ class Container:
             clock=clock,
             invoker=invoker or LambdaInvoker(lambda_client, settings.handoff_attempts),
             fetcher=Fetcher(
-                policy, NetPolicy.from_cidrs(settings.allow_nets), pool_size=settings.concurrency
+                policy,
+                NetPolicy.from_cidrs(settings.allow_nets),
+                pool_size=settings.per_host_concurrency,
             ),
             processor=load_processor(settings.processor),
-            pool=ThreadPoolExecutor(settings.concurrency, thread_name_prefix="task"),
+            pool=ThreadPoolExecutor(max_in_flight, thread_name_prefix="task"),
             io=ThreadPoolExecutor(2, thread_name_prefix="io"),
             budget=TimeBudget(
                 margin_ms=settings.margin_ms,
                 adaptive=settings.adaptive_margin,
-                batch_size=settings.batch_size,
+                initial_plan=settings.batch_size,
             ),
+            autoscaler=Autoscaler(
+                maximum=settings.max_concurrency,
+                fixed=settings.concurrency or None,
+                share=cpu_share(),
+            ),
+            hosts=Hosts(per_host=settings.per_host_concurrency),
         )
 
     def close(self) -> None:

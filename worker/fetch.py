@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -36,6 +37,9 @@ from worker.netguard import (
 )
 from worker.watchdog import Limit, Watchdog
 
+HOST_POOLS = 256
+"""Hosts whose connection pools stay open at once (an LRU): a many-host run keeps its
+connections instead of reconnecting as the pools of other hosts push them out."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0
 CHUNK = 64 * 1024
@@ -99,17 +103,21 @@ class Fetcher:
         net: NetPolicy,
         pool_size: int = 16,
         sleep: Callable[[float], None] = time.sleep,
+        hosts: int = HOST_POOLS,
     ) -> None:
+        """`pool_size` connections are kept per host (the per-host cap), for `hosts` hosts."""
         self.policy = policy
         self.net = net
         self.sleep = sleep
         self.watchdog = Watchdog()
         self.session = requests.Session()
         self.session.trust_env = False
+        # Tasks are independent: one task's cookies must never ride along with another's.
+        self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         self.session.headers["User-Agent"] = policy.user_agent
         self.session.headers["Accept"] = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
         for scheme in ("http://", "https://"):
-            adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+            adapter = HTTPAdapter(pool_connections=hosts, pool_maxsize=pool_size, max_retries=0)
             adapter.poolmanager.pool_classes_by_scheme = guarded_pool_classes(net)
             self.session.mount(scheme, adapter)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -21,14 +22,18 @@ from worker.container import Container
 from worker.events import LegEvent
 from worker.exceptions import ConflictError, InputChangedError, TaskListError, TransientError
 from worker.handoff import HandoffError, recursion_allowed
-from worker.processor import Outcome, TaskContext, run_tasks
+from worker.hosts import TaskQueue
+from worker.processor import Outcome, TaskContext, run_one
 from worker.store import RunRecord, RunStore, Versioned
 from worker.summary import summarize, tally_failures
 from worker.tasks import Task, TaskList, load_task_list
 from worker.telemetry import emit_metrics
+from worker.window import Commit, Window
 
 log = logging.getLogger(__name__)
 
+MAX_COMMIT_ROWS = 2_000
+"""A commit comes early once this many finished rows wait (bounds the leg's memory)."""
 MAX_CRASHES = 5
 """Unexpected errors in a row at one position before the run fails (see `Leg.release`)."""
 
@@ -110,6 +115,9 @@ class Leg:
         self.task_ms = 0.0
         self._failed_in_leg = 0
         self.record: RunRecord | None = None
+        self._last_commit_at = 0.0
+        self.out_of_time = False
+        """A task ran out of this leg's time: the rest is for the next leg."""
         self.held: Versioned | None = None
         """The checkpoint as this leg last wrote it; set once the claim succeeds."""
 
@@ -125,20 +133,20 @@ class Leg:
             self.held = self.claim(first)
             self.check_recursion_once()
             tasks = self.load_tasks()
-            self.adopt_orphan()
+            self.adopt_orphans()
+            self.c.autoscaler.resume_from(self._checkpoint.level)
             while True:
-                cp = self.held.checkpoint
-                if cp.position >= cp.total:
+                cp = self._checkpoint
+                if cp.exhausted:
                     return self.finish(RunStatus.DONE)
                 if self._cancel_requested(cp.run_id):
                     return self.finish(RunStatus.CANCELLED, "cancel requested")
                 if cp.strikes >= self.settings.max_task_attempts:
                     self.skip_killer_task(tasks)
                     continue
-                remaining = self.context.get_remaining_time_in_millis()
-                if not self.budget.can_start_batch(remaining) or not self.work_batch(
-                    tasks, remaining
-                ):
+                if not self.budget.can_start(self.context.get_remaining_time_in_millis()):
+                    return self.hand_off()
+                if not self.work(tasks) or self.out_of_time:
                     return self.hand_off()
         except _Quiet as quiet:
             return self._result(first.checkpoint, quiet.exit, quiet.reason)
@@ -186,13 +194,13 @@ class Leg:
         return self.store.swap(current, claimed)
 
     def _plan(self, position: int, careful_until: int) -> int:
-        """Where the next batch ends; written with the CAS before the batch starts."""
+        """The plan end written with a CAS before any task at or past `position` starts."""
         assert self.record is not None, "planned before the run record was read"
         total = self.record.total
         if position < careful_until:
             return min(total, position + 1)
-        size = self.budget.next_batch_size(self.context.get_remaining_time_in_millis())
-        return min(total, position + size)
+        remaining = self.context.get_remaining_time_in_millis()
+        return min(total, position + self.budget.plan_size(remaining, self._level()))
 
     def check_recursion_once(self) -> None:
         if self.c.recursion_checked or not self.settings.check_recursion:
@@ -214,88 +222,231 @@ class Leg:
             raise TaskListError(f"task list has {len(tasks)} tasks, run expects {total}")
         return tasks
 
-    def adopt_orphan(self) -> None:
-        """Keep a batch a killed leg wrote but did not checkpoint, so it is not done twice."""
-        cp = self._checkpoint
-        for start, end, key in self.store.result_keys(cp.run_id, start_after=cp.position - 1):
-            if start < cp.position:
-                continue
-            if start > cp.position:
-                return
-            log.info("run %s: adopting orphan results %s", cp.run_id, key)
-            self._swap(self._advanced(cp, end + 1, self.store.read_rows(key), 0.0))
-            return
+    def adopt_orphans(self) -> None:
+        """Keep what a leg wrote but did not checkpoint before it died, so nothing runs twice.
 
-    def work_batch(self, tasks: TaskList, remaining_ms: int) -> bool:
-        """Work one batch; False when not even one task fitted in the time left."""
-        cp = self._checkpoint
-        end = cp.batch_end if cp.batch_end > cp.position else self._plan(cp.position, 0)
-        window_ms = self.budget.work_deadline_ms(remaining_ms)
-        if self.batches == 0:
-            self.first_window_ms = window_ms
-        started = self.clock.monotonic()
-        batch = list(tasks[cp.position : end])
-        context = TaskContext(self.c.fetcher, started + window_ms / 1000)
-        outcomes = run_tasks(batch, self.c.processor, context, self.c.pool)
-        elapsed_ms = (self.clock.monotonic() - started) * 1000
-        rows = self._kept_rows(batch, outcomes)
-        if not rows:
-            return False
-        end = cp.position + len(rows)
-        self.budget.record_batch(elapsed_ms, [o.elapsed_ms for o in outcomes[: len(rows)]])
-        cancel = self.c.io.submit(self.store.cancel_requested, cp.run_id)
-        self.store.put_results(cp.run_id, cp.position, end - 1, rows)
-        self.cancel_seen = cancel.result()
-        self._swap(self._advanced(cp, end, rows, elapsed_ms))
-        self.batches += 1
-        self.processed += len(rows)
-        self.task_ms += elapsed_ms
-        self._log_batch(cp, end, rows, len(batch) - len(rows), elapsed_ms)
-        return True
-
-    def _kept_rows(self, batch: Sequence[Task], outcomes: list[Outcome]) -> list[dict[str, Any]]:
-        """Rows up to the first task deferred to the next leg, so results stay contiguous.
-
-        A task that ran out of time although it started with a fair share of time
-        (a full request timeout, or nearly the whole leg) is recorded as failed:
-        deferring it again would not help, and could loop.
+        That is a results object at the position (its missing indices become holes)
+        and objects of holes (the holes they hold are done). Only the checkpoint is
+        written: the objects are already in place.
         """
-        rows: list[dict[str, Any]] = []
-        for task, outcome in zip(batch, outcomes, strict=True):
-            if outcome.row is not None:
-                rows.append(outcome.row)
-            elif (
-                outcome.deferred is not None
-                and outcome.deferred.tried
-                and self._had_fair_share(outcome.left_ms)
-            ):
-                rows.append({**task.result_base(), "error": str(outcome.deferred)})
-            else:
+        cp = self._checkpoint
+        window = Window(cp.position, list(cp.holes))
+        adopted: list[dict[str, Any]] = []
+        for start, end, key in self.store.result_keys(cp.run_id, start_after=cp.position - 1):
+            if start != window.position:
                 break
-        return rows
+            rows = self.store.read_rows(key)
+            log.info("run %s: adopting results %s written by a leg that died", cp.run_id, key)
+            window.adopt_range(start, end, rows)
+            adopted.extend(rows)
+        if cp.holes:
+            for _, _, key in self.store.hole_keys(cp.run_id, start_after=cp.holes[0] - 1):
+                new = [r for r in self.store.read_rows(key) if r["index"] in window.holes]
+                if new:
+                    log.info("run %s: adopting holes %s written by a leg that died", cp.run_id, key)
+                    window.adopt_holes(new)
+                    adopted.extend(new)
+        if adopted:
+            commit = Commit(cp.position, window.position, adopted, [], window.holes)
+            self._commit_state(commit, 0, write=False)
+
+    def work(self, tasks: TaskList) -> bool:
+        """Run tasks until the range is done or the leg must stop; False if nothing was done.
+
+        Sets `out_of_time` when a task ran out of the leg's time (it is left for
+        the next leg, as a hole if rows after it finished).
+
+        Tasks flow through a rolling window: as one finishes, the next starts (the
+        autoscaler's level, each host's cap), and finished rows are committed as a
+        contiguous prefix every commit interval, so one slow task never idles the
+        others. When the leg must stop, it stops starting tasks, lets the ones in
+        flight finish by the work deadline, and commits everything finished.
+        """
+        careful = self._checkpoint.careful
+        first = [self._checkpoint.next_careful] if careful else self._checkpoint.holes
+        if self._checkpoint.batch_end <= self._checkpoint.position and (
+            not careful or first == [self._checkpoint.position]
+        ):
+            self._extend_plan()
+        cp = self._checkpoint
+        planned = cp.position if careful and cp.holes else cp.batch_end
+        window = Window(cp.position, list(cp.holes))
+        queue = TaskQueue(self.c.hosts)
+        queue.extend(_tasks_at(tasks, first))
+        if not careful:
+            queue.extend(tasks[cp.position : planned])
+        in_flight: dict[Future[Outcome], tuple[Task, str]] = {}
+        done_before = self.processed
+        started = last_commit = self._last_commit_at = self.clock.monotonic()
+        stopping = False
+        while True:
+            now = self.clock.monotonic()
+            remaining = self.context.get_remaining_time_in_millis()
+            if self.cancel_seen or not self.budget.can_start(remaining):
+                stopping = True
+            level = 1 if careful else self.c.autoscaler.current
+            while not stopping and len(in_flight) < level:
+                task = queue.pop_ready(now)
+                if task is None:
+                    break
+                self._start(task, in_flight, now, remaining)
+            if (
+                not in_flight
+                and (stopping or careful or planned >= cp.total)
+                and (stopping or queue.size == 0)
+            ):
+                break
+            if not in_flight and queue.size == 0:
+                extended = self._commit(window, tasks, queue, planned)
+                if extended == planned:  # every planned task started; some will not finish
+                    break
+                planned, last_commit = extended, self.clock.monotonic()
+                continue
+            if self._collect(in_flight, window, now, remaining, queue.next_ready_at()):
+                stopping = self.out_of_time = True
+            self.c.autoscaler.tick(self.clock.monotonic(), len(in_flight), waiting=queue.size > 0)
+            due = self.clock.monotonic() - last_commit >= self.budget.commit_interval_ms / 1000
+            if not careful and not stopping and (due or window.buffered >= MAX_COMMIT_ROWS):
+                planned = self._commit(window, tasks, queue, planned)
+                last_commit = self.clock.monotonic()
+        queue.drain()
+        busy_ms = self._elapsed_since(started)
+        self.task_ms += busy_ms
+        self._commit_state(window.commit_all(upto=planned), busy_ms)
+        return self.processed > done_before
+
+    def _extend_plan(self) -> None:
+        """Write the plan before starting tasks past it (a dead owner's suspect range, and
+        the line no steal crosses)."""
+        cp = self._checkpoint
+        self._swap(cp.evolve(batch_end=self._plan(cp.position, cp.careful_until)))
+
+    def _start(
+        self,
+        task: Task,
+        in_flight: dict[Future[Outcome], tuple[Task, str]],
+        now: float,
+        remaining_ms: int,
+    ) -> None:
+        host = self.c.hosts.key(task)
+        self.c.hosts.started(host)
+        window_ms = self.budget.work_deadline_ms(remaining_ms)
+        if not self.first_window_ms:
+            self.first_window_ms = window_ms
+        context = TaskContext(self.c.fetcher, now + window_ms / 1000, self.clock)
+        future = self.c.pool.submit(run_one, task, self.c.processor, context)
+        in_flight[future] = (task, host)
+
+    def _collect(
+        self,
+        in_flight: dict[Future[Outcome], tuple[Task, str]],
+        window: Window,
+        now: float,
+        remaining_ms: int,
+        paused_until: float,
+    ) -> bool:
+        """Wait for some task to finish (or a paused host to reopen); file what finished.
+
+        True when a task ran out of the leg's time: the leg must stop starting tasks.
+        """
+        if not in_flight:
+            self.clock.sleep(max(0.0, min(paused_until - now, remaining_ms / 1000, 0.5)))
+            return False
+        timeout = min(self.c.autoscaler.interval_s, self.budget.commit_interval_ms / 1000)
+        finished, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        at = self.clock.monotonic()
+        out_of_time = False
+        for future in finished:
+            task, host = in_flight.pop(future)
+            outcome = future.result()
+            row = outcome.row
+            late = outcome.deferred
+            if row is None and late and late.tried and self._had_fair_share(outcome.left_ms):
+                row = {**task.result_base(), "error": str(late)}
+            self.c.hosts.finished(host, row, at)
+            self.c.autoscaler.task_done(timed_out=row is not None and _timed_out(row))
+            if row is not None:
+                self.budget.record_task(outcome.elapsed_ms)
+                window.finished(task.index, row)
+            else:
+                out_of_time = True
+        return out_of_time
+
+    def _commit(self, window: Window, tasks: TaskList, queue: TaskQueue, planned: int) -> int:
+        """Commit the finished prefix and extend the plan; the new plan end."""
+        cp = self._checkpoint
+        commit = window.commit()
+        now = self.clock.monotonic()
+        self.budget.record_rate(len(commit.rows), now - self._last_commit_at)
+        self._last_commit_at = now
+        plan_end = max(planned, self._plan(commit.end, cp.careful_until))
+        self._commit_state(commit, 0, planned=plan_end)
+        if plan_end > planned:
+            queue.extend(tasks[planned:plan_end])
+        return plan_end
+
+    def _commit_state(
+        self, commit: Commit, task_ms: int, planned: int = 0, *, write: bool = True
+    ) -> None:
+        """Write a commit's rows (range object, holes object), then CAS the checkpoint past it."""
+        cp = self._checkpoint
+        cancel = self.c.io.submit(self.store.cancel_requested, cp.run_id)
+        if commit.rows and write:
+            self.store.put_results(cp.run_id, commit.start, commit.end - 1, commit.rows)
+        if commit.hole_rows and write:
+            self.store.put_holes(cp.run_id, commit.hole_rows)
+        self.cancel_seen = cancel.result()
+        rows = [*commit.rows, *commit.hole_rows]
+        kinds = dict(cp.failure_kinds)
+        samples = list(cp.failure_samples)
+        failed = tally_failures(kinds, samples, rows)
+        self._failed_in_leg += failed
+        self._swap(
+            cp.advance(
+                commit.end,
+                holes=commit.holes,
+                level=self.c.autoscaler.current,
+                ok=len(rows) - failed,
+                failed=failed,
+                failure_kinds=kinds,
+                failure_samples=samples,
+                task_ms=task_ms,
+                at_ms=self.clock.now_ms(),
+                plan_end=max(planned, commit.end),
+            )
+        )
+        if rows:
+            self.batches += 1
+            self.processed += len(rows)
+            self._log_commit(cp, commit, failed)
 
     def _had_fair_share(self, left_ms: float) -> bool:
+        """A task that ran out of time although it started with a full request timeout (or
+        nearly the whole leg) is recorded as failed: deferring it again could loop."""
         fair_ms = min(self.settings.request_timeout_s * 1000, 0.9 * self.first_window_ms)
         return left_ms >= fair_ms
 
     def skip_killer_task(self, tasks: TaskList) -> None:
         cp = self._checkpoint
-        row = tasks[cp.position].result_base()
+        index = cp.next_careful
+        row = tasks[index].result_base()
         row["error"] = f"task killed its leg {cp.strikes} times; skipped"
         log.error(
             "run %s: %s at position %s",
             cp.run_id,
             row["error"],
-            cp.position,
+            index,
             extra={
                 "event": "task_skipped",
                 "run_id": cp.run_id,
-                "index": cp.position,
+                "index": index,
                 "strikes": cp.strikes,
             },
         )
-        self.store.put_results(cp.run_id, cp.position, cp.position, [row])
-        self._swap(self._advanced(cp, cp.position + 1, [row], 0.0))
+        window = Window(cp.position, list(cp.holes))
+        window.finished(index, row)
+        commit = window.commit() if index == cp.position else window.commit_all(upto=cp.position)
+        self._commit_state(commit, 0)
 
     def hand_off(self) -> LegResult:
         cp = self._checkpoint
@@ -408,52 +559,43 @@ class Leg:
         self.held = self.store.swap(self.held, new)
         return new
 
-    def _advanced(
-        self, cp: Checkpoint, end: int, rows: list[dict[str, Any]], elapsed_ms: float
-    ) -> Checkpoint:
-        kinds = dict(cp.failure_kinds)
-        samples = list(cp.failure_samples)
-        failed = tally_failures(kinds, samples, rows)
-        self._failed_in_leg += failed
-        return cp.advance(
-            end,
-            ok=len(rows) - failed,
-            failed=failed,
-            failure_kinds=kinds,
-            failure_samples=samples,
-            task_ms=int(elapsed_ms),
-            at_ms=self.clock.now_ms(),
-            plan=self._plan,
-        )
-
-    def _log_batch(
-        self, cp: Checkpoint, end: int, rows: list[dict[str, Any]], deferred: int, ms: float
-    ) -> None:
+    def _log_commit(self, cp: Checkpoint, commit: Commit, failed: int) -> None:
         remaining = self.context.get_remaining_time_in_millis()
-        failed = sum(1 for r in rows if r.get("error"))
+        count = len(commit.rows) + len(commit.hole_rows)
+        level = self.c.autoscaler.current
         log.info(
-            "run %s leg %s: batch %s-%s done in %.0f ms (%s failed, %s deferred), remaining %s ms",
+            "run %s leg %s: committed %s-%s (%s rows, %s holes done, %s failed, %s holes left), "
+            "concurrency %s, remaining %s ms",
             cp.run_id,
             cp.leg,
-            cp.position,
-            end - 1,
-            ms,
+            commit.start,
+            commit.end - 1,
+            count,
+            len(commit.hole_rows),
             failed,
-            deferred,
+            len(commit.holes),
+            level,
             remaining,
             extra={
                 "event": "batch",
                 "run_id": cp.run_id,
                 "leg": cp.leg,
-                "start": cp.position,
-                "end": end - 1,
-                "tasks": len(rows),
+                "start": commit.start,
+                "end": commit.end - 1,
+                "tasks": count,
                 "failed": failed,
-                "deferred": deferred,
-                "batch_ms": round(ms, 1),
+                "holes": len(commit.holes),
+                "concurrency": level,
+                "cpu_use": round(self.c.autoscaler.last_cpu_use, 3),
                 "remaining_ms": remaining,
             },
         )
+
+    def _level(self) -> int:
+        return self.c.autoscaler.current
+
+    def _elapsed_since(self, started: float) -> int:
+        return int((self.clock.monotonic() - started) * 1000)
 
     def _cancel_requested(self, run_id: str) -> bool:
         """The marker, read alongside the last batch's results PUT, or now at leg start."""
@@ -482,3 +624,20 @@ class Leg:
             elapsed_ms=round(self._elapsed_ms(), 1),
             reason=reason,
         )
+
+
+def _tasks_at(tasks: TaskList, indices: Sequence[int]) -> list[Task]:
+    """The tasks at `indices` (holes): one read of their span when they are close together,
+    as an indexed list reads a span with one ranged GET."""
+    if not indices:
+        return []
+    low, high = min(indices), max(indices)
+    if high - low < 4 * len(indices) + 64:
+        span = tasks[low : high + 1]
+        return [span[i - low] for i in sorted(indices)]
+    return [tasks[i] for i in sorted(indices)]
+
+
+def _timed_out(row: dict[str, Any]) -> bool:
+    error = str(row.get("error") or "")
+    return "Timeout" in error or "not read in time" in error

@@ -9,12 +9,12 @@ leg down.
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from worker.clock import SYSTEM_CLOCK, Clock
 from worker.exceptions import ConfigError, OutOfTimeError
 from worker.extract import extract, without_userinfo
 from worker.fetch import Fetcher, FetchError
@@ -27,10 +27,11 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 class TaskContext:
     fetcher: Fetcher
     deadline: float
-    """time.monotonic() by which the task must return."""
+    """`clock.monotonic()` by which the task must return."""
+    clock: Clock = SYSTEM_CLOCK
 
     def time_left(self) -> float:
-        return self.deadline - time.monotonic()
+        return self.deadline - self.clock.monotonic()
 
 
 Processor = Callable[[Task, TaskContext], dict[str, Any]]
@@ -39,11 +40,11 @@ Processor = Callable[[Task, TaskContext], dict[str, Any]]
 def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
     """The default processor: fetch the URL and extract the page.
 
-    It returns only what it learnt; `_run_one` lays it over `task.result_base()`,
+    It returns only what it learnt; `run_one` lays it over `task.result_base()`,
     which holds every field of the row.
     """
     assert task.url is not None
-    started = time.monotonic()
+    started = ctx.clock.monotonic()
     headers = task.options.get("headers")
     row: dict[str, Any] = {}
     try:
@@ -53,7 +54,7 @@ def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
     except FetchError as exc:
         row["error"] = str(exc)
         row["attempts"] = exc.attempts
-        row["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
+        row["elapsed_ms"] = round((ctx.clock.monotonic() - started) * 1000, 1)
         return row
     content_type = page.content_type.split(";", 1)[0].strip().lower()
     row.update(
@@ -72,7 +73,7 @@ def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
             row.update(extract(page.body, page.final_url, page.content_type))
         except Exception as exc:  # a hostile page must cost one task, not the leg
             row["error"] = f"extraction failed: {type(exc).__name__}: {exc}"
-    row["elapsed_ms"] = round((time.monotonic() - started) * 1000, 1)
+    row["elapsed_ms"] = round((ctx.clock.monotonic() - started) * 1000, 1)
     return row
 
 
@@ -105,11 +106,12 @@ def run_tasks(
     tasks: list[Task], processor: Processor, ctx: TaskContext, pool: ThreadPoolExecutor
 ) -> list[Outcome]:
     """Run a batch concurrently; outcomes come back in task order, one per task."""
-    return list(pool.map(lambda task: _run_one(task, processor, ctx), tasks))
+    return list(pool.map(lambda task: run_one(task, processor, ctx), tasks))
 
 
-def _run_one(task: Task, processor: Processor, ctx: TaskContext) -> Outcome:
-    started = time.monotonic()
+def run_one(task: Task, processor: Processor, ctx: TaskContext) -> Outcome:
+    """One task: its row, or why it is deferred; never an exception."""
+    started = ctx.clock.monotonic()
     left_ms = ctx.time_left() * 1000
     row = task.result_base()
     if task.error is not None:
@@ -118,7 +120,7 @@ def _run_one(task: Task, processor: Processor, ctx: TaskContext) -> Outcome:
     try:
         produced = processor(task, ctx)
     except OutOfTimeError as exc:
-        return Outcome(None, exc, _ms_since(started), left_ms)
+        return Outcome(None, exc, _ms_since(ctx.clock, started), left_ms)
     except Exception as exc:
         row["error"] = f"processor raised {type(exc).__name__}: {exc}"
     else:
@@ -126,11 +128,11 @@ def _run_one(task: Task, processor: Processor, ctx: TaskContext) -> Outcome:
             row.update({k: v for k, v in produced.items() if k != "index"})
         else:
             row["error"] = f"processor returned {type(produced).__name__}, not a dict"
-    elapsed_ms = _ms_since(started)
+    elapsed_ms = _ms_since(ctx.clock, started)
     if row["elapsed_ms"] is None:
         row["elapsed_ms"] = round(elapsed_ms, 1)
     return Outcome(row, None, elapsed_ms)
 
 
-def _ms_since(started: float) -> float:
-    return (time.monotonic() - started) * 1000
+def _ms_since(clock: Clock, started: float) -> float:
+    return (clock.monotonic() - started) * 1000

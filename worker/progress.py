@@ -77,6 +77,8 @@ class RunView:
             "ok": cp.ok,
             "failed": cp.failed,
             "rate_per_s": round(self.rate, 2),
+            "concurrency": cp.level or None,
+            "holes": len(cp.holes),
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
             "elapsed_s": round(self.elapsed_s, 1),
             "sweeps": cp.sweeps,
@@ -96,9 +98,10 @@ def progress_line(v: RunView) -> str:
         tail = f"  no progress for {duration(v.idle_s)}: the sweep resumes it"
     else:
         tail = "" if v.eta_s is None else f"  ETA {duration(v.eta_s)}"
+    level = f"  x{cp.level}" if cp.level and not cp.finished else ""
     return (
         f"{cp.run_id}  {v.state:<10} leg {cp.leg:<3} [{bar}] "
-        f"{cp.position}/{cp.total} {share:4.0%}  {v.rate:6.1f} tasks/s  "
+        f"{cp.position}/{cp.total} {share:4.0%}  {v.rate:6.1f} tasks/s{level}  "
         f"failed {cp.failed}{tail}"
     )
 

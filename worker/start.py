@@ -120,25 +120,30 @@ def rewind(store: RunStore, cp: Checkpoint, position: int) -> Checkpoint:
     """Drop results at or past `position` and recount, so every index stays exactly once."""
     if position == cp.position:
         return cp
-    ok = failed = 0
+    kept: list[dict[str, Any]] = []
+    for start, end, key in list(store.result_keys(cp.run_id)):
+        rows = [] if start >= position else store.read_rows(key)
+        if end >= position:
+            store.delete(key)
+            rows = [r for r in rows if r["index"] < position]
+            if rows:
+                store.put_results(cp.run_id, start, position - 1, rows)
+        kept.extend(rows)
+    for start, end, key in list(store.hole_keys(cp.run_id)):
+        rows = [] if start >= position else store.read_rows(key)
+        if end >= position:
+            store.delete(key)
+            rows = [r for r in rows if r["index"] < position]
+            if rows:
+                store.put_holes(cp.run_id, rows)
+        kept.extend(rows)
     kinds: dict[str, int] = {}
     samples: list[dict[str, Any]] = []
-    for start, end, key in list(store.result_keys(cp.run_id)):
-        if start >= position:
-            store.delete(key)
-            continue
-        rows = store.read_rows(key)
-        if end >= position:
-            kept = [r for r in rows if r["index"] < position]
-            store.put_results(cp.run_id, start, position - 1, kept)
-            store.delete(key)
-            rows = kept
-        errors = tally_failures(kinds, samples, rows)
-        failed += errors
-        ok += len(rows) - errors
+    failed = tally_failures(kinds, samples, sorted(kept, key=lambda r: r["index"]))
     return cp.evolve(
         position=position,
-        ok=ok,
+        holes=[h for h in cp.holes if h < position],
+        ok=len(kept) - failed,
         failed=failed,
         careful_until=0,
         failure_kinds=kinds,
@@ -186,6 +191,7 @@ def _identity(store: RunStore, request: StartRequest, etag: str) -> _Fresh | _Re
             return _Fresh(run_id, note, record)
         if request.source == "s3":
             log.info("run %s already exists: duplicate S3 notification, ignored", run_id)
+            store.mark_source(run_id, request.key, etag)  # in case its first start died here
             return StartResult(run_id, "duplicate", cp.total, cp.position, cp.leg)
         if not cp.finished:
             return _Resume(
@@ -243,7 +249,6 @@ def _begin(
     note: str | None,
 ) -> StartResult:
     store.mark_active(record.run_id)
-    store.mark_source(record.run_id, record.key, record.etag)
     created = store.create_checkpoint(
         Checkpoint(
             run_id=record.run_id,
@@ -252,6 +257,8 @@ def _begin(
             handed_off_ms=container.clock.now_ms(),
         )
     )
+    # Only now is the run whole: `baton submit` finds it by this marker.
+    store.mark_source(record.run_id, record.key, record.etag)
     if created is None:
         cp = store.load_checkpoint(record.run_id).checkpoint
         return StartResult(record.run_id, "duplicate", cp.total, cp.position, cp.leg)

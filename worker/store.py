@@ -4,7 +4,9 @@ Layout under the results prefix (which never triggers the worker):
 
     {prefix}{run_id}/run.json             what the run is: pinned input, totals, config
     {prefix}{run_id}/checkpoint.json      where it is; every write a compare-and-swap
-    {prefix}{run_id}/results/{start:010d}-{end:010d}.jsonl   one object per batch
+    {prefix}{run_id}/results/{start:010d}-{end:010d}.jsonl   one object per commit: the
+                                          rows of that range, less its holes
+    {prefix}{run_id}/holes/{first:010d}-{last:010d}.jsonl    rows of holes of earlier legs
     {prefix}{run_id}/summary.json         written once at the end
     {prefix}{run_id}/cancel               marker: stop at the next batch
     {prefix}_active/{run_id}              present while the run may still need a leg
@@ -27,6 +29,7 @@ from worker.s3 import ObjectNotFoundError, ObjectStore
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.json"
 RESULTS_DIR = "results/"
+HOLES_DIR = "holes/"
 SUMMARY_FILE = "summary.json"
 CANCEL_FILE = "cancel"
 ACTIVE_DIR = "_active/"
@@ -130,9 +133,38 @@ class RunStore:
         self.objects.put(self.bucket, key, body, content_type="application/x-ndjson")
         return key
 
+    def put_holes(self, run_id: str, rows: list[dict[str, Any]]) -> str:
+        """Rows of holes, in their own key space: range objects' key ranges never overlap."""
+        indices = [row["index"] for row in rows]
+        key = f"{self.run_prefix(run_id)}{HOLES_DIR}{min(indices):010d}-{max(indices):010d}.jsonl"
+        body = b"".join(_dumps(row) + b"\n" for row in sorted(rows, key=lambda r: r["index"]))
+        self.objects.put(self.bucket, key, body, content_type="application/x-ndjson")
+        return key
+
     def result_keys(self, run_id: str, start_after: int = -1) -> Iterator[tuple[int, int, str]]:
-        """(start, end, key) of every results object, in position order."""
-        prefix = self.run_prefix(run_id) + RESULTS_DIR
+        """(start, end, key) of every range object, in position order."""
+        return self._ranges(self.run_prefix(run_id) + RESULTS_DIR, start_after)
+
+    def hole_keys(self, run_id: str, start_after: int = -1) -> Iterator[tuple[int, int, str]]:
+        """(first, last, key) of every object of holes, in order."""
+        return self._ranges(self.run_prefix(run_id) + HOLES_DIR, start_after)
+
+    def rows(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Every result row of the run, in index order (holes merged in where they belong)."""
+        holes = sorted(
+            (row for _, _, key in self.hole_keys(run_id) for row in self.read_rows(key)),
+            key=lambda row: row["index"],
+        )
+        at = 0
+        for _, _, key in self.result_keys(run_id):
+            for row in self.read_rows(key):
+                while at < len(holes) and holes[at]["index"] < row["index"]:
+                    yield holes[at]
+                    at += 1
+                yield row
+        yield from holes[at:]
+
+    def _ranges(self, prefix: str, start_after: int) -> Iterator[tuple[int, int, str]]:
         after = f"{prefix}{start_after:010d}" if start_after >= 0 else None
         for obj in self.objects.list(self.bucket, prefix, start_after=after):
             name = obj.key[len(prefix) :].removesuffix(".jsonl")

@@ -52,10 +52,8 @@ def wait_for_end(store: RunStore, key: str, etag: str, timeout_s: float = 90) ->
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         runs = store.runs_for_source(key, etag)
-        if runs:
-            cp = store.load_checkpoint(runs[0]).checkpoint
-            if cp.status in TERMINAL:
-                return runs[0]
+        if runs and store.load_checkpoint(runs[0]).checkpoint.status in TERMINAL:
+            return runs[0]
         time.sleep(0.2)
     raise AssertionError(f"run of {key} did not end within {timeout_s} s")
 

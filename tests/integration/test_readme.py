@@ -91,9 +91,7 @@ def test_readme_commands_run_as_written(site: Site, tmp_path: Path) -> None:
     (tmp_path / "list.jsonl").write_text("".join(json.dumps(u) + "\n" for u in site.urls()))
     venv = Path(sys.executable).parent.parent
     env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("AWS_", "BATON_"))
+        name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "BATON_"))
     }
     env["PYTHONPATH"] = str(ROOT)  # the checkout under test, whatever the venv was installed from
     commands = [c for c in readme_commands() if not skip_reason(c)]

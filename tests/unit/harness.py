@@ -70,11 +70,7 @@ class Harness:
         return [a for a in answers if not a.get("ok") or a["results"][0]["action"] == "leg"]
 
     def result_indices(self, run_id: str) -> list[int]:
-        return [
-            row["index"]
-            for _, _, key in self.store.result_keys(run_id)
-            for row in self.store.read_rows(key)
-        ]
+        return [row["index"] for row in self.store.rows(run_id)]
 
     def summary(self, run_id: str) -> dict[str, Any]:
         summary = self.store.load_summary(run_id)

@@ -1,4 +1,4 @@
-"""The time-budget policy: stop early enough, never starve a leg, size batches to fit."""
+"""The time budget: when a leg stops starting tasks, and how far ahead it plans."""
 
 from __future__ import annotations
 
@@ -7,56 +7,56 @@ from worker.budget import TimeBudget
 
 def test_budget_fixed_margin_stops_below_the_floor() -> None:
     budget = TimeBudget(margin_ms=1_000, adaptive=False)
-    assert budget.can_start_batch(1_001)
-    assert not budget.can_start_batch(1_000)
+    assert budget.can_start(1_001)
+    assert not budget.can_start(1_000)
 
 
-def test_budget_adaptive_margin_keeps_room_for_a_slow_task() -> None:
+def test_budget_adaptive_keeps_room_for_a_slow_task() -> None:
     budget = TimeBudget(margin_ms=1_000)
-    budget.record_batch(4_000, [100.0] * 9 + [2_000.0] * 2)  # p90 latency: 2 s
-    assert budget.slow_task_ms() == 2_000
-    assert not budget.can_start_batch(3_399)
-    assert budget.can_start_batch(3_401)
+    for ms in [100.0] * 9 + [2_000.0] * 2:  # p90 latency: 2 s
+        budget.record_task(ms)
+    assert budget.reserve_ms() == 1_000 + 1.2 * 2_000
+    assert not budget.can_start(3_399)
+    assert budget.can_start(3_401)
 
 
-def test_budget_reserve_ignores_a_rare_outlier() -> None:
+def test_budget_reserve_ignores_the_rare_outlier() -> None:
     budget = TimeBudget(margin_ms=1_000)
-    budget.record_batch(20_000, [100.0] * 99 + [15_000.0])
-    assert budget.slow_task_ms() == 100
+    for ms in [100.0] * 99 + [15_000.0]:
+        budget.record_task(ms)
+    assert budget.reserve_ms() == 1_000 + 1.2 * 100
 
 
-def test_budget_work_deadline_leaves_the_margin() -> None:
+def test_budget_work_deadline_is_what_is_left_after_the_margin() -> None:
     assert TimeBudget(margin_ms=2_000).work_deadline_ms(10_000) == 8_000
     assert TimeBudget(margin_ms=2_000).work_deadline_ms(1_000) == 0
 
 
-def test_budget_first_batch_uses_the_configured_size() -> None:
-    assert TimeBudget(margin_ms=1_000, batch_size=25).next_batch_size(600_000) == 25
+def test_budget_plan_before_any_observation_is_the_initial_plan_or_the_level() -> None:
+    assert TimeBudget(margin_ms=1_000, initial_plan=25).plan_size(600_000, level=8) == 25
+    assert TimeBudget(margin_ms=1_000, initial_plan=25).plan_size(600_000, level=64) == 64
 
 
-def test_budget_batch_size_grows_for_fast_tasks_up_to_the_target_time() -> None:
-    budget = TimeBudget(margin_ms=1_000, batch_size=25, target_batch_ms=5_000)
-    budget.record_batch(250, [10.0] * 25)  # 10 ms of wall time a task
-    assert budget.next_batch_size(600_000) == 500  # the 5 s target / 10 ms
-    budget = TimeBudget(margin_ms=1_000, batch_size=25, target_batch_ms=5_000)
-    budget.record_batch(2_500, [100.0] * 25)  # 100 ms a task
-    assert budget.next_batch_size(600_000) == 50  # the 5 s target / 100 ms
+def test_budget_plan_covers_two_commit_intervals_at_the_observed_rate() -> None:
+    budget = TimeBudget(margin_ms=1_000, commit_interval_ms=5_000)
+    budget.record_rate(tasks=1_000, seconds=10.0)  # 100 tasks/s
+    assert budget.plan_size(600_000, level=8) == 100 * 10 + 8
 
 
-def test_budget_batch_size_shrinks_to_the_time_left() -> None:
-    budget = TimeBudget(margin_ms=1_000, batch_size=25, target_batch_ms=5_000)
-    budget.record_batch(2_500, [100.0] * 25)
-    assert budget.next_batch_size(3_000) == 19  # (2 s of work time - 100 ms) / 100 ms
-    assert budget.next_batch_size(1_050) == 1  # never zero: the deadline cuts the rest
+def test_budget_plan_never_outruns_the_time_left() -> None:
+    budget = TimeBudget(margin_ms=1_000, commit_interval_ms=5_000)
+    budget.record_rate(tasks=1_000, seconds=10.0)
+    assert budget.plan_size(3_000, level=8) == 100 * 2 + 8
+    assert budget.plan_size(1_000, level=8) == 8  # never below the level
 
 
-def test_budget_batch_size_never_exceeds_the_cap() -> None:
-    budget = TimeBudget(margin_ms=1_000, max_batch=1000, target_batch_ms=10_000)
-    budget.record_batch(10, [1.0] * 10)
-    assert budget.next_batch_size(600_000) == 1000
+def test_budget_plan_is_capped() -> None:
+    budget = TimeBudget(margin_ms=1_000, max_plan=1_000)
+    budget.record_rate(tasks=100_000, seconds=1.0)
+    assert budget.plan_size(600_000, level=8) == 1_000
 
 
-def test_budget_without_adaptation_keeps_the_configured_size() -> None:
-    budget = TimeBudget(margin_ms=1_000, adaptive=False, batch_size=25)
-    budget.record_batch(2_500, [100.0] * 25)
-    assert budget.next_batch_size(3_000) == 25
+def test_budget_non_adaptive_plans_the_initial_size() -> None:
+    budget = TimeBudget(margin_ms=1_000, adaptive=False, initial_plan=25)
+    budget.record_rate(tasks=1_000, seconds=1.0)
+    assert budget.plan_size(3_000, level=8) == 25

@@ -180,6 +180,9 @@ class Clock:
     def monotonic(self) -> float:
         return self.now / 1000
 
+    def sleep(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)
+
 
 @dataclass
 class Context:

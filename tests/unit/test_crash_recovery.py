@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.conftest import put_tasks
 from tests.fakes import Killed, ticking_processor
 from tests.unit.harness import Harness, settings
@@ -61,12 +59,18 @@ def test_task_that_kills_its_leg_repeatedly_is_recorded_failed_and_skipped(
     h.begin(h.upload_event("tasks/list.json", etag))
     payload = h.invoker.pop()
     h.container.processor = ticking_processor(h.clock, 100, kill_on=lambda t: t.index == 10)
-    for _ in range(3):  # the killer task takes down three owners, the lease runs out each time
-        with pytest.raises(Killed):
-            h.invoke(payload)
-        held = h.store.load_checkpoint(payload["run_id"])
-        h.store.swap(held, held.checkpoint.evolve(lease_until_ms=h.clock.now_ms() - 1))
-    answers = h.drive(payload)
+    deaths = 0
+    while True:  # each death's lease runs out, and Lambda's retry delivers the leg again
+        try:
+            answers = h.drive(payload)
+        except Killed:
+            deaths += 1
+            held = h.store.load_checkpoint(payload["run_id"])
+            h.store.swap(held, held.checkpoint.evolve(lease_until_ms=h.clock.now_ms() - 1))
+            continue
+        break
+    # Three deaths at the killer, plus one where the leg's suspect range began before it.
+    assert 3 <= deaths <= 4
     assert answers[-1]["results"][0]["exit"] == "done"
     rows = {
         r["index"]: r
@@ -114,7 +118,9 @@ def test_careful_range_is_exactly_the_batch_the_dead_owner_planned(s3: Any, buck
     h.begin(h.upload_event("tasks/list.json", etag))
     payload = h.invoker.pop()
     held = h.store.load_checkpoint(payload["run_id"])
-    assert held.checkpoint.batch_end > held.checkpoint.position  # planned before any batch
+    # Unowned, the run has no plan past its position (all of it is stealable); its next
+    # owner plans before it starts a task, and here dies with three tasks planned.
+    assert held.checkpoint.batch_end == held.checkpoint.position
     cp = held.checkpoint
     h.store.swap(
         held,
@@ -123,4 +129,6 @@ def test_careful_range_is_exactly_the_batch_the_dead_owner_planned(s3: Any, buck
     h.timeout_ms = 60_000
     h.drive(payload)
     keys = [(s, e) for s, e, _ in h.store.result_keys(payload["run_id"]) if s >= cp.position]
-    assert keys[:4] == [(10, 10), (11, 11), (12, 12), (13, 17)]
+    p = cp.position
+    # Then the window again, committing plans of five (BATON_BATCH_SIZE, no adaptive plan).
+    assert keys[:4] == [(p, p), (p + 1, p + 1), (p + 2, p + 2), (p + 3, p + 7)]

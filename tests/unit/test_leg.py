@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -26,12 +28,12 @@ def start(h: Harness, tasks: list[Any] = URLS, key: str = "tasks/list.json") -> 
     return dict(answer["results"][0])
 
 
-def test_leg_works_batches_until_the_margin_then_hands_off(s3: Any, bucket: str) -> None:
-    # 1.6 s to live, 1 s margin, batches of 5 tasks at 100 ms: two batches fit.
+def test_leg_starts_tasks_until_the_margin_then_hands_off(s3: Any, bucket: str) -> None:
+    # 1.6 s to live, 1 s margin, tasks of 100 ms: seven start while more than 1 s is left.
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
     answer = h.begin(h.upload_event("tasks/list.json", etag))["results"][0]
-    assert (answer["exit"], answer["position"], answer["batches"]) == ("handed_off", 10, 2)
+    assert (answer["exit"], answer["position"], answer["batches"]) == ("handed_off", 7, 2)
     ((function, payload),) = h.invoker.calls
     assert function.endswith(":function:baton")
     assert payload == {
@@ -40,7 +42,7 @@ def test_leg_works_batches_until_the_margin_then_hands_off(s3: Any, bucket: str)
         "bucket": bucket,
         "key": "tasks/list.json",
         "etag": etag,
-        "position": 10,
+        "position": 7,
         "leg": 1,
     }
 
@@ -56,7 +58,7 @@ def test_leg_chain_of_several_legs_writes_every_index_exactly_once(s3: Any, buck
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
     answers = h.drive(h.upload_event("tasks/list.json", etag))
     exits = [a["results"][0]["exit"] for a in answers]
-    assert exits == ["handed_off", "handed_off", "done"]
+    assert exits == ["handed_off", "handed_off", "handed_off", "done"]
     run_id = answers[0]["results"][0]["run_id"]
     assert sorted(h.result_indices(run_id)) == list(range(len(URLS)))
     summary = h.summary(run_id)
@@ -64,7 +66,7 @@ def test_leg_chain_of_several_legs_writes_every_index_exactly_once(s3: Any, buck
         "done",
         23,
         0,
-        3,
+        4,
     )
 
 
@@ -73,9 +75,9 @@ def test_leg_warm_container_revalidates_task_list_with_a_304(s3: Any, bucket: st
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
     answers = h.drive(h.upload_event("tasks/list.json", etag))
     hits = [a["results"][0]["cache_hit"] for a in answers]
-    assert hits == [True] * 3  # the start itself loaded the list: every leg is a hit
+    assert hits == [True] * 4  # the start itself loaded the list: every leg is a hit
     assert h.container.cache.stats.misses == 1
-    assert h.container.cache.stats.hits == 3
+    assert h.container.cache.stats.hits == 4
 
 
 def test_leg_superseded_when_task_list_changes_mid_run(s3: Any, bucket: str) -> None:
@@ -103,7 +105,7 @@ def test_leg_duplicate_delivery_exits_quietly_while_first_owns_the_run(
     store.swap(held, held.checkpoint.evolve(owner="first/1", lease_until_ms=2**62))
     answer = h.invoke(payload)["results"][0]
     assert answer["exit"] == "duplicate"
-    assert h.checkpoint(run_id)["position"] == 10
+    assert h.checkpoint(run_id)["position"] == 7
     assert h.invoker.calls == []
 
 
@@ -122,7 +124,7 @@ def test_leg_duplicate_delivery_loses_the_claim_cas_and_does_no_work(
     answer = h.invoke(payload)["results"][0]
     assert answer["exit"] == "lost_cas"
     assert answer["processed"] == 0
-    assert sorted(h.result_indices(payload["run_id"])) == list(range(10))
+    assert sorted(h.result_indices(payload["run_id"])) == list(range(7))
 
 
 def test_leg_stale_retry_of_an_earlier_leg_exits_quietly(s3: Any, bucket: str) -> None:
@@ -176,7 +178,7 @@ def test_leg_failed_handoff_leaves_the_run_resumable(s3: Any, bucket: str) -> No
     answer = h.invoke(h.invoker.pop())["results"][0]
     assert answer["exit"] == "handoff_failed"
     cp = h.checkpoint(answer["run_id"])
-    assert (cp["status"], cp["leg"], cp["position"], cp["owner"]) == ("running", 1, 10, None)
+    assert (cp["status"], cp["leg"], cp["position"], cp["owner"]) == ("running", 1, 7, None)
     assert answer["run_id"] in set(h.store.active_runs())
 
 
@@ -213,7 +215,7 @@ def _defer_from(index: int, tried: bool) -> Any:
     return process
 
 
-def test_leg_cuts_a_batch_at_the_first_deferred_task_and_hands_off(s3: Any, bucket: str) -> None:
+def test_leg_stops_at_the_first_deferred_task_and_hands_off(s3: Any, bucket: str) -> None:
     h = Harness(s3, bucket, settings(), timeout_ms=60_000)
     h.container.processor = _defer_from(3, tried=False)
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
@@ -288,3 +290,61 @@ def test_leg_run_that_crashes_every_leg_fails_with_the_error_instead_of_running_
     assert f"crashed {MAX_CRASHES} times in a row at position 0: RecursionError" in cp["reason"]
     assert h.summary(payload["run_id"])["status"] == "failed"
     assert payload["run_id"] not in set(h.store.active_runs())
+
+
+def test_leg_a_slow_task_does_not_hold_back_the_tasks_after_it(s3: Any, bucket: str) -> None:
+    # Task 2 finishes only once task 10 has: with a batch barrier the leg would never get
+    # there (both slots would wait on task 2's batch); in a rolling window it does.
+    tenth_done = threading.Event()
+
+    def process(task: Any, ctx: Any) -> dict[str, Any]:
+        if task.index == 2:
+            assert tenth_done.wait(timeout=10), "task 10 never ran while task 2 was in flight"
+        if task.index == 10:
+            tenth_done.set()
+        return {}
+
+    h = Harness(s3, bucket, settings(batch_size=20, concurrency=2), timeout_ms=60_000)
+    h.container.processor = process
+    answer = start(h)
+    assert answer["exit"] == "done"
+    assert sorted(h.result_indices(answer["run_id"])) == list(range(len(URLS)))
+
+
+def test_leg_deferral_at_the_end_keeps_the_finished_rows_after_it(s3: Any, bucket: str) -> None:
+    # Task 3 runs out of the leg's time after tasks 4 to 6 finished: their rows are
+    # committed now, and only task 3 (a hole) is done again by the next leg.
+    calls: Counter[int] = Counter()
+    later_done = threading.Barrier(2)
+
+    def first_leg(task: Any, ctx: Any) -> dict[str, Any]:
+        calls[task.index] += 1
+        if task.index == 3:
+            later_done.wait(timeout=10)
+            raise OutOfTimeError("no time left in the leg for this request", tried=False)
+        if task.index == 6:
+            later_done.wait(timeout=10)
+        return {}
+
+    h = Harness(s3, bucket, settings(batch_size=7, concurrency=2), timeout_ms=60_000)
+    h.container.processor = first_leg
+    answer = start(h)
+    cp = h.checkpoint(answer["run_id"])
+    assert (answer["exit"], cp["position"], cp["holes"]) == ("handed_off", 7, [3])
+    assert [(s, e) for s, e, _ in h.store.result_keys(answer["run_id"])] == [(0, 6)]
+
+    def later_legs(task: Any, ctx: Any) -> dict[str, Any]:
+        calls[task.index] += 1
+        return {}
+
+    h.container.processor = later_legs
+    assert h.drive(h.invoker.pop())[-1]["results"][0]["exit"] == "done"
+    assert sorted(h.result_indices(answer["run_id"])) == list(range(len(URLS)))
+    assert calls[3] == 2
+    assert all(calls[i] == 1 for i in range(len(URLS)) if i != 3)
+    assert (3, 3) in [(s, e) for s, e, _ in h.store.result_keys(answer["run_id"])]
+
+
+def test_leg_records_the_concurrency_it_reached_in_the_checkpoint(h: Harness) -> None:
+    answer = start(h)
+    assert h.checkpoint(answer["run_id"])["level"] == h.container.autoscaler.current == 2

@@ -1,0 +1,83 @@
+"""The concurrency controller: grow while the CPU has room and work waits, shrink on overload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.autoscale import MB_PER_VCPU, Autoscaler, cpu_share
+
+
+@dataclass
+class Cpu:
+    seconds: float = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+def run(scaler: Autoscaler, cpu: Cpu, use: float, *, busy: bool, steps: int = 1) -> int:
+    """`steps` intervals at `use` of the share, slots full (and work waiting) or not."""
+    now = 100.0
+    scaler.tick(now, in_flight=0, waiting=False)
+    for _ in range(steps):
+        now += scaler.interval_s
+        cpu.seconds += use * scaler.share * scaler.interval_s
+        in_flight = scaler.current if busy else 0
+        scaler.tick(now, in_flight=in_flight, waiting=busy)
+    return scaler.current
+
+
+def test_autoscale_grows_while_cpu_is_under_target_and_work_waits() -> None:
+    cpu = Cpu()
+    scaler = Autoscaler(start=8, cpu_seconds=cpu)
+    assert run(scaler, cpu, 0.1, busy=True, steps=5) > 8 * 1.5**4
+
+
+def test_autoscale_grows_slower_near_its_target() -> None:
+    cpu = Cpu()
+    scaler = Autoscaler(start=100, cpu_seconds=cpu)
+    assert run(scaler, cpu, 0.6, busy=True) == round(100 * 1.15 + 1)
+
+
+def test_autoscale_holds_when_slots_are_idle() -> None:
+    cpu = Cpu()
+    scaler = Autoscaler(start=8, cpu_seconds=cpu)
+    assert run(scaler, cpu, 0.1, busy=False, steps=5) == 8
+
+
+def test_autoscale_shrinks_when_the_cpu_is_saturated() -> None:
+    cpu = Cpu()
+    scaler = Autoscaler(start=100, cpu_seconds=cpu)
+    assert run(scaler, cpu, 1.0, busy=True) == 80
+
+
+def test_autoscale_shrinks_when_tasks_time_out() -> None:
+    cpu = Cpu()
+    scaler = Autoscaler(start=100, cpu_seconds=cpu)
+    scaler.tick(100.0, in_flight=0, waiting=False)
+    for _ in range(10):
+        scaler.task_done(timed_out=True)
+    scaler.tick(100.0 + scaler.interval_s, in_flight=100, waiting=True)
+    assert scaler.current == 80
+
+
+def test_autoscale_is_capped_and_pinned_by_a_fixed_level() -> None:
+    cpu = Cpu()
+    capped = Autoscaler(start=8, maximum=20, cpu_seconds=cpu)
+    assert run(capped, cpu, 0.0, busy=True, steps=10) == 20
+    fixed = Autoscaler(fixed=5, cpu_seconds=cpu)
+    assert run(fixed, cpu, 0.0, busy=True, steps=10) == 5
+
+
+def test_autoscale_a_cold_container_starts_at_the_level_the_run_reached() -> None:
+    scaler = Autoscaler(start=8)
+    scaler.resume_from(48)
+    assert scaler.current == 48
+
+
+def test_autoscale_cpu_share_follows_the_memory_size_up_to_one_vcpu() -> None:
+    assert cpu_share({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MB_PER_VCPU // 2)}) == 0.5 * (
+        (MB_PER_VCPU // 2) / (MB_PER_VCPU / 2)
+    )
+    assert cpu_share({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "10240"}) == 1.0
+    assert cpu_share({}) == 1.0

@@ -1,0 +1,116 @@
+"""How many tasks a leg keeps in flight: the level that keeps its CPU share busy, no more.
+
+A fixed pool is wrong twice over: against a 200 ms site, 8 threads leave the
+CPU idle; against a fast one, 64 only add thread hand-offs. The controller
+measures, every `interval_s`, the process CPU time against the share of a vCPU
+the function's memory buys (Lambda: 1,769 MB is one vCPU; the local runtime
+sets the same variable), and
+
+- grows while the CPU is under its target and every slot is busy (work waits),
+  faster the further below target it is;
+- shrinks on CPU saturation, on memory pressure, and when tasks time out;
+- holds otherwise (slots idle means the window, not the level, is the limit).
+
+Throttling (429/503) is a host's business, not the leg's: `worker.hosts` backs
+that host off alone. The level learned is kept by the container, and written
+to the checkpoint so a cold container starts where the last leg ended instead
+of ramping from scratch (Crawlee's AutoscaledPool starts low every run).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+MB_PER_VCPU = 1769
+"""Lambda allocates CPU in proportion to memory: 1,769 MB buys one vCPU."""
+MAX_USEFUL_VCPUS = 1.0
+"""One Python process holds the GIL for parsing and encoding: more vCPUs do not help it."""
+
+
+def cpu_share(environ: dict[str, str] | None = None) -> float:
+    """The vCPUs this function may use, from `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`."""
+    env = os.environ if environ is None else environ
+    try:
+        memory_mb = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0"))
+    except ValueError:
+        memory_mb = 0
+    if memory_mb <= 0:
+        return MAX_USEFUL_VCPUS
+    return min(MAX_USEFUL_VCPUS, memory_mb / MB_PER_VCPU)
+
+
+def _process_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+@dataclass
+class Autoscaler:
+    """The concurrency controller; `fixed` (BATON_CONCURRENCY) pins the level."""
+
+    maximum: int = 256
+    start: int = 8
+    fixed: int | None = None
+    share: float = MAX_USEFUL_VCPUS
+    target: float = 0.75
+    """CPU use (of `share`) the controller steers to: headroom for the leg's own S3 work."""
+    interval_s: float = 0.5
+    cpu_seconds: Callable[[], float] = field(default=_process_cpu_seconds)
+    level: float = field(init=False)
+    _last_at: float | None = field(default=None, init=False)
+    _last_cpu: float = field(default=0.0, init=False)
+    _tasks: int = field(default=0, init=False)
+    _timeouts: int = field(default=0, init=False)
+    _busy: float = field(default=0.0, init=False)
+    _samples: int = field(default=0, init=False)
+    learned: bool = field(default=False, init=False)
+    """Whether any adjustment has been made in this container (else a checkpoint's level wins)."""
+    last_cpu_use: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.level = float(self.fixed or max(1, min(self.start, self.maximum)))
+
+    @property
+    def current(self) -> int:
+        return int(self.fixed or max(1, min(self.maximum, round(self.level))))
+
+    def resume_from(self, level: int) -> None:
+        """A cold container starts at the level the run's last leg reached."""
+        if self.fixed is None and not self.learned and level > 0:
+            self.level = float(min(self.maximum, level))
+
+    def task_done(self, *, timed_out: bool) -> None:
+        self._tasks += 1
+        self._timeouts += int(timed_out)
+
+    def tick(self, now: float, in_flight: int, waiting: bool, memory_use: float = 0.0) -> int:
+        """Record how busy the slots are; every `interval_s`, adjust. Returns the level."""
+        self._busy += in_flight >= self.current and waiting
+        self._samples += 1
+        if self._last_at is None:
+            self._last_at, self._last_cpu = now, self.cpu_seconds()
+            return self.current
+        elapsed = now - self._last_at
+        if elapsed < self.interval_s or self.fixed is not None:
+            return self.current
+        cpu = self.cpu_seconds()
+        use = (cpu - self._last_cpu) / elapsed / self.share if elapsed > 0 else 0.0
+        saturated = self._busy / self._samples >= 0.5
+        timeouts = self._timeouts / self._tasks if self._tasks else 0.0
+        self.level = self._next(use, saturated, timeouts, memory_use)
+        self.learned = True
+        self.last_cpu_use = use
+        self._last_at, self._last_cpu = now, cpu
+        self._tasks = self._timeouts = self._samples = 0
+        self._busy = 0.0
+        return self.current
+
+    def _next(self, use: float, saturated: bool, timeouts: float, memory_use: float) -> float:
+        if memory_use > 0.85 or timeouts > 0.2 or use > 0.95:
+            return max(1.0, self.level * 0.8)
+        if saturated and use < self.target:
+            step = 1.5 if use < self.target / 2 else 1.15
+            return min(float(self.maximum), self.level * step + 1)
+        return self.level

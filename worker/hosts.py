@@ -1,0 +1,138 @@
+"""Politeness per host: a cap on tasks in flight to one host, and backing off one host alone.
+
+Every mode has it (DESIGN: politeness in every mode), as Scrapy's 8 requests per
+domain does. A host that answers 429 or 503 (after the fetcher's own retries,
+which honour Retry-After) halves its own cap and pauses, then earns the cap back
+one task at a time (additive increase, multiplicative decrease); the other
+hosts of the run are not slowed by it. The state lives as long as the container.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from worker.tasks import Task
+
+THROTTLED = frozenset({429, 503})
+MAX_PAUSE_S = 30.0
+
+
+@dataclass
+class _Host:
+    cap: float
+    in_flight: int = 0
+    not_before: float = 0.0
+    strikes: int = 0
+
+
+@dataclass
+class Hosts:
+    """How many tasks each host may have in flight now, and when it may have more."""
+
+    per_host: int = 8
+    _hosts: dict[str, _Host] = field(default_factory=dict)
+
+    def key(self, task: Task) -> str:
+        """The host a task talks to ("" for a task with no URL: no politeness applies)."""
+        if not task.url:
+            return ""
+        try:
+            return (urlsplit(task.url).hostname or "").lower()
+        except ValueError:
+            return ""
+
+    def can_start(self, host: str, now: float) -> bool:
+        if not host:
+            return True
+        state = self._host(host)
+        return state.in_flight < max(1, int(state.cap)) and now >= state.not_before
+
+    def started(self, host: str) -> None:
+        if host:
+            self._host(host).in_flight += 1
+
+    def finished(self, host: str, row: dict[str, Any] | None, now: float) -> None:
+        if not host:
+            return
+        state = self._host(host)
+        state.in_flight = max(0, state.in_flight - 1)
+        if row is not None and _throttled(row):
+            state.strikes += 1
+            state.cap = max(1.0, state.cap / 2)
+            state.not_before = now + min(MAX_PAUSE_S, 2.0 ** min(state.strikes, 5) / 2)
+        elif state.cap < self.per_host:
+            state.strikes = 0
+            state.cap = min(float(self.per_host), state.cap + 1 / state.cap)
+
+    def paused_until(self, host: str) -> float:
+        return self._host(host).not_before if host else 0.0
+
+    def _host(self, host: str) -> _Host:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host(cap=float(self.per_host))
+        return state
+
+
+class TaskQueue:
+    """Tasks not yet started, one FIFO per host, served round-robin to hosts with room.
+
+    Round-robin interleaves hosts, so a slow or throttled host holds up only
+    its own tasks; within a host, tasks start in index order.
+    """
+
+    def __init__(self, hosts: Hosts) -> None:
+        self.hosts = hosts
+        self._queues: dict[str, deque[Task]] = {}
+        self._order: deque[str] = deque()
+        self.size = 0
+
+    def extend(self, tasks: Iterable[Task]) -> None:
+        for task in tasks:
+            host = self.hosts.key(task)
+            queue = self._queues.get(host)
+            if queue is None:
+                queue = self._queues[host] = deque()
+                self._order.append(host)
+            queue.append(task)
+            self.size += 1
+
+    def pop_ready(self, now: float) -> Task | None:
+        """The next task whose host has room now, or None."""
+        for _ in range(len(self._order)):
+            host = self._order[0]
+            self._order.rotate(-1)
+            queue = self._queues[host]
+            if queue and self.hosts.can_start(host, now):
+                self.size -= 1
+                task = queue.popleft()
+                if not queue:
+                    del self._queues[host]
+                    self._order.remove(host)
+                return task
+        return None
+
+    def drain(self) -> list[Task]:
+        """Every task still waiting, in index order."""
+        tasks = sorted((t for q in self._queues.values() for t in q), key=lambda t: t.index)
+        self._queues.clear()
+        self._order.clear()
+        self.size = 0
+        return tasks
+
+    def next_ready_at(self) -> float:
+        """When a paused host with waiting tasks may start again (0: no paused host)."""
+        times = [self.hosts.paused_until(h) for h, q in self._queues.items() if q]
+        return min(times, default=0.0)
+
+
+def _throttled(row: dict[str, Any]) -> bool:
+    status = row.get("status")
+    if status in THROTTLED:
+        return True
+    error = str(row.get("error") or "")
+    return error.startswith(("HTTP 429", "HTTP 503"))
