@@ -41,7 +41,7 @@ clean:
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(if $(QUICK),--quick) $(if $(HUGE),--huge)
 
-# make chaos [SEED=1] [RUNS=6] [TASKS=300]: a seeded soak under every fault (devstack/chaos.py)
+# make chaos [SEED=1] [RUNS=6] [TASKS=300]: a seeded soak under every fault (devstack/chaos/)
 chaos: $(STAMP)
 	$(PY) -m devstack.chaos --seed $(or $(SEED),1) --runs $(or $(RUNS),6) --tasks $(or $(TASKS),300)
 

@@ -1,7 +1,7 @@
-"""`python -m devstack.chaos`: the seeded soak."""
+"""`python -m devstack.chaos`: the seeded soak (`soak.main`)."""
 
 import sys
 
-from devstack.chaos.harness import main
+from devstack.chaos.soak import main
 
 sys.exit(main())
