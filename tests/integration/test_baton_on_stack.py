@@ -59,7 +59,7 @@ def wait_for_end(store: RunStore, key: str, etag: str, timeout_s: float = 90) ->
 
 
 def result_indices(store: RunStore, run_id: str) -> list[int]:
-    return [row["index"] for _, _, key in store.result_keys(run_id) for row in store.read_rows(key)]
+    return [row["index"] for row in store.rows(run_id)]
 
 
 @pytest.fixture
@@ -88,9 +88,7 @@ def test_stack_upload_runs_a_multi_leg_run_to_done_exactly_once(
     assert summary["legs"] >= 3
     assert summary["ok"] + summary["failed"] == 120
     assert sorted(result_indices(store, run_id)) == list(range(120))
-    row = next(
-        r for _, _, k in store.result_keys(run_id) for r in store.read_rows(k) if r["index"] == 0
-    )
+    row = next(r for r in store.rows(run_id) if r["index"] == 0)
     assert row["title"] == site.page(0).title
 
 

@@ -440,11 +440,7 @@ class ChainMachine(RuleBasedStateMachine):
         return self.store.load_checkpoint(run_id).checkpoint
 
     def result_indices(self, run_id: str) -> list[int]:
-        return [
-            row["index"]
-            for _, _, key in self.store.result_keys(run_id)
-            for row in self.store.read_rows(key)
-        ]
+        return [row["index"] for row in self.store.rows(run_id)]
 
 
 ChainMachine.TestCase.settings = settings(

@@ -72,11 +72,7 @@ def test_task_that_kills_its_leg_repeatedly_is_recorded_failed_and_skipped(
     # Three deaths at the killer, plus one where the leg's suspect range began before it.
     assert 3 <= deaths <= 4
     assert answers[-1]["results"][0]["exit"] == "done"
-    rows = {
-        r["index"]: r
-        for _, _, k in h.store.result_keys(payload["run_id"])
-        for r in h.store.read_rows(k)
-    }
+    rows = {r["index"]: r for r in h.store.rows(payload["run_id"])}
     assert sorted(rows) == list(range(12))
     assert rows[10]["error"] == "task killed its leg 3 times; skipped"
     assert rows[11]["error"] is None

@@ -189,11 +189,7 @@ def test_leg_task_errors_are_recorded_per_task_not_raised(s3: Any, bucket: str) 
     etag = put_tasks(s3, bucket, "tasks/list.json", tasks)
     answer = h.begin(h.upload_event("tasks/list.json", etag))["results"][0]
     assert answer["exit"] == "done"
-    rows = {
-        r["index"]: r
-        for _, _, k in h.store.result_keys(answer["run_id"])
-        for r in h.store.read_rows(k)
-    }
+    rows = {r["index"]: r for r in h.store.rows(answer["run_id"])}
     assert rows[0]["error"] is None
     assert "must be a URL string or an object" in rows[1]["error"]
     assert rows[2]["error"] == "processor raised ValueError: odd one out"
@@ -235,7 +231,7 @@ def test_leg_records_a_task_that_ran_out_of_time_with_a_whole_leg_as_failed(
     etag = put_tasks(s3, bucket, "tasks/list.json", URLS[:2])
     answer = h.begin(h.upload_event("tasks/list.json", etag))["results"][0]
     assert answer["exit"] == "done"
-    rows = [r for _, _, k in h.store.result_keys(answer["run_id"]) for r in h.store.read_rows(k)]
+    rows = list(h.store.rows(answer["run_id"]))
     assert [r["error"] for r in rows] == ["no time left in the leg for this request"] * 2
 
 
@@ -342,7 +338,7 @@ def test_leg_deferral_at_the_end_keeps_the_finished_rows_after_it(s3: Any, bucke
     assert sorted(h.result_indices(answer["run_id"])) == list(range(len(URLS)))
     assert calls[3] == 2
     assert all(calls[i] == 1 for i in range(len(URLS)) if i != 3)
-    assert (3, 3) in [(s, e) for s, e, _ in h.store.result_keys(answer["run_id"])]
+    assert [(s, e) for s, e, _ in h.store.hole_keys(answer["run_id"])] == [(3, 3)]
 
 
 def test_leg_records_the_concurrency_it_reached_in_the_checkpoint(h: Harness) -> None:
