@@ -37,9 +37,24 @@ integration: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
 
+# The peers bench/versus.py runs (Crawlee, Scrapy, aiohttp) live in a virtualenv of their
+# own, so `make test` never needs them; rebuilt when bench/requirements.txt changes.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
 # make bench [QUICK=1] [HUGE=1]: bench/results.json and BENCHMARKS.md (bench/run_all.py)
-bench: $(STAMP)
-	$(PY) -m bench.run_all $(if $(QUICK),--quick) $(if $(HUGE),--huge)
+bench: $(STAMP) $(BENCH_STAMP)
+	$(PY) -m bench.run_all $(if $(QUICK),--quick) $(if $(HUGE),--huge) --bench-python $(BENCH_PY)
+
+.PHONY: bench-setup
+bench-setup: $(BENCH_STAMP)
+
+$(BENCH_STAMP): bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
 
 # make chaos [SEED=1] [RUNS=6] [TASKS=300]: a seeded soak under every fault (devstack/chaos/)
 chaos: $(STAMP)

@@ -10,6 +10,7 @@ last results.
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -47,6 +48,7 @@ def render(r: dict[str, Any]) -> str:
         | {"external": _external(r["external"])}
         | _cost(r["cost"], r["budget"]["model"]["parameters"])
         | _findings(r)
+        | _versus(r)
     )
     return _template("BENCHMARKS.md").substitute(values)
 
@@ -452,6 +454,184 @@ def _findings(r: dict[str, Any]) -> dict[str, Any]:
             )
         )
     return values
+
+
+def _versus(r: dict[str, Any]) -> dict[str, Any]:
+    """The comparison with other crawlers (bench/versus.py), and its headline rows."""
+    v = r.get("versus")
+    headline = {
+        key: num(r.get(key), 2)
+        for key in (
+            "latency_vs_crawlee_default",
+            "latency_vs_scrapy_default",
+            "latency_vs_aiohttp_64",
+            "fast_vs_aiohttp_64",
+        )
+    } | {
+        "versus_cpu_ms_per_page": num(r.get("cpu_ms_per_page"), 2),
+        "cpu_ms_per_page_plain_loop": num(r.get("cpu_ms_per_page_plain_loop"), 2),
+    }
+    if not isinstance(v, dict):
+        return headline | {"versus": fragment("versus_absent") + "\n"}
+    cfg, table, labels = v["config"], v["table"], v["contenders"]
+    keys = list(labels)
+    origin_names = {"latency": "100-300 ms latency", "fast": "no latency"}
+
+    def cells(origin: str, field: str, digits: int) -> list[str]:
+        out = []
+        for key in keys:
+            c = table[origin][key]
+            if "skipped" in c or "missing" in c:
+                out.append("n/a")
+            else:
+                low, mid = c.get(f"{field}_min"), c.get(f"{field}_median")
+                out.append(f"{num(low, digits)} / {num(mid, digits)}")
+        return out
+
+    runs = v.get("runs") or []
+    crawl = [
+        f"{labels[k]} {num(table['latency'][k].get('crawl_cpu_ms_per_page_median'), 2)}"
+        for k in keys
+        if table["latency"][k].get("crawl_cpu_ms_per_page_median") is not None
+    ]
+    ratio_rows = rows(
+        [
+            f"`{name}` ({labels.get(ratio['against'], ratio['against'])}, "
+            f"{origin_names[ratio['origin']]})",
+            f"**{num(ratio['value'], 2)}**",
+            num(ratio["of_minimums"], 2),
+            f">= {ratio['target']:g}",
+        ]
+        for name, ratio in v["ratios"].items()
+    )
+    level_round, level_tables = _level_tables(v, runs)
+    values = {
+        "pages": f"{cfg['pages']:,}",
+        "page_kb": "-".join(dict.fromkeys(str(b // 1000) for b in cfg["page_bytes"])),
+        "latency_origin": v["origins"]["latency"],
+        "fast_origin": v["origins"]["fast"],
+        "throttle_origin": v["origins"]["throttle"],
+        "rounds": cfg["rounds"],
+        "column_labels": " | ".join(labels[k] for k in keys),
+        "column_separators": " | ".join("---" for _ in keys),
+        "rate_rows": rows(
+            [origin_names[o], *cells(o, "pages_per_s", 1)] for o in ("latency", "fast")
+        ),
+        "cpu_rows": rows(
+            [origin_names[o], *cells(o, "cpu_ms_per_page", 2)] for o in ("latency", "fast")
+        ),
+        "ratio_rows": ratio_rows,
+        "cpu_ms_per_page": num(v.get("cpu_ms_per_page"), 2),
+        "cpu_ms_per_page_plain_loop": num(v.get("cpu_ms_per_page_plain_loop"), 2),
+        "fields": _fields_line(v.get("fields_agree") or {}),
+        "skipped": " "
+        + fragment(
+            "skipped",
+            peers="; ".join(f"{labels[k]} ({why})" for k, why in v["skipped"].items()),
+        )
+        if v.get("skipped")
+        else "",
+        "hosts": cfg["hosts"],
+        "latency_net": 1,
+        "fast_net": 2,
+        "latency_range": "-".join(f"{ms:g}" for ms in cfg["latency_ms"]),
+        "timeout_s": f"{cfg['function_timeout_s']:g}",
+        "memory_mb": f"{cfg['memory_mb']:,}",
+        "tuned": cfg["tuned"],
+        "crawl_cpu": ", ".join(crawl) or "n/a",
+        "startup_cpu_s": num((v.get("baton_startup") or {}).get("cpu_s"), 2),
+        "versions": ", ".join(f"{k} {ver}" for k, ver in v.get("versions", {}).items()) or "n/a",
+        "contention": _versus_contention(runs),
+        "level_round": level_round,
+        "throttle_rows": rows(
+            [
+                labels.get(t["contender"], t["contender"]),
+                num(t["pages_per_s"], 1),
+                t["failed"],
+                t["throttled"],
+                t["origin_requests"],
+                _level_range(t["levels"]),
+            ]
+            for t in v.get("throttle") or []
+        ),
+        "level_tables": level_tables,
+    }
+    return headline | {"versus": _template("versus.md").substitute(values)}
+
+
+def _fields_line(agree: dict[str, Any]) -> str:
+    if not agree:
+        return ""
+    if all(a["agree"] for a in agree.values()):
+        counts = {str(next(iter(a["links"].values()), "n/a")) for a in agree.values()}
+        return fragment("fields_agree", links=" and ".join(sorted(counts)))
+    detail = "; ".join(
+        f"{origin}: links {a['links']}" for origin, a in agree.items() if not a["agree"]
+    )
+    return fragment("fields_differ", detail=detail)
+
+
+def _versus_contention(runs: list[dict[str, Any]]) -> str:
+    means = [r["contention"]["mean_runnable"] for r in runs if r.get("contention")]
+    if not means:
+        return "The machine's other work was not sampled."
+    return fragment(
+        "versus_contention",
+        median=f"{statistics.median(means):.2f}",
+        low=f"{min(means):.2f}",
+        high=f"{max(means):.2f}",
+    )
+
+
+LEVEL_ROWS = 12
+"""Longest level table: a longer run shows every k-th batch, its first and last included."""
+
+
+def _level_tables(v: dict[str, Any], runs: list[dict[str, Any]]) -> tuple[str, str]:
+    mine = [r for r in runs if r["origin"] == "latency" and r["contender"] == "baton_default"]
+    latency = mine[-1] if mine else None
+    throttle = [t for t in v.get("throttle") or [] if t["contender"] == "baton_default"]
+    tables = []
+    for title, run in (
+        ("baton default, latency origin", latency),
+        ("baton default, throttling origin", throttle[0] if throttle else None),
+    ):
+        if run is None or not run.get("levels"):
+            continue
+        levels = run["levels"]
+        step = max(1, -(-len(levels) // LEVEL_ROWS))
+        shown = levels[::step]
+        if shown[-1] is not levels[-1]:
+            shown.append(levels[-1])
+        note = (
+            f"all {len(levels)} batches"
+            if step == 1
+            else (f"every {step}th of {len(levels)} batches and the last")
+        )
+        tables.append(
+            fragment(
+                "level_table",
+                title=title,
+                note=note,
+                rows=rows(
+                    [f"{t:.1f}", "n/a" if level is None else level, tasks, _dash(failed)]
+                    for t, level, tasks, failed in shown
+                ),
+            )
+        )
+    round_ = str(latency["round"] + 1) if latency else "n/a"
+    return round_, "\n\n".join(tables) or "No batch lines were read."
+
+
+def _level_range(levels: list[list[Any]]) -> str:
+    seen = [lv[1] for lv in levels if lv[1] is not None]
+    if not seen:
+        return "n/a"
+    return f"{min(seen)}-{max(seen)}" if min(seen) != max(seen) else str(seen[0])
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 # --- templates and cells ---------------------------------------------------------------

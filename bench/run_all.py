@@ -9,10 +9,14 @@ Runs, in this order (one at a time, so they do not share the two cores):
 2. `bench.hop_overhead`: the probe (warm and cold legs, every AWS call timed) and the
    leg boundaries of run 1 (`hop_overhead_ms_warm`, `hop_overhead_ms_cold`);
 3. `bench.budget`: budget use measured in run 1 (`budget_use`) and modelled at 900 s;
-4. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
+4. `bench.versus`: baton against Crawlee, Scrapy, a plain requests loop and aiohttp on
+   the same pages from 16 loopback hosts, with and without latency, interleaved rounds
+   (`latency_vs_crawlee_default` and the other issue 15 keys); peers whose virtualenv
+   (`--bench-python`, `.venv-bench` from `make bench`) is absent are skipped and said so;
+5. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
    (`--quick` in quick mode; `--huge` adds the 10M case that `peak_rss_mb_10m` comes
    from) and `bench.parse_cost`; their `bench/results/*.json` are read back;
-5. the cost per million tasks on Lambda prices, from the figures above.
+6. the cost per million tasks on Lambda prices, from the figures above.
 
 `--quick` (make bench QUICK=1) shrinks every size so the whole thing takes about a
 minute and a half; the figures are noisier.
@@ -30,12 +34,12 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import budget, hop_overhead, throughput
+from bench import budget, hop_overhead, throughput, versus
 from bench.cost import cost_model, recompute
 from bench.report import render
 from bench.sampler import Contention, machine_facts
@@ -46,6 +50,15 @@ RESULTS_JSON = BENCH_DIR / "results.json"
 BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
 EXTERNAL = ("tasklist_scaling", "parse_cost")
 TEN_MILLION = 10_000_000
+VERSUS_KEYS = (
+    "latency_vs_crawlee_default",
+    "latency_vs_scrapy_default",
+    "latency_vs_aiohttp_64",
+    "fast_vs_aiohttp_64",
+    "cpu_ms_per_page",
+    "cpu_ms_per_page_plain_loop",
+)
+"""Issue 15's keys, copied from the comparison to the top of bench/results.json."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-external", action="store_true", help="only this issue's benches")
     parser.add_argument("--workdir", type=Path, help="keep the containers' logs here")
     parser.add_argument(
+        "--bench-python",
+        default=str(versus.BENCH_PYTHON),
+        help="the interpreter of the peers' virtualenv (make bench-setup builds .venv-bench)",
+    )
+    parser.add_argument("--skip-versus", action="store_true", help="no comparison with peers")
+    parser.add_argument(
+        "--versus-only",
+        action="store_true",
+        help="measure only the comparison; keep the rest of bench/results.json as it is",
+    )
+    parser.add_argument(
         "--render-only",
         action="store_true",
         help="measure nothing: redo the cost table and BENCHMARKS.md from bench/results.json",
@@ -77,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         return render_only()
     with Contention() as contention:
+        if args.versus_only:
+            return versus_only(args, contention)
         return _main(args, contention)
 
 
@@ -114,6 +140,8 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
         f"  {bud['budget_use']} at {config.timeout_s:g} s; "
         f"{bud['budget_use_900s_model']} at 900 s (model)"
     )
+
+    compared = None if args.skip_versus else run_versus(args, contention)
 
     external: dict[str, Any] = {}
     if not args.skip_external:
@@ -153,10 +181,66 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
         "cost": cost,
         "external": {name: _strip(found) for name, found in external.items()},
     }
+    results = _with_versus(results, compared)
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(f"wrote {RESULTS_JSON.relative_to(REPO_ROOT)} and {BENCHMARKS_MD.name}")
     return 0
+
+
+def run_versus(args: argparse.Namespace, contention: Contention) -> dict[str, Any]:
+    plan = versus.QUICK if args.quick else versus.FULL
+    # absolute(), not resolve(): the venv's python is a symlink out of the venv.
+    config = replace(plan, bench_python=str(Path(args.bench_python).absolute()))
+    _say(
+        f"versus: baton, Crawlee, Scrapy, plain requests, aiohttp; {config.pages} pages, "
+        f"{config.rounds} rounds, 2 origins of {config.hosts} hosts ..."
+    )
+    contention.label = "versus"
+    compared = versus.measure(config, args.workdir, contention, say=_say)
+    for key in VERSUS_KEYS:
+        _say(f"  {key}: {compared.get(key)}")
+    return compared
+
+
+def versus_only(args: argparse.Namespace, contention: Contention) -> int:
+    """Measure the comparison alone, into the last results (the rest kept as measured)."""
+    results = json.loads(RESULTS_JSON.read_text())
+    compared = run_versus(args, contention)
+    compared["machine"] = machine_facts() | {"other_runnable_processes": contention.summary()}
+    results = _with_versus(results, compared)
+    RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    BENCHMARKS_MD.write_text(render(results))
+    _say(
+        f"wrote the comparison into {RESULTS_JSON.relative_to(REPO_ROOT)} and {BENCHMARKS_MD.name}"
+    )
+    return 0
+
+
+def _with_versus(results: dict[str, Any], compared: dict[str, Any] | None) -> dict[str, Any]:
+    """Issue 15's keys at the top, the whole comparison under `versus`, the commit measured."""
+    if compared is None:
+        return results
+    top = {key: compared.get(key) for key in VERSUS_KEYS}
+    return results | top | {"runtime": runtime_tree(), "versus": compared}
+
+
+def runtime_tree() -> dict[str, Any]:
+    """The commit measured, and the runtime's tree in it (a bar compares these with HEAD's)."""
+
+    def git(*args: str) -> str | None:
+        done = subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    paths = ("worker", "cache", "handler.py")
+    changed = git("status", "--porcelain", "--", *paths) or ""
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "trees": {path: git("rev-parse", f"HEAD:{path}") for path in paths},
+        "uncommitted": [line.strip() for line in changed.splitlines()],
+    }
 
 
 def render_only() -> int:

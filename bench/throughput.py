@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -44,6 +45,7 @@ from devstack.s3server import S3Call
 from devstack.site import LatencyProfile, Site, SiteConfig
 from devstack.stack import EmbeddedStack
 from worker.checkpoint import TERMINAL
+from worker.exceptions import RunNotFoundError
 from worker.store import RunStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +121,9 @@ class Batch:
     """run_tasks() wall time, as the leg logs it."""
     logged_s: float
     """Epoch seconds of the log line: after the results PUT and the checkpoint CAS."""
+    concurrency: int | None = None
+    """The level the leg ran the batch at, if the line says (`"concurrency"`)."""
+    failed: int | None = None
 
 
 @dataclass
@@ -154,6 +159,10 @@ class BatonRun:
     container_peak_mb: float = 0.0
     """Highest VmHWM of the live containers at the end (REPORT's figure is ru_maxrss,
     which a process started from this one inherits: it starts at this process's peak)."""
+    links: int = 0
+    """Links found over all rows (`links_count`): that every crawler extracted the same."""
+    sample: dict[str, Any] | None = None
+    """Task 0's row: title, description, h1 and its number of links."""
 
     @property
     def duration_s(self) -> float:
@@ -169,7 +178,7 @@ class BatonRun:
 def run_baseline(site: Site, config: ThroughputConfig, workdir: Path) -> dict[str, Any]:
     """The plain crawler in a subprocess of its own (its own GIL, as a container has)."""
     tasks = workdir / "baseline-tasks.jsonl"
-    tasks.write_bytes(_task_list(site))
+    tasks.write_bytes(_task_list(site.urls()))
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     host = time.process_time()
     started = time.monotonic()
@@ -201,12 +210,35 @@ def run_baseline(site: Site, config: ThroughputConfig, workdir: Path) -> dict[st
 
 def run_baton(site: Site, config: ThroughputConfig, workdir: Path) -> BatonRun:
     """Upload the site's URLs as a task list and follow the chain to its summary."""
+    return run_chain(
+        _task_list(site.urls()),
+        config.pages,
+        config.function,
+        workdir,
+        max_wait_s=config.max_wait_s,
+        config=config,
+    )
+
+
+def run_chain(
+    body: bytes,
+    pages: int,
+    function: Callable[[str], FunctionConfig],
+    workdir: Path,
+    *,
+    max_wait_s: float,
+    config: Any,
+) -> BatonRun:
+    """Upload `body` as a task list on a fresh embedded stack and follow the chain to its end.
+
+    `function(bucket)` is the function as deployed; `config` (a dataclass) is recorded.
+    """
     log_path = workdir / "containers.log"
     log_path.unlink(missing_ok=True)
     bucket = f"baton-bench-{time.time_ns() % 10**12}"
     served = S3Tally()
     stack = EmbeddedStack(
-        config.function(bucket), bucket=bucket, log_file=log_path, s3_fault_hook=served.count
+        function(bucket), bucket=bucket, log_file=log_path, s3_fault_hook=served.count
     )
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     host = time.process_time()
@@ -216,18 +248,17 @@ def run_baton(site: Site, config: ThroughputConfig, workdir: Path) -> BatonRun:
         s3.meta.events.register("before-call.s3", ours.count_call)
         try:
             store = RunStore.over(s3, bucket, "runs/")
-            body = _task_list(site)
             served.reset()
             upload_s = time.time()
             etag = s3.put_object(Bucket=bucket, Key=TASKS_KEY, Body=body)["ETag"]
-            run_id = _wait_for_run(store, etag, config.max_wait_s)
-            status = _wait_for_end(store, run_id, config.max_wait_s)
+            run_id = _wait_for_run(store, etag, max_wait_s)
+            status = _wait_for_end(store, run_id, max_wait_s)
             summary = _wait_for_summary(store, run_id)
             stack.runtime.wait_idle(30)
             peaks = container_peaks_mb()
             s3_requests = served.minus(ours)
             checkpoint = store.load_checkpoint(run_id).checkpoint
-            results = _check_results(store, run_id, config.pages)
+            results = _check_results(store, run_id, pages)
             records = [asdict(r) for r in stack.runtime.records(FUNCTION)]
             stats = asdict(stack.runtime.stats(FUNCTION))
         finally:
@@ -259,6 +290,8 @@ def run_baton(site: Site, config: ThroughputConfig, workdir: Path) -> BatonRun:
         s3_requests=s3_requests,
         log_bytes=log_bytes,
         container_peak_mb=max(peaks, default=0.0),
+        links=results.links,
+        sample=results.sample,
     )
 
 
@@ -436,6 +469,7 @@ def _batch(line: dict[str, Any], container: str) -> Batch | None:
     """A batch line: the structured fields (`"event": "batch"`) or, failing that, the message."""
     request_id = str(line.get("request_id", ""))
     if line.get("event") == "batch":
+        level = line.get("concurrency")
         return Batch(
             request_id=request_id,
             container=container,
@@ -444,6 +478,8 @@ def _batch(line: dict[str, Any], container: str) -> Batch | None:
             end=int(line["end"]),
             ms=float(line["batch_ms"]),
             logged_s=float(line["time"]),
+            concurrency=int(level) if isinstance(level, int | float) else None,
+            failed=int(line["failed"]) if isinstance(line.get("failed"), int) else None,
         )
     match = _BATCH.match(str(line.get("message", "")))
     if match is None:
@@ -452,8 +488,8 @@ def _batch(line: dict[str, Any], container: str) -> Batch | None:
     return Batch(request_id, container, leg, start, end, float(ms), float(line["time"]))
 
 
-def _task_list(site: Site) -> bytes:
-    return b"".join(json.dumps(url).encode() + b"\n" for url in site.urls())
+def _task_list(urls: list[str]) -> bytes:
+    return b"".join(json.dumps(url).encode() + b"\n" for url in urls)
 
 
 def _wait_for_run(store: RunStore, etag: str, max_wait_s: float) -> str:
@@ -469,9 +505,12 @@ def _wait_for_run(store: RunStore, etag: str, max_wait_s: float) -> str:
 def _wait_for_end(store: RunStore, run_id: str, max_wait_s: float) -> str:
     deadline = time.monotonic() + max_wait_s
     while time.monotonic() < deadline:
-        status = store.load_checkpoint(run_id).checkpoint.status
+        try:
+            status = store.load_checkpoint(run_id).checkpoint.status
+        except RunNotFoundError:  # the run is listed a moment before its checkpoint exists
+            status = None
         if status in TERMINAL:
-            return status
+            return str(status)
         time.sleep(0.25)
     raise TimeoutError(f"run {run_id} did not finish within {max_wait_s:.0f} s")
 
@@ -493,6 +532,8 @@ class _Results:
     missing: int = 0
     task_ms: dict[int, float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    links: int = 0
+    sample: dict[str, Any] | None = None
 
 
 def _check_results(store: RunStore, run_id: str, total: int) -> _Results:
@@ -509,6 +550,14 @@ def _check_results(store: RunStore, run_id: str, total: int) -> _Results:
             found.duplicates += index in seen
             seen.add(index)
             by_index[index] = float(row.get("elapsed_ms") or 0.0)
+            found.links += int(row.get("links_count") or 0)
+            if index == 0:
+                found.sample = {
+                    "title": row.get("title"),
+                    "description": row.get("description"),
+                    "h1": row.get("h1"),
+                    "links": row.get("links_count"),
+                }
     found.missing = total - len(seen & set(range(total)))
     found.latencies = [by_index[i] for i in sorted(by_index)]
     return found

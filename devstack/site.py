@@ -139,6 +139,9 @@ class SiteConfig:
     drip_bytes: int = 64
     bomb_bytes: int = 256 * MiB
     """What the gzip bomb expands to; about a thousandth of it goes over the wire."""
+    max_in_flight: int = 0
+    """A throttling origin: a page request that arrives while this many are being served
+    is answered 429 at once (Retry-After: `retry_after_s`); 0 serves every request."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -157,6 +160,8 @@ class SiteConfig:
             problems.append("bomb_bytes must be >= 1 MiB")
         if min(self.transient_failures, self.retry_after_s, self.huge_bytes, self.drip_bytes) < 0:
             problems.append("counts and sizes must be >= 0")
+        if self.max_in_flight < 0:
+            problems.append("max_in_flight must be >= 0 (0: no limit)")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -194,6 +199,8 @@ class Site(Service):
         self._rendered: dict[int, tuple[PageInfo, bytes]] = {}
         self._hits: Counter[str] = Counter()
         self._hits_lock = threading.Lock()
+        self._in_flight = 0
+        self._throttled = 0
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -258,6 +265,27 @@ class Site(Service):
         """Forget the counts; transient pages fail again from the next request."""
         with self._hits_lock:
             self._hits.clear()
+            self._throttled = 0
+
+    @property
+    def throttled(self) -> int:
+        """Page requests answered 429 because `max_in_flight` were being served."""
+        with self._hits_lock:
+            return self._throttled
+
+    def _enter(self) -> bool:
+        """Count a page request in; False (and counted as throttled) if over the limit."""
+        with self._hits_lock:
+            limit = self.config.max_in_flight
+            if limit and self._in_flight >= limit:
+                self._throttled += 1
+                return False
+            self._in_flight += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._hits_lock:
+            self._in_flight -= 1
 
     def _count(self, path: str) -> int:
         with self._hits_lock:
@@ -473,6 +501,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, _error_page(status, "Moved"), headers={"Location": location})
 
     def _page(self, site: Site, index: int, path: str, hit: int) -> None:
+        if not site._enter():
+            retry = {"Retry-After": str(site.config.retry_after_s)}
+            self._send(429, _error_page(429, "Too many requests"), headers=retry)
+            return
+        try:
+            self._serve_page(site, index, path, hit)
+        finally:
+            site._leave()
+
+    def _serve_page(self, site: Site, index: int, path: str, hit: int) -> None:
         config = site.config
         info, body = site._render(index)
         delay = config.latency.delay(config.seed, path, hit)
@@ -676,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broken-share", type=float, default=0.0)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="median added latency")
     parser.add_argument("--latency-sigma", type=float, default=0.0, help="0 = fixed latency")
+    parser.add_argument("--max-in-flight", type=int, default=0, help="429 above this; 0 = off")
     parser.add_argument("--tasks", metavar="FILE", help="also write the page URLs as a JSON list")
     args = parser.parse_args(argv)
     config = SiteConfig(
@@ -686,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         slow_delay_s=args.slow_delay,
         broken_share=args.broken_share,
         latency=LatencyProfile(median_s=args.latency_ms / 1000, sigma=args.latency_sigma),
+        max_in_flight=args.max_in_flight,
     )
     with Site(config, host=args.host, port=args.port) as site:
         if args.tasks:

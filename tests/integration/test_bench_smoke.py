@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench import budget, cost, hop_overhead, report, run_all, sampler, throughput
+from bench import budget, cost, hop_overhead, report, run_all, sampler, throughput, versus
 from bench.baseline_crawler import crawl
 from devstack.site import Site, SiteConfig
 from worker.config import Settings
@@ -26,9 +26,32 @@ TOY = throughput.ThroughputConfig(
 )
 
 
+VERSUS_TOY = versus.VersusConfig(
+    pages=24,
+    rounds=1,
+    hosts=2,
+    page_bytes=(2_000, 6_000),
+    latency_ms=(5.0, 10.0),
+    contenders=("baton_default", "plain_64", "aiohttp_64"),
+    throttle_pages=24,
+    throttle_above=4,
+    throttle_contenders=("baton_default",),
+    function_timeout_s=30.0,
+    bench_python="/nonexistent/.venv-bench/bin/python",
+    max_wait_s=60.0,
+)
+"""Baton and the plain loop (the project's venv) only: no peer's virtualenv is needed."""
+
+
 @pytest.fixture(scope="module")
 def toy() -> tuple[dict[str, Any], throughput.BatonRun]:
     return throughput.measure(TOY)
+
+
+@pytest.fixture(scope="module")
+def compared() -> tuple[dict[str, Any], list[str]]:
+    said: list[str] = []
+    return versus.measure(VERSUS_TOY, say=said.append), said
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +162,64 @@ def test_bench_cost_model_and_report(
     )
     assert "throughput_ratio" in text
     assert "Cost per million tasks" in text
+
+
+def test_bench_versus_measures_baton_and_the_plain_loop_and_skips_absent_peers(
+    compared: tuple[dict[str, Any], list[str]],
+) -> None:
+    figures, said = compared
+
+    assert set(figures["skipped"]) == {"aiohttp_64"}
+    assert any("skipping aiohttp 64" in line for line in said)
+    for origin in ("latency", "fast"):
+        row = figures["table"][origin]
+        assert "skipped" in row["aiohttp_64"]
+        for key in ("baton_default", "plain_64"):
+            assert row[key]["rounds"] == 1
+            assert row[key]["pages_per_s_median"] > 0
+            assert row[key]["cpu_ms_per_page_median"] > 0
+        assert figures["fields_agree"][origin]["agree"]
+    assert figures["latency_vs_aiohttp_64"] is None
+    assert figures["cpu_ms_per_page"] > 0
+    assert figures["cpu_ms_per_page_plain_loop"] > 0
+    assert all(run["error"] is None for run in figures["runs"])
+    [throttled] = figures["throttle"]
+    assert throttled["pages"] == VERSUS_TOY.throttle_pages
+    assert throttled["levels"]
+    assert all(len(level) == 4 for level in throttled["levels"])
+
+
+def test_bench_report_renders_the_comparison(
+    toy: tuple[dict[str, Any], throughput.BatonRun],
+    probed: dict[str, Any],
+    compared: tuple[dict[str, Any], list[str]],
+) -> None:
+    figures, run = toy
+    hop = hop_overhead.figures(probed, hop_overhead.chain_hops(run))
+    bud = budget.figures(run, hop, timeout_s=20.0)
+    results = {
+        "throughput_ratio": figures["throughput_ratio"],
+        "throughput_ratio_e2e": figures["throughput_ratio_e2e"],
+        "budget_use": bud["budget_use"],
+        "budget_use_900s_model": bud["budget_use_900s_model"],
+        "budget_use_900s_model_real_s3": 0.98,
+        "hop_overhead_ms_warm": hop["hop_overhead_ms_warm"],
+        "hop_overhead_ms_cold": hop["hop_overhead_ms_cold"],
+        "peak_rss_mb_10m": None,
+        "peak_rss_mb_10m_note": "not run",
+        "quick": True,
+        "seconds": 1.0,
+        "machine": sampler.machine_facts(),
+        "throughput": figures,
+        "hop_overhead": hop,
+        "budget": bud,
+        "cost": cost.cost_model(figures, run, hop, bud),
+        "external": {},
+    }
+
+    text = report.render(run_all._with_versus(results, compared[0]))
+
+    assert "## Against other crawlers" in text
+    assert "Not run: aiohttp 64" in text
+    assert "baton default, throttling origin" in text
+    assert "`latency_vs_crawlee_default` | **n/a**" in text
