@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import inspect
 import itertools
 import json
 import statistics
@@ -53,6 +52,7 @@ requests under 512 KB: AWS whitepaper "Best Practices Design Patterns: Optimizin
 S3 Performance", timeouts and retries for latency-sensitive applications)."""
 PAGE_MS_REAL = 250.0
 """Assumed mean page fetch time on the real network (the bench site serves in ~85 ms)."""
+COMMIT_VARIANTS = (("as is", None), ("commit every 5 s", 5_000.0), ("every 30 s", 30_000.0))
 BATCH_S3_CALLS = 3
 """results PUT + checkpoint CAS (PUT) + cancel HEAD, per batch (worker.leg.Leg.run)."""
 
@@ -117,64 +117,58 @@ def simulate_leg(
     from worker.budget import TimeBudget
 
     if budget is None:
-        budget = TimeBudget(margin_ms=model.margin_ms, adaptive=True, batch_size=model.batch_size)
+        budget = TimeBudget(margin_ms=model.margin_ms, adaptive=True, initial_plan=model.batch_size)
     deal = itertools.cycle([ms * model.latency_scale for ms in latencies] or [100.0])
     _leg(budget, model, deal)
     return _leg(budget, model, deal)
 
 
 def _leg(budget: Any, model: LegModel, deal: Iterator[float]) -> dict[str, Any]:
-    remaining = model.timeout_ms - model.head_ms
-    task_ms = 0.0
-    tasks = batches = 0
-    sizes: list[int] = []
-    while budget.can_start_batch(remaining):
-        size = int(budget.next_batch_size(remaining))
-        window = float(budget.work_deadline_ms(remaining))
-        wall, done = _pool([next(deal) for _ in range(size)], model.concurrency, window)
-        if not done:
+    """One leg's rolling window: `concurrency` threads take the next task as each frees;
+    a commit every commit interval (and one at the end) costs `boundary_ms` during which
+    no task starts; the leg stops starting tasks when the budget says so, and every task
+    still running ends by the work deadline."""
+    start_ms = model.head_ms
+    end_ms = float(model.timeout_ms)
+    interval = float(budget.commit_interval_ms)
+    free = [start_ms] * model.concurrency  # when each thread is next free; a heap
+    next_commit = start_ms + interval
+    tasks = commits = 0
+    last_finish = start_ms
+    while True:
+        at = heapq.heappop(free)
+        if at >= next_commit:
+            at = max(at, next_commit + model.boundary_ms)
+            next_commit += interval + model.boundary_ms
+            commits += 1
+        remaining = end_ms - at
+        if not budget.can_start(remaining):
+            heapq.heappush(free, at)
             break
-        remaining -= wall + model.boundary_ms
-        task_ms += wall
-        tasks += len(done)
-        batches += 1
-        sizes.append(len(done))
-        _record(budget, wall, done)
-    wall_ms = model.timeout_ms - remaining + model.tail_ms
+        latency = next(deal)
+        finish = at + latency
+        if finish > end_ms - model.margin_ms:  # the work deadline cuts it: the next leg's
+            heapq.heappush(free, end_ms - model.margin_ms)
+            break
+        budget.record_task(latency)
+        heapq.heappush(free, finish)
+        tasks += 1
+        last_finish = max(last_finish, finish)
+    work_end = max(free)
+    wall_ms = work_end + model.boundary_ms + model.tail_ms
+    task_ms = last_finish - start_ms
     return {
         "timeout_s": model.timeout_ms / 1000,
         "leg_ms": round(wall_ms, 1),
         "task_ms": round(task_ms, 1),
         "tasks": tasks,
-        "batches": batches,
-        "tasks_per_batch_median": statistics.median(sizes) if sizes else 0,
-        "remaining_at_handoff_ms": round(remaining - model.tail_ms, 1),
+        "batches": commits + 1,
+        "tasks_per_batch_median": round(tasks / (commits + 1), 1),
+        "remaining_at_handoff_ms": round(end_ms - wall_ms, 1),
         "budget_use": round(task_ms / wall_ms, 5) if wall_ms else 0.0,
         "timeout_use": round(wall_ms / model.timeout_ms, 5),
         "billed_ms_per_task": round(wall_ms / tasks, 3) if tasks else None,
     }
-
-
-def _pool(latencies: list[float], threads: int, window_ms: float) -> tuple[float, list[float]]:
-    """List scheduling, as pool.map hands tasks out: (batch wall time, tasks done in time)."""
-    free = [0.0] * threads  # when each thread is next free; a heap
-    done: list[float] = []
-    wall = 0.0
-    for latency in latencies:
-        finish = heapq.heappop(free) + latency
-        if finish > window_ms:  # deferred to the next leg (the deadline cuts it)
-            wall = window_ms
-            break
-        heapq.heappush(free, finish)
-        done.append(latency)
-        wall = max(wall, finish)
-    return wall, done
-
-
-def _record(budget: Any, wall: float, done: list[float]) -> None:
-    """record_batch(elapsed, task latencies), or the older record_batch(elapsed, count)."""
-    second = list(inspect.signature(budget.record_batch).parameters)[1]
-    budget.record_batch(wall, len(done) if second == "tasks" else done)
 
 
 def model_parameters(
@@ -240,12 +234,11 @@ def project(run: BatonRun, hop: dict[str, Any] | None, timeout_s: float = 900.0)
     from worker.budget import TimeBudget
 
     policy = TimeBudget(margin_ms=margin)
-    largest = getattr(policy, "largest_batch", None)
     return {
         "parameters": params
         | {
-            "target_batch_ms": getattr(policy, "target_batch_ms", None),
-            "largest_batch": largest() if callable(largest) else None,
+            "commit_interval_ms": policy.commit_interval_ms,
+            "max_plan": policy.max_plan,
             "concurrency": concurrency,
             "margin_ms": margin,
             "task_latency_ms_mean": round(mean_latency, 1),
@@ -270,41 +263,27 @@ def project(run: BatonRun, hop: dict[str, Any] | None, timeout_s: float = 900.0)
 def policy_variants(
     run: BatonRun, projected: dict[str, Any], timeout_s: float = 900.0
 ) -> dict[str, Any]:
-    """What-ifs for the worker's owners, on the real-S3 scenarios: the policy as it is, and
-    with the changes BENCHMARKS.md proposes (no cancel HEAD per batch, no 8 x batch-size
-    cap, a 10 s batch target). Empty if `TimeBudget` no longer has the knobs used here."""
+    """What-ifs for the worker's owners, on the real-S3 scenarios: the commit interval as it
+    is, shorter and longer (each commit costs its S3 round trips; longer ones lose more on
+    a death)."""
     from worker.budget import TimeBudget
 
-    class Uncapped(TimeBudget):
-        def largest_batch(self) -> int:
-            return int(self.max_batch)
-
-    head_call = max(S3_CALL_MS_REAL, projected["parameters"]["s3_call_ms_local"])
-    variants: dict[str, tuple[type[TimeBudget], float | None, float]] = {
-        "as is": (TimeBudget, None, 0.0),
-        "cancel HEAD not every batch": (TimeBudget, None, head_call),
-        "no 8 x batch_size cap": (Uncapped, None, 0.0),
-        "no cap, target_batch_ms 10 s": (Uncapped, 10_000.0, 0.0),
-        "no cap, 10 s, no HEAD per batch": (Uncapped, 10_000.0, head_call),
-    }
     out: dict[str, Any] = {}
     for scenario in ("real_s3", "real_s3_and_pages"):
         assumptions = dict(projected["scenarios"][scenario]["assumptions"])
         assumptions["timeout_ms"] = timeout_s * 1000
-        for label, (kind, target, saved) in variants.items():
-            model = LegModel(**assumptions | {"boundary_ms": assumptions["boundary_ms"] - saved})
-            try:
-                kwargs: dict[str, Any] = {"target_batch_ms": target} if target else {}
-                budget = kind(
-                    margin_ms=model.margin_ms,
-                    adaptive=True,
-                    batch_size=model.batch_size,
-                    max_batch=5000,
-                    **kwargs,
-                )
-                leg = simulate_leg(model, run.task_latencies_ms, budget)
-            except (AttributeError, TypeError):
-                return {}
+        model = LegModel(**assumptions)
+        for label, interval_ms in (
+            ("as is", None),
+            ("commit every 5 s", 5_000.0),
+            ("every 30 s", 30_000.0),
+        ):
+            budget = TimeBudget(
+                margin_ms=model.margin_ms, adaptive=True, initial_plan=model.batch_size
+            )
+            if interval_ms is not None:
+                budget.commit_interval_ms = interval_ms
+            leg = simulate_leg(model, run.task_latencies_ms, budget)
             out.setdefault(scenario, {})[label] = {
                 key: leg[key]
                 for key in ("budget_use", "tasks_per_batch_median", "billed_ms_per_task")

@@ -248,12 +248,12 @@ def render_only() -> int:
     results = json.loads(RESULTS_JSON.read_text())
     results["cost"] = recompute(results)
     params = results["budget"]["model"]["parameters"]
-    if "largest_batch" not in params:  # results from before these were recorded
+    if "commit_interval_ms" not in params:  # results from before these were recorded
         from worker.budget import TimeBudget
 
         policy = TimeBudget(margin_ms=int(params.get("margin_ms", 2000)))
-        params["target_batch_ms"] = policy.target_batch_ms
-        params["largest_batch"] = policy.largest_batch()
+        params["commit_interval_ms"] = policy.commit_interval_ms
+        params["max_plan"] = policy.max_plan
     results["cost_per_million_tasks_usd"] = results["cost"]["headline"]["total_usd"]
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))

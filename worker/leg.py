@@ -116,6 +116,7 @@ class Leg:
         self._failed_in_leg = 0
         self.record: RunRecord | None = None
         self._last_commit_at = 0.0
+        self._logged_at = self.started
         self.out_of_time = False
         """A task ran out of this leg's time: the rest is for the next leg."""
         self.held: Versioned | None = None
@@ -418,7 +419,9 @@ class Leg:
         if rows:
             self.batches += 1
             self.processed += len(rows)
-            self._log_commit(cp, commit, failed)
+            now = self.clock.monotonic()
+            self._log_commit(cp, commit, failed, (now - self._logged_at) * 1000)
+            self._logged_at = now
 
     def _had_fair_share(self, left_ms: float) -> bool:
         """A task that ran out of time although it started with a full request timeout (or
@@ -559,7 +562,8 @@ class Leg:
         self.held = self.store.swap(self.held, new)
         return new
 
-    def _log_commit(self, cp: Checkpoint, commit: Commit, failed: int) -> None:
+    def _log_commit(self, cp: Checkpoint, commit: Commit, failed: int, since_ms: float) -> None:
+        """One line per commit; `batch_ms` is the wall time since the previous one."""
         remaining = self.context.get_remaining_time_in_millis()
         count = len(commit.rows) + len(commit.hole_rows)
         level = self.c.autoscaler.current
@@ -585,6 +589,7 @@ class Leg:
                 "tasks": count,
                 "failed": failed,
                 "holes": len(commit.holes),
+                "batch_ms": round(since_ms, 1),
                 "concurrency": level,
                 "cpu_use": round(self.c.autoscaler.last_cpu_use, 3),
                 "remaining_ms": remaining,
