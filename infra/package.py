@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("handler.py", "worker", "cache")
 DEFAULT_OUT = ROOT / "build" / "lambda.zip"
 LAMBDA_PYTHON = "3.12"
-LAMBDA_PLATFORM = "manylinux2014_x86_64"
+LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+"""The python3.12 runtime is Amazon Linux 2023 (glibc 2.34): both tags run there, and pip
+takes only the tags named (ada-url ships manylinux_2_28 wheels, cffi manylinux2014 ones)."""
 _TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
 
@@ -38,8 +40,7 @@ def pip_command(requirements: Path, target: Path) -> list[str]:
         str(requirements),
         "--target",
         str(target),
-        "--platform",
-        LAMBDA_PLATFORM,
+        *(arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)),
         "--python-version",
         LAMBDA_PYTHON,
         "--implementation",

@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
+from ada_url import join_url
 from selectolax.lexbor import LexborDocumentOptions, LexborHTMLParser, LexborNode
 
 from worker.charset import utf8_html
@@ -52,7 +53,7 @@ def extract(body: bytes, base_url: str, content_type: str | None = None) -> dict
     base = base_url
     base_tag = tree.css_first("base[href]")
     if base_tag is not None:
-        base = urljoin(base_url, base_tag.attributes.get("href") or "")
+        base = join(base_url, base_tag.attributes.get("href") or "") or base_url
     title = tree.css_first("title")
     description = tree.css_first('meta[name="description" i]')
     canonical = tree.css_first('link[rel="canonical" i]')
@@ -65,7 +66,7 @@ def extract(body: bytes, base_url: str, content_type: str | None = None) -> dict
     fields: dict[str, Any] = {
         "title": _clip(normalize_space(title.text())) if title is not None else None,
         "description": _clip(normalize_space(content)) if content is not None else None,
-        "canonical": without_userinfo(urljoin(base, canonical_href)) if canonical_href else None,
+        "canonical": _absolute(base, canonical_href) if canonical_href else None,
         "h1": _clip(shown_text(h1)) if h1 is not None else None,
         "links": links,
         "links_count": len(links),
@@ -116,22 +117,41 @@ def shown_text(root: LexborNode) -> str:
 
 
 def absolute_links(base: str, hrefs: Iterable[str | None]) -> list[str]:
-    """Absolute, fragment-free, credential-free, http(s) only, distinct, in document order."""
+    """Absolute, fragment-free, credential-free, http(s) only, distinct, in document order.
+
+    URLs are resolved by the WHATWG parser browsers use (`ada_url`, as Node.js does):
+    hosts lowercased, default ports and dot segments gone, so one page spells a link
+    one way; and it is about five times faster than `urllib.parse` here, where link
+    resolution was half of extraction's CPU.
+    """
     links: list[str] = []
     seen: set[str] = set()
     for raw in hrefs:
-        href = (raw or "").strip()
-        if not href:
+        if not raw:
             continue
-        absolute = urldefrag(urljoin(base, href))[0]
-        if "@" in absolute:
-            absolute = without_userinfo(absolute)
-        if urlsplit(absolute).scheme in ("http", "https") and absolute not in seen:
+        absolute = _absolute(base, raw)
+        if absolute is not None and absolute not in seen:
             seen.add(absolute)
             links.append(absolute)
             if len(links) >= MAX_LINKS:
                 break
     return links
+
+
+def join(base: str, href: str) -> str | None:
+    """`href` resolved against `base` (WHATWG), or None when it is no URL at all."""
+    try:
+        return str(join_url(base, href))
+    except ValueError:
+        return None
+
+
+def _absolute(base: str, href: str) -> str | None:
+    joined = join(base, href)
+    if joined is None or not joined.startswith(("http://", "https://")):
+        return None
+    joined = joined.partition("#")[0]
+    return without_userinfo(joined) if "@" in joined else joined
 
 
 def without_userinfo(url: str) -> str:

@@ -52,7 +52,12 @@ def wait_for_end(store: RunStore, key: str, etag: str, timeout_s: float = 90) ->
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         runs = store.runs_for_source(key, etag)
-        if runs and store.load_checkpoint(runs[0]).checkpoint.status in TERMINAL:
+        # The finishing leg writes the summary just after its final CAS.
+        if (
+            runs
+            and store.load_checkpoint(runs[0]).checkpoint.status in TERMINAL
+            and store.load_summary(runs[0]) is not None
+        ):
             return runs[0]
         time.sleep(0.2)
     raise AssertionError(f"run of {key} did not end within {timeout_s} s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from infra.package import LAMBDA_PLATFORM, LAMBDA_PYTHON, build_zip, pip_command
+from infra.package import LAMBDA_PLATFORMS, LAMBDA_PYTHON, build_zip, pip_command
 
 
 def names(path: Path) -> list[str]:
@@ -42,7 +42,7 @@ def test_build_zip_creates_the_output_directory(tmp_path: Path) -> None:
 def test_pip_command_targets_the_lambda_runtime(tmp_path: Path) -> None:
     command = pip_command(tmp_path / "requirements.txt", tmp_path / "deps")
     joined = " ".join(command)
-    assert f"--platform {LAMBDA_PLATFORM}" in joined
+    assert all(f"--platform {platform}" in joined for platform in LAMBDA_PLATFORMS)
     assert f"--python-version {LAMBDA_PYTHON}" in joined
     assert LAMBDA_PYTHON == "3.12"
     assert "--only-binary=:all:" in command
