@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,14 @@ class Container:
     cache: ObjectCache = field(default_factory=object_cache)
     clock: Clock = SYSTEM_CLOCK
     recursion_checked: bool = False
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    """Tells this container's legs from another's: duplicate deliveries share a request id."""
+    legs_started: int = 0
+
+    def next_owner_suffix(self) -> str:
+        """Unique per leg: this container's id and its count of legs."""
+        self.legs_started += 1
+        return f"{self.instance_id}.{self.legs_started}"
 
     @classmethod
     def create(

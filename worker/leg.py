@@ -10,7 +10,6 @@ one run work at once.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass
@@ -104,7 +103,7 @@ class Leg:
         self.event = event
         self.context = context
         self.store = RunStore(container.s3, event.bucket, self.settings.results_prefix)
-        self.owner = f"{context.aws_request_id}/{uuid.uuid4().hex[:8]}"
+        self.owner = f"{context.aws_request_id}/{container.next_owner_suffix()}"
         self.budget = container.budget
         self.started = self.clock.monotonic()
         self.processed = 0
@@ -234,7 +233,9 @@ class Leg:
         window = Window(cp.position, list(cp.holes))
         adopted: list[dict[str, Any]] = []
         for start, end, key in self.store.result_keys(cp.run_id, start_after=cp.position - 1):
-            if start != window.position:
+            if start < window.position:  # StartAfter "...{p-1}" still lists "{p-1}-{p-1}"
+                continue
+            if start > window.position:
                 break
             rows = self.store.read_rows(key)
             log.info("run %s: adopting results %s written by a leg that died", cp.run_id, key)

@@ -128,3 +128,29 @@ def test_careful_range_is_exactly_the_batch_the_dead_owner_planned(s3: Any, buck
     p = cp.position
     # Then the window again, committing plans of five (BATON_BATCH_SIZE, no adaptive plan).
     assert keys[:4] == [(p, p), (p + 1, p + 1), (p + 2, p + 2), (p + 3, p + 7)]
+
+
+def test_takeover_adopts_an_orphan_behind_a_one_task_object_just_below_it(
+    s3: Any, bucket: str
+) -> None:
+    # The object of task p-1 alone ("…{p-1}-{p-1}.jsonl") sorts after StartAfter "…{p-1}":
+    # the orphan at p must still be found behind it, not redone one task at a time.
+    h = Harness(s3, bucket, settings(), timeout_ms=60_000)
+    etag = put_tasks(s3, bucket, "tasks/list.json", URLS)
+    h.invoke(h.upload_event("tasks/list.json", etag))
+    payload = h.invoker.pop()
+    held = h.store.load_checkpoint(payload["run_id"])
+    row = {"index": 0, "url": URLS[0], "error": None}
+    h.store.put_results(payload["run_id"], 0, 0, [row])
+    held = h.store.swap(held, held.checkpoint.evolve(position=1, ok=1))
+    _kill_mid_leg(h, payload, write_orphan=True)  # the dead leg wrote tasks 1 to 5
+    calls: list[int] = []
+
+    def count(task: Any, ctx: Any) -> dict[str, Any]:
+        calls.append(task.index)
+        return {}
+
+    h.container.processor = count
+    h.drive(payload)
+    assert sorted(h.result_indices(payload["run_id"])) == list(range(12))
+    assert sorted(calls) == list(range(6, 12))
