@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.handoff import HandoffError
+from worker.notice import NoticeError
 from worker.processor import TaskContext
 from worker.tasks import Task
 
@@ -82,3 +83,17 @@ def ticking_processor(
         return {"echo": task.url}
 
     return process
+
+
+@dataclass
+class RecordingNotifier:
+    """Takes every completion notice; `fail` makes the next sends fail (as a target down)."""
+
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    fail: bool = False
+
+    def send(self, detail: dict[str, Any]) -> list[str]:
+        if self.fail:
+            raise NoticeError("notice target down (test)")
+        self.sent.append(detail)
+        return ["recorded"]

@@ -53,8 +53,17 @@ class Checkpoint:
 
     run_id: str
     total: int
+    """Tasks in the run (all chains)."""
     position: int
     leg: int = 0
+    chain: str = "0000"
+    start: int = 0
+    """Where this chain's range began (informative: its position started there)."""
+    end: int = -1
+    """End (exclusive) of this chain's range; -1 for a run of one chain: its total."""
+    splits: list[dict[str, Any]] = field(default_factory=list)
+    """Ranges stolen from this chain: {"chain", "start", "end"}, so a thief that died before
+    creating its range's checkpoint cannot lose it (whoever sees the split creates it)."""
     status: RunStatus = RunStatus.RUNNING
     ok: int = 0
     failed: int = 0
@@ -91,9 +100,25 @@ class Checkpoint:
         return self.status.terminal
 
     @property
+    def range_end(self) -> int:
+        return self.total if self.end < 0 else self.end
+
+    @property
     def exhausted(self) -> bool:
-        """Every task has a row: nothing left at or past the position, no holes."""
-        return self.position >= self.total and not self.holes
+        """Every task of the range has a row: nothing left at or past the position, no holes."""
+        return self.position >= self.range_end and not self.holes
+
+    @property
+    def stealable(self) -> int:
+        """Tasks past the plan that a thief could take half of."""
+        return max(0, self.range_end - max(self.position, self.batch_end))
+
+    def split(self, thief_chain: str, at: int) -> Checkpoint:
+        """Give [at, end) to `thief_chain`; `at` is never below the plan (the owner may be
+        working everything below it)."""
+        assert max(self.position, self.batch_end) <= at < self.range_end, (at, self)
+        record = {"chain": thief_chain, "start": at, "end": self.range_end}
+        return replace(self, end=at, splits=[*self.splits, record])
 
     @property
     def careful(self) -> bool:
@@ -249,3 +274,22 @@ class Checkpoint:
         values = {k: v for k, v in data.items() if k in known}
         values["status"] = RunStatus(values.get("status", RunStatus.RUNNING))
         return cls(**values)
+
+
+def redo_after_split(
+    held: Checkpoint, current: Checkpoint, intended: Checkpoint
+) -> Checkpoint | None:
+    """The owner's `intended` write, redone on top of steals that landed since `held`.
+
+    A thief's CAS changes only `end` and `splits` (and never cuts below the plan),
+    so if that is all that changed, the owner carries on with its shorter range;
+    anything else means it lost the checkpoint (None).
+    """
+    if replace(current, end=held.end, splits=held.splits) != held:
+        return None
+    return replace(
+        intended,
+        end=current.end,
+        splits=current.splits,
+        batch_end=min(intended.batch_end, current.range_end),
+    )

@@ -34,6 +34,17 @@ class Settings:
     """Floor of the safety margin: covers the checkpoint write and the hand-off."""
     adaptive_margin: bool = True
     """Also keep room for the slowest batch seen so far, so a leg never overruns."""
+    chains: int = 1
+    """Chains a run starts with unless its start names its own (payload `chains`, or the
+    upload's `baton-chains` metadata)."""
+    max_chains: int = 1_000
+    """The most chains a run may have: match the function's reserved concurrency, or
+    chains past it queue inside Lambda (their legs wait; none is lost)."""
+    event_bus: str = "default"
+    """EventBridge bus of the completion notice; empty: no EventBridge notice."""
+    webhook_url: str = ""
+    """An HTTPS endpoint the completion notice is POSTed to, signed with `webhook_secret`."""
+    webhook_secret: str = ""
     max_legs: int = 10_000
     max_task_attempts: int = 3
     """A task that kills its leg this many times is recorded as failed and skipped."""
@@ -63,6 +74,8 @@ class Settings:
         problems = []
         for name in (
             "batch_size",
+            "chains",
+            "max_chains",
             "max_concurrency",
             "per_host_concurrency",
             "max_legs",
@@ -91,6 +104,12 @@ class Settings:
             self.results_prefix
         ):
             problems.append("tasks_prefix and results_prefix must not overlap (loops)")
+        if self.chains > self.max_chains:
+            problems.append(
+                f"chains ({self.chains}) must not exceed max_chains ({self.max_chains})"
+            )
+        if self.webhook_url and not self.webhook_secret:
+            problems.append("webhook_url needs a webhook_secret to sign the notice with")
         if self.log_format not in ("json", "text"):
             problems.append(f"log_format must be 'json' or 'text', got {self.log_format!r}")
         for cidr in self.allow_nets:

@@ -19,6 +19,7 @@ from worker.fetch import Fetcher, FetchPolicy
 from worker.handoff import Invoker, LambdaInvoker
 from worker.hosts import Hosts
 from worker.netguard import NetPolicy
+from worker.notice import AwsNotifier, Notifier
 from worker.processor import Processor, load_processor
 from worker.s3 import ObjectStore
 
@@ -45,6 +46,7 @@ class Container:
     budget: TimeBudget
     autoscaler: Autoscaler
     hosts: Hosts
+    notifier: Notifier
     io: ThreadPoolExecutor
     """Small S3 reads that overlap the leg's own S3 writes."""
     cache: ObjectCache = field(default_factory=object_cache)
@@ -63,10 +65,12 @@ class Container:
     def create(
         cls,
         settings: Settings,
+        *,
         s3: Any | None = None,
         lambda_client: Any | None = None,
         invoker: Invoker | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        notifier: Notifier | None = None,
     ) -> Container:
         """Production defaults; tests pass their own clients, fakes and clock."""
         s3 = s3 if s3 is not None else boto3.client("s3", config=BOTO_CONFIG)
@@ -105,6 +109,13 @@ class Container:
                 share=cpu_share(),
             ),
             hosts=Hosts(per_host=settings.per_host_concurrency),
+            notifier=notifier
+            or AwsNotifier(
+                boto3.client("events", config=INVOKE_CONFIG) if settings.event_bus else None,
+                settings.event_bus,
+                settings.webhook_url,
+                settings.webhook_secret,
+            ),
         )
 
     def close(self) -> None:

@@ -15,7 +15,9 @@ from urllib.parse import unquote_plus
 
 from worker.exceptions import BadEventError
 
-LEG_VERSION = 1
+LEG_VERSION = 2
+"""v2 names the chain; a v1 payload (in flight across a deploy) is chain 0000 of its run."""
+FIRST_CHAIN = "0000"
 MAX_POSITION = 10**10 - 1
 """Result keys hold positions in ten digits."""
 
@@ -30,6 +32,7 @@ class LegEvent:
     etag: str
     position: int
     leg: int
+    chain: str = FIRST_CHAIN
 
     def payload(self) -> dict[str, Any]:
         return {"v": LEG_VERSION, **asdict(self)}
@@ -41,12 +44,15 @@ class StartRequest:
 
     bucket: str
     key: str
-    position: int = 0
+    position: int | None = None
+    """None: the start (0), or a resume from each chain's checkpoint."""
     etag: str | None = None
     run_id: str | None = None
     nonce: str = ""
     """Makes each upload its own run (the S3 sequencer); empty for manual starts."""
     source: str = "manual"
+    chains: int | None = None
+    """Chains asked for (manual `chains`, or the upload's `baton-chains` metadata)."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,11 @@ class IgnoredEvent:
 Event = LegEvent | StartRequest | SweepEvent | IgnoredEvent
 
 _LEG_FIELDS = {"v", "run_id", "bucket", "key", "etag", "position", "leg"}
-_MANUAL_REQUIRED = {"bucket", "key", "position"}
-_MANUAL_OPTIONAL = {"run_id"}
+_LEG_FIELDS_V2 = _LEG_FIELDS | {"chain"}
+_MANUAL_REQUIRED = {"bucket", "key"}
+_MANUAL_OPTIONAL = {"position", "run_id", "chains"}
+_CHAIN = re.compile(r"^[0-9]{4}(\.[0-9]{1,6}){0,32}$")
+"""Chain ids: four digits for the chains a run starts with, `.n` per split stolen from one."""
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,80}$")
 
 
@@ -88,21 +97,27 @@ def parse_event(event: Any, tasks_prefix: str, results_prefix: str) -> list[Even
         return [request]
     raise BadEventError(
         "unrecognised event: expected an S3 ObjectCreated notification, a manual start "
-        '{"bucket", "key", "position"}, a leg payload {"v": 1, ...} or {"action": "sweep"}; '
+        '{"bucket", "key", "position"?, "chains"?}, a leg payload {"v": 2, ...} or '
+        '{"action": "sweep"}; '
         f"got keys {sorted(event)}"
     )
 
 
 def parse_leg_event(event: dict[str, Any]) -> LegEvent:
-    if event.get("v") != LEG_VERSION:
-        raise BadEventError(f"leg payload version {event.get('v')!r} is not supported (want 1)")
-    _no_unknown(event, _LEG_FIELDS, "leg payload")
-    missing = _LEG_FIELDS - event.keys()
+    version = event.get("v")
+    if version not in (1, LEG_VERSION):
+        raise BadEventError(f"leg payload version {version!r} is not supported (want 1 or 2)")
+    fields = _LEG_FIELDS if version == 1 else _LEG_FIELDS_V2
+    _no_unknown(event, fields, "leg payload")
+    missing = fields - event.keys()
     if missing:
         raise BadEventError(f"leg payload is missing {sorted(missing)}")
     run_id = _string(event, "run_id")
     if not _RUN_ID.match(run_id):
         raise BadEventError(f"leg payload has a malformed run_id {run_id!r}")
+    chain = FIRST_CHAIN if version == 1 else _string(event, "chain")
+    if not _CHAIN.match(chain):
+        raise BadEventError(f"leg payload has a malformed chain {chain!r}")
     return LegEvent(
         run_id=run_id,
         bucket=_string(event, "bucket"),
@@ -110,6 +125,7 @@ def parse_leg_event(event: dict[str, Any]) -> LegEvent:
         etag=_string(event, "etag"),
         position=_position(event),
         leg=_count(event, "leg"),
+        chain=chain,
     )
 
 
@@ -121,11 +137,15 @@ def parse_manual_event(event: dict[str, Any]) -> StartRequest:
     run_id = event.get("run_id")
     if run_id is not None and (not isinstance(run_id, str) or not _RUN_ID.match(run_id)):
         raise BadEventError(f"manual payload has a malformed run_id {run_id!r}")
+    chains = event.get("chains")
+    if chains is not None and (_count(event, "chains") < 1):
+        raise BadEventError(f"'chains' must be a whole number >= 1, got {chains!r}")
     return StartRequest(
         bucket=_string(event, "bucket"),
         key=_string(event, "key"),
-        position=_position(event),
+        position=_position(event) if "position" in event else None,
         run_id=run_id,
+        chains=chains,
     )
 
 

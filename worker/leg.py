@@ -12,19 +12,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus
+from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus, redo_after_split
+from worker.completion import try_complete
 from worker.container import Container
 from worker.events import LegEvent
 from worker.exceptions import ConflictError, InputChangedError, TaskListError, TransientError
 from worker.handoff import HandoffError, recursion_allowed
 from worker.hosts import TaskQueue
 from worker.processor import Outcome, TaskContext, run_one
-from worker.store import RunRecord, RunStore, Versioned
-from worker.summary import summarize, tally_failures
+from worker.steal import ensure_split_ranges, steal
+from worker.store import LAYOUT_VERSION, RunRecord, RunStore, Versioned
+from worker.summary import tally_failures
 from worker.tasks import Task, TaskList, load_task_list
 from worker.telemetry import emit_metrics
 from worker.window import Commit, Window
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 MAX_COMMIT_ROWS = 2_000
 """A commit comes early once this many finished rows wait (bounds the leg's memory)."""
+MAX_SPLIT_RETRIES = 5
+"""Steals a single write may absorb before the leg gives up the checkpoint."""
 MAX_CRASHES = 5
 """Unexpected errors in a row at one position before the run fails (see `Leg.release`)."""
 
@@ -127,7 +131,7 @@ class Leg:
         return result
 
     def _run(self) -> LegResult:
-        first = self.store.load_checkpoint(self.event.run_id)
+        first = self.store.load_checkpoint(self.event.run_id, self.event.chain)
         try:
             self.record = self._matching_record()
             self.held = self.claim(first)
@@ -138,7 +142,10 @@ class Leg:
             while True:
                 cp = self._checkpoint
                 if cp.exhausted:
-                    return self.finish(RunStatus.DONE)
+                    self.end_chain(RunStatus.DONE)
+                    if self.take_a_stolen_range():
+                        continue
+                    return self.completed(Exit.DONE)
                 if self._cancel_requested(cp.run_id):
                     return self.finish(RunStatus.CANCELLED, "cancel requested")
                 if cp.strikes >= self.settings.max_task_attempts:
@@ -179,7 +186,9 @@ class Leg:
                 lease_until_ms=at
                 + self.context.get_remaining_time_in_millis()
                 + self.settings.lease_slack_ms,
-                plan=self._plan,
+                plan=lambda position, careful: self._plan(
+                    position, careful, current.checkpoint.range_end
+                ),
             )
         except ClaimRefused as refused:
             raise _Quiet(Exit(refused.exit), refused.reason) from None
@@ -191,16 +200,17 @@ class Leg:
                 claimed.position,
                 claimed.strikes,
             )
-        return self.store.swap(current, claimed)
+        self.held = current
+        self._swap(claimed)
+        return self.held
 
-    def _plan(self, position: int, careful_until: int) -> int:
+    def _plan(self, position: int, careful_until: int, end: int | None = None) -> int:
         """The plan end written with a CAS before any task at or past `position` starts."""
-        assert self.record is not None, "planned before the run record was read"
-        total = self.record.total
+        end = self._checkpoint.range_end if end is None else end
         if position < careful_until:
-            return min(total, position + 1)
+            return min(end, position + 1)
         remaining = self.context.get_remaining_time_in_millis()
-        return min(total, position + self.budget.plan_size(remaining, self._level()))
+        return min(end, position + self.budget.plan_size(remaining, self._level()))
 
     def check_recursion_once(self) -> None:
         if self.c.recursion_checked or not self.settings.check_recursion:
@@ -294,7 +304,7 @@ class Leg:
                 self._start(task, in_flight, now, remaining)
             if (
                 not in_flight
-                and (stopping or careful or planned >= cp.total)
+                and (stopping or careful or planned >= self._checkpoint.range_end)
                 and (stopping or queue.size == 0)
             ):
                 break
@@ -381,11 +391,13 @@ class Leg:
         now = self.clock.monotonic()
         self.budget.record_rate(len(commit.rows), now - self._last_commit_at)
         self._last_commit_at = now
-        plan_end = max(planned, self._plan(commit.end, cp.careful_until))
-        self._commit_state(commit, 0, planned=plan_end)
+        self._commit_state(
+            commit, 0, planned=max(planned, self._plan(commit.end, cp.careful_until))
+        )
+        plan_end = self._checkpoint.batch_end  # a steal since may have cut it shorter
         if plan_end > planned:
             queue.extend(tasks[planned:plan_end])
-        return plan_end
+        return max(planned, plan_end)
 
     def _commit_state(
         self, commit: Commit, task_ms: int, planned: int = 0, *, write: bool = True
@@ -465,6 +477,7 @@ class Leg:
             etag=self.event.etag,
             position=nxt.position,
             leg=nxt.leg,
+            chain=nxt.chain,
         ).payload()
         try:
             self.c.invoker.invoke_async(
@@ -482,15 +495,91 @@ class Leg:
         return self._result(nxt, Exit.HANDED_OFF)
 
     def finish(self, status: RunStatus, reason: str | None = None) -> LegResult:
+        """End this chain with `status`, and the run with it if it was the last chain."""
+        self.end_chain(status, reason)
+        return self.completed(FINISHING[status], reason)
+
+    def end_chain(self, status: RunStatus, reason: str | None = None) -> None:
+        """The chain's final CAS, then (layout 2) its done marker: after every range split
+        off it has a checkpoint, so a completion check never misses one."""
         cp = self._checkpoint
         final = self._swap(
             cp.finish(status, at_ms=self.clock.now_ms(), reason=reason, leg_ms=self._elapsed_ms())
         )
-        record = self.record or self.store.load_run(cp.run_id)
-        self.store.put_summary(cp.run_id, summarize(final, record, self.store))
-        self.store.mark_inactive(cp.run_id)
-        log.info("run %s finished %s after %s legs: %s", cp.run_id, status, cp.leg + 1, reason)
-        return self._result(final, FINISHING[status], reason)
+        if self._record.version >= LAYOUT_VERSION:
+            for orphan in ensure_split_ranges(self.store, final, self.clock.now_ms()):
+                self._invoke(orphan, within_s=self._handoff_window_s())
+            self.store.mark_chain_done(final.run_id, final.chain)
+        log.info(
+            "run %s chain %s finished %s after %s legs: %s",
+            cp.run_id,
+            cp.chain,
+            status,
+            cp.leg + 1,
+            reason,
+            extra={"event": "chain_finished", "run_id": cp.run_id, "chain": cp.chain},
+        )
+
+    def completed(self, exit: Exit, reason: str | None = None) -> LegResult:
+        """This leg's exit once its chain ended: it completes the run if every chain has."""
+        summary = try_complete(self.store, self._record, self.c.notifier, self.clock.now_ms())
+        if summary is not None and self._record.chains > 1:
+            reason = reason or f"completed the run: {summary['status']}"
+        return self._result(self._checkpoint, exit, reason)
+
+    def take_a_stolen_range(self) -> bool:
+        """With time left, take half of the largest range another chain has not planned yet.
+
+        The split is a CAS on the victim's checkpoint (never below its plan, so it
+        never takes a task the victim may be working), then the new range's
+        checkpoint, created owned by this leg: the chain goes on there.
+        """
+        record = self._record
+        if record.version < LAYOUT_VERSION or record.chains < 2:
+            return False
+        if not self.budget.can_start(self.context.get_remaining_time_in_millis()):
+            return False
+        stolen = steal(self.store, record, self._checkpoint.chain, self.owner, self.clock)
+        if stolen is None:
+            return False
+        self.event = replace(self.event, chain=stolen.chain, leg=0, position=stolen.position)
+        self.held = self.claim(self.store.load_checkpoint(record.run_id, stolen.chain))
+        self.adopt_orphans()
+        log.info(
+            "run %s: took range %s-%s as chain %s",
+            record.run_id,
+            stolen.position,
+            stolen.range_end,
+            stolen.chain,
+            extra={"event": "stole", "run_id": record.run_id, "chain": stolen.chain},
+        )
+        return True
+
+    def _invoke(self, cp: Checkpoint, within_s: float) -> bool:
+        payload = LegEvent(
+            cp.run_id,
+            self.event.bucket,
+            self.event.key,
+            self.event.etag,
+            cp.position,
+            cp.leg,
+            cp.chain,
+        ).payload()
+        try:
+            self.c.invoker.invoke_async(
+                self.context.invoked_function_arn, payload, within_s=within_s
+            )
+        except HandoffError as exc:
+            log.error(
+                "run %s chain %s: invoke failed (%s); left to the sweep", cp.run_id, cp.chain, exc
+            )
+            return False
+        return True
+
+    @property
+    def _record(self) -> RunRecord:
+        assert self.record is not None, "the run record is read before the claim"
+        return self.record
 
     def release(self, exc: Exception) -> None:
         """After an unexpected error, give the run back so Lambda's retry can claim it.
@@ -500,7 +589,7 @@ class Leg:
         input or bug can leave it `running` while every sweep re-crashes it.
         """
         try:
-            current = self.store.load_checkpoint(self.event.run_id)
+            current = self.store.load_checkpoint(self.event.run_id, self.event.chain)
             if current.checkpoint.owner != self.owner:
                 return
             released = current.checkpoint.release(crashed=not isinstance(exc, TransientError))
@@ -559,9 +648,20 @@ class Leg:
         return self.held.checkpoint
 
     def _swap(self, new: Checkpoint) -> Checkpoint:
+        """CAS the chain's checkpoint; a steal that landed first shortens the range and the
+        write is redone on top of it (anything else: ConflictError, this leg lost it)."""
         assert self.held is not None
-        self.held = self.store.swap(self.held, new)
-        return new
+        for _ in range(MAX_SPLIT_RETRIES):
+            try:
+                self.held = self.store.swap(self.held, new)
+                return new
+            except ConflictError:
+                current = self.store.load_checkpoint(new.run_id, new.chain)
+                redone = redo_after_split(self.held.checkpoint, current.checkpoint, new)
+                if redone is None:
+                    raise
+                self.held, new = current, redone
+        raise ConflictError(f"chain {new.chain} of {new.run_id} kept changing under us")
 
     def _log_commit(self, cp: Checkpoint, commit: Commit, failed: int, since_ms: float) -> None:
         """One line per commit; `batch_ms` is the wall time since the previous one."""

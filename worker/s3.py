@@ -15,7 +15,7 @@ here and nowhere else:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -62,6 +62,8 @@ class Listed:
     key: str
     etag: str
     size: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    """User metadata (`x-amz-meta-*`), from HEAD only."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,12 @@ class ObjectStore:
             raise _convert(exc, f"HEAD s3://{bucket}/{key}") from exc
         except BotoCoreError as exc:
             raise TransientError(f"HEAD s3://{bucket}/{key} failed: {exc}") from exc
-        return Listed(key, str(response["ETag"]), int(response.get("ContentLength", 0)))
+        return Listed(
+            key,
+            str(response["ETag"]),
+            int(response.get("ContentLength", 0)),
+            dict(response.get("Metadata") or {}),
+        )
 
     def put(
         self,
@@ -133,6 +140,7 @@ class ObjectStore:
         content_type: str = "application/json",
         if_match: str | None = None,
         if_none_match: bool = False,
+        metadata: dict[str, str] | None = None,
     ) -> str:
         """Write `body`; the new ETag. A failed condition is ConflictError."""
         params: dict[str, Any] = {
@@ -145,6 +153,8 @@ class ObjectStore:
             params["IfMatch"] = if_match
         if if_none_match:
             params["IfNoneMatch"] = "*"
+        if metadata:
+            params["Metadata"] = metadata
         try:
             return str(self.client.put_object(**params)["ETag"])
         except ClientError as exc:

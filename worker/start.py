@@ -1,11 +1,13 @@
 """Starting a run (from an upload or a manual payload), and resuming one by hand.
 
-A start only sets the run up: it pins the input, writes `run.json` and the
-checkpoint, and hands leg 0 off with an asynchronous invoke. It never works
-tasks itself, so a synchronous caller (the CLI) gets its answer, or the
-function's own refusal, at once. A start that dies half-way is finished by the
-next delivery of its event; one that dies after the checkpoint is resumed by
-the sweep, like any lost hand-off.
+A start only sets the run up: it pins the input, writes `run.json` and one
+checkpoint per chain (contiguous ranges of the list), and hands each chain's
+leg 0 off with an asynchronous invoke. It never works tasks itself, so a
+synchronous caller (the CLI) gets its answer, or the function's own refusal, at
+once. A start that dies half-way is finished by the next delivery of its event
+(it creates the checkpoints still missing and invokes only those); a chain
+whose invoke was lost or throttled is resumed by the sweep, like any lost
+hand-off.
 """
 
 from __future__ import annotations
@@ -13,20 +15,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from itertools import count
+from itertools import count, pairwise
 from typing import Any
 
 from worker.checkpoint import Checkpoint, RunStatus
+from worker.completion import try_complete
 from worker.container import Container
-from worker.events import LegEvent, StartRequest, derive_run_id, quote_etag
+from worker.events import FIRST_CHAIN, LegEvent, StartRequest, derive_run_id, quote_etag
 from worker.exceptions import BadEventError, RunNotFoundError, TaskListError
 from worker.handoff import HandoffError
 from worker.leg import LambdaContext
-from worker.store import RunRecord, RunStore, Versioned
-from worker.summary import summarize, tally_failures
+from worker.s3 import Listed
+from worker.store import LAYOUT_VERSION, RunRecord, RunStore
+from worker.summary import tally_failures
 from worker.tasks import load_task_list
 
 log = logging.getLogger(__name__)
+
+CHAINS_METADATA = "baton-chains"
+"""User metadata of an uploaded list naming its chains (`baton submit --chains`)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class StartResult:
     position: int
     leg: int
     note: str | None = None
+    chains: int = 1
     """Anything the caller should be told: a new run instead of a finished one, a lost hand-off."""
 
     def as_dict(self) -> dict[str, Any]:
@@ -49,14 +57,18 @@ class StartResult:
 def start_run(container: Container, request: StartRequest, context: LambdaContext) -> StartResult:
     """Create the run (once) and hand its leg 0 off."""
     store = RunStore(container.s3, request.bucket, container.settings.results_prefix)
-    etag = request.etag or _current_etag(container, request.bucket, request.key)
+    source = _source_object(container, request.bucket, request.key)
+    etag = request.etag or quote_etag(source.etag)
     if request.run_id is not None:
         return resume_run(container, store, request, context)
+    chains, chains_note = _chains(container, request, source)
     while True:
         found = _identity(store, request, etag)
         if not isinstance(found, _Fresh) or found.record is not None:
             break
-        record = _new_record(container, store, request, etag, found.run_id)
+        record = _new_record(
+            container, store, request=request, etag=etag, run_id=found.run_id, chains=chains
+        )
         if store.create_run(record):
             found = _Fresh(found.run_id, found.note, record)
             break
@@ -67,13 +79,15 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
     if isinstance(found, _Resume):
         return resume_run(container, store, found.request, context)
     assert found.record is not None
-    return _begin(container, store, found.record, context, found.note)
+    note = "; ".join(n for n in (found.note, chains_note) if n) or None
+    return _begin(container, store, found.record, context, note)
 
 
 def resume_run(
     container: Container, store: RunStore, request: StartRequest, context: LambdaContext
 ) -> StartResult:
-    """Restart a run that is not live, at or before its checkpoint (never past it).
+    """Restart a run that is not live, each chain from its checkpoint (a one-chain run may
+    go back to an earlier `position`; never past the checkpoint).
 
     Every check comes before the first write, so a refused resume changes nothing.
     """
@@ -84,36 +98,68 @@ def resume_run(
             f"run {request.run_id} is for s3://{record.bucket}/{record.key}, "
             f"not s3://{request.bucket}/{request.key}"
         )
-    current = store.load_checkpoint(request.run_id)
-    cp = current.checkpoint
     at = container.clock.now_ms()
-    if cp.status is RunStatus.DONE:
+    chains = [store.load_checkpoint(record.run_id, c) for c in store.chain_ids(record.run_id)]
+    if all(v.checkpoint.status is RunStatus.DONE for v in chains):
         raise BadEventError(
-            f"run {cp.run_id} is done: a finished run is never redone; "
+            f"run {record.run_id} is done: a finished run is never redone; "
             f"start s3://{record.bucket}/{record.key} again for a new run"
         )
-    if cp.live(at, container.settings.stall_after_ms):
+    live = [
+        v.checkpoint for v in chains if v.checkpoint.live(at, container.settings.stall_after_ms)
+    ]
+    if live:
+        cp = live[0]
         raise BadEventError(
-            f"run {cp.run_id} is live (leg {cp.leg}, position {cp.position}); "
-            "cancel it or wait for it to stop before resuming"
+            f"run {record.run_id} is live (chain {cp.chain} at leg {cp.leg}, position "
+            f"{cp.position}); cancel it or wait for it to stop before resuming"
         )
-    if request.position > cp.position:
+    position = request.position
+    if position is not None and len(chains) > 1:
         raise BadEventError(
-            f"position {request.position} is past run {cp.run_id}'s checkpoint {cp.position}: "
+            f"run {record.run_id} has {len(chains)} chains: it resumes each from its "
+            "checkpoint (leave out the position)"
+        )
+    first = chains[0].checkpoint
+    if position is not None and position > first.position:
+        raise BadEventError(
+            f"position {position} is past run {record.run_id}'s checkpoint {first.position}: "
             "tasks in between would never be processed"
         )
-    if request.position < record.start_position:
+    if position is not None and position < record.start_position:
         raise BadEventError(
-            f"position {request.position} is before run {cp.run_id}'s start {record.start_position}"
+            f"position {position} is before run {record.run_id}'s start {record.start_position}"
         )
-    store.clear_cancel(cp.run_id)
-    rewound = rewind(store, cp, request.position)
-    leg = cp.leg + 1
-    resumed = store.swap(current, rewound.resume(at_ms=at))
-    store.mark_active(cp.run_id)
-    log.info("run %s resumed at position %s as leg %s", cp.run_id, request.position, leg)
-    note = _hand_off(container, record, resumed, context)
-    return StartResult(cp.run_id, "resumed", cp.total, request.position, leg, note)
+    store.clear_cancel(record.run_id)
+    store.clear_completion(record.run_id)
+    store.mark_active(record.run_id)
+    notes = []
+    for current in chains:
+        cp = current.checkpoint
+        if cp.status is RunStatus.DONE:
+            continue
+        rewound = cp if position is None else rewind(store, cp, position)
+        resumed = store.swap(current, rewound.resume(at_ms=at)).checkpoint
+        store.clear_chain_done(record.run_id, cp.chain)
+        log.info(
+            "run %s chain %s resumed at %s as leg %s",
+            cp.run_id,
+            cp.chain,
+            resumed.position,
+            resumed.leg,
+        )
+        note = _hand_off(container, record, resumed, context)
+        if note:
+            notes.append(note)
+    return StartResult(
+        record.run_id,
+        "resumed",
+        record.total,
+        first.position if position is None else position,
+        first.leg + 1,
+        "; ".join(notes) or None,
+        chains=record.chains,
+    )
 
 
 def rewind(store: RunStore, cp: Checkpoint, position: int) -> Checkpoint:
@@ -184,20 +230,17 @@ def _identity(store: RunStore, request: StartRequest, etag: str) -> _Fresh | _Re
             record = store.load_run(run_id)
         except RunNotFoundError:
             return _Fresh(run_id, note, None)
-        try:
-            cp = store.load_checkpoint(run_id).checkpoint
-        except RunNotFoundError:
-            log.warning("run %s was created but never started: starting it now", run_id)
-            return _Fresh(run_id, note, record)
         if request.source == "s3":
-            log.info("run %s already exists: duplicate S3 notification, ignored", run_id)
-            store.mark_source(run_id, request.key, etag)  # in case its first start died here
-            return StartResult(run_id, "duplicate", cp.total, cp.position, cp.leg)
-        if not cp.finished:
+            log.info(
+                "run %s already exists: duplicate S3 notification (or a start that died)", run_id
+            )
+            return _Fresh(run_id, note, record)
+        summary = store.load_summary(run_id)
+        if summary is None:
             return _Resume(
                 StartRequest(request.bucket, request.key, request.position, etag, run_id)
             )
-        note = f"run {run_id} of this list is {cp.status}; this start is a new run"
+        note = f"run {run_id} of this list is {summary['status']}; this start is a new run"
     raise AssertionError("the manual generations never end")
 
 
@@ -208,7 +251,13 @@ def _manual_nonces() -> Iterator[str]:
 
 
 def _new_record(
-    container: Container, store: RunStore, request: StartRequest, etag: str, run_id: str
+    container: Container,
+    store: RunStore,
+    *,
+    request: StartRequest,
+    etag: str,
+    run_id: str,
+    chains: int,
 ) -> RunRecord:
     settings = container.settings
     try:
@@ -216,11 +265,12 @@ def _new_record(
             container.cache, container.s3, request.bucket, request.key, etag, settings=settings
         )
     except TaskListError as exc:
-        _record_unreadable(store, request, etag, run_id, exc, at=container.clock.now_ms())
+        _record_unreadable(container, store, request=request, etag=etag, run_id=run_id, exc=exc)
         raise
-    if request.position > len(tasks):
+    position = request.position or 0
+    if position > len(tasks):
         raise BadEventError(
-            f"position {request.position} is past the end of the task list ({len(tasks)} tasks)"
+            f"position {position} is past the end of the task list ({len(tasks)} tasks)"
         )
     return RunRecord(
         run_id=run_id,
@@ -228,7 +278,7 @@ def _new_record(
         key=request.key,
         etag=etag,
         total=len(tasks),
-        start_position=request.position,
+        start_position=position,
         created_ms=container.clock.now_ms(),
         source=request.source,
         config={
@@ -238,7 +288,18 @@ def _new_record(
             "max_legs": settings.max_legs,
             "stall_after_ms": settings.stall_after_ms,
         },
+        version=LAYOUT_VERSION,
+        chains=max(1, min(chains, len(tasks) - position)),
     )
+
+
+def ranges(start: int, total: int, chains: int) -> list[tuple[int, int]]:
+    """[start, total) in `chains` contiguous ranges whose sizes differ by at most one."""
+    size, extra = divmod(total - start, chains)
+    bounds = [start]
+    for chain in range(chains):
+        bounds.append(bounds[-1] + size + (chain < extra))
+    return list(pairwise(bounds))
 
 
 def _begin(
@@ -248,29 +309,53 @@ def _begin(
     context: LambdaContext,
     note: str | None,
 ) -> StartResult:
+    """Create each chain's checkpoint (the missing ones, after a start that died), then
+    invoke the leg 0 of each chain this start created."""
     store.mark_active(record.run_id)
-    created = store.create_checkpoint(
+    at = container.clock.now_ms()
+    fresh = [
         Checkpoint(
             run_id=record.run_id,
             total=record.total,
-            position=record.start_position,
-            handed_off_ms=container.clock.now_ms(),
+            position=first,
+            chain=f"{number:04d}" if record.version >= LAYOUT_VERSION else FIRST_CHAIN,
+            start=first,
+            end=end if record.chains > 1 else -1,
+            handed_off_ms=at,
+            heartbeat_ms=at,
         )
-    )
+        for number, (first, end) in enumerate(
+            ranges(record.start_position, record.total, record.chains)
+        )
+    ]
+    created = [v.checkpoint for v in container.io.map(store.create_checkpoint, fresh) if v]
     # Only now is the run whole: `baton submit` finds it by this marker.
     store.mark_source(record.run_id, record.key, record.etag)
-    if created is None:
-        cp = store.load_checkpoint(record.run_id).checkpoint
-        return StartResult(record.run_id, "duplicate", cp.total, cp.position, cp.leg)
+    if not created:
+        return StartResult(
+            record.run_id, "duplicate", record.total, record.start_position, 0, chains=record.chains
+        )
     log.info(
-        "run %s started: %s tasks from s3://%s/%s at position %s",
+        "run %s started: %s tasks from s3://%s/%s at position %s, %s chains",
         record.run_id,
         record.total,
         record.bucket,
         record.key,
         record.start_position,
+        record.chains,
     )
-    handoff_note = _hand_off(container, record, created, context)
+    lost = [
+        n
+        for n in container.io.map(lambda cp: _hand_off(container, record, cp, context), created)
+        if n
+    ]
+    handoff_note = None
+    if lost:
+        handoff_note = (
+            lost[0]
+            if len(lost) == 1
+            else f"{len(lost)} legs could not be invoked; the sweep starts them"
+        )
     return StartResult(
         record.run_id,
         "started",
@@ -278,28 +363,67 @@ def _begin(
         record.start_position,
         0,
         "; ".join(n for n in (note, handoff_note) if n) or None,
+        chains=record.chains,
     )
 
 
 def _hand_off(
-    container: Container, record: RunRecord, held: Versioned, context: LambdaContext
+    container: Container, record: RunRecord, cp: Checkpoint, context: LambdaContext
 ) -> str | None:
-    cp = held.checkpoint
-    event = LegEvent(record.run_id, record.bucket, record.key, record.etag, cp.position, cp.leg)
+    event = LegEvent(
+        record.run_id, record.bucket, record.key, record.etag, cp.position, cp.leg, cp.chain
+    )
     try:
         container.invoker.invoke_async(context.invoked_function_arn, event.payload())
     except HandoffError as exc:
-        log.error("run %s: invoking leg %s failed (%s); left to the sweep", cp.run_id, cp.leg, exc)
-        return f"leg {cp.leg} could not be invoked ({exc}); the sweep will start it"
+        log.error(
+            "run %s chain %s: invoking leg %s failed (%s); left to the sweep",
+            cp.run_id,
+            cp.chain,
+            cp.leg,
+            exc,
+        )
+        return f"leg {cp.leg} of chain {cp.chain} could not be invoked ({exc}); the sweep starts it"
     return None
 
 
+def _chains(container: Container, request: StartRequest, source: Listed) -> tuple[int, str | None]:
+    """How many chains: the payload's, else the upload's metadata, else the setting."""
+    limit = container.settings.max_chains
+    if request.chains is not None:
+        if request.chains > limit:
+            raise BadEventError(
+                f"chains {request.chains} is more than BATON_MAX_CHAINS ({limit}); "
+                "raise it with the function's reserved concurrency"
+            )
+        return request.chains, None
+    raw = source.metadata.get(CHAINS_METADATA)
+    if raw is None:
+        return container.settings.chains, None
+    try:
+        asked = int(raw)
+    except ValueError:
+        return container.settings.chains, f"ignored metadata {CHAINS_METADATA}={raw!r}"
+    if asked > limit:
+        return limit, f"{CHAINS_METADATA}={asked} capped at BATON_MAX_CHAINS ({limit})"
+    return max(1, asked), None
+
+
 def _record_unreadable(
-    store: RunStore, request: StartRequest, etag: str, run_id: str, exc: TaskListError, *, at: int
+    container: Container,
+    store: RunStore,
+    *,
+    request: StartRequest,
+    etag: str,
+    run_id: str,
+    exc: TaskListError,
 ) -> None:
-    """A list that cannot be read still gets a run, `failed` with the reason, so
-    `baton runs` and `baton status` show what happened to the upload."""
-    record = RunRecord(run_id, request.bucket, request.key, etag, 0, 0, at, request.source)
+    """A list that cannot be read still gets a run, `failed` with the reason (and its
+    completion notice), so `baton runs` shows what happened to the upload."""
+    at = container.clock.now_ms()
+    record = RunRecord(
+        run_id, request.bucket, request.key, etag, 0, 0, at, request.source, version=LAYOUT_VERSION
+    )
     if not store.create_run(record):
         return
     final = Checkpoint(
@@ -312,13 +436,14 @@ def _record_unreadable(
         finished_ms=at,
     )
     if store.create_checkpoint(final) is not None:
-        store.put_summary(run_id, summarize(final, record, store))
+        store.mark_chain_done(run_id, final.chain)
+        try_complete(store, record, container.notifier, at)
     store.mark_source(run_id, request.key, etag)
     log.error("run %s failed: %s", run_id, exc)
 
 
-def _current_etag(container: Container, bucket: str, key: str) -> str:
+def _source_object(container: Container, bucket: str, key: str) -> Listed:
     head = container.s3.head(bucket, key)
     if head is None:
         raise TaskListError(f"task list s3://{bucket}/{key} does not exist")
-    return quote_etag(head.etag)
+    return head

@@ -2,14 +2,20 @@
 
 Layout under the results prefix (which never triggers the worker):
 
-    {prefix}{run_id}/run.json             what the run is: pinned input, totals, config
-    {prefix}{run_id}/checkpoint.json      where it is; every write a compare-and-swap
+    {prefix}{run_id}/run.json             what the run is: pinned input, totals, chains, config
+    {prefix}{run_id}/chains/{chain}/checkpoint.json   where each chain is; every write a CAS
+    {prefix}{run_id}/done/{chain}         marker: that chain's range is finished
+    {prefix}{run_id}/manifest.json        the results objects in index order, with counts
+    {prefix}{run_id}/notice.json          the completion notice: what was sent, when
     {prefix}{run_id}/results/{start:010d}-{end:010d}.jsonl   one object per commit: the
                                           rows of that range, less its holes
     {prefix}{run_id}/holes/{first:010d}-{last:010d}.jsonl    rows of holes of earlier legs
     {prefix}{run_id}/summary.json         written once at the end
     {prefix}{run_id}/cancel               marker: stop at the next batch
     {prefix}_active/{run_id}              present while the run may still need a leg
+
+Runs created before layout version 2 keep `{prefix}{run_id}/checkpoint.json`, read as
+chain 0000 of a one-chain run (`RunRecord.version` says which a run uses).
     {prefix}_sources/{digest}/{run_id}    which runs a task list version started
 """
 
@@ -26,8 +32,13 @@ from worker.exceptions import ConflictError, RunNotFoundError, TransientError
 from worker.names import RESULTS_PREFIX
 from worker.s3 import ObjectNotFoundError, ObjectStore
 
+LAYOUT_VERSION = 2
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.json"
+CHAINS_DIR = "chains/"
+DONE_DIR = "done/"
+MANIFEST_FILE = "manifest.json"
+NOTICE_FILE = "notice.json"
 RESULTS_DIR = "results/"
 HOLES_DIR = "holes/"
 SUMMARY_FILE = "summary.json"
@@ -47,6 +58,9 @@ class RunRecord:
     created_ms: int
     source: str
     config: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+    """Layout version: 1 (one checkpoint per run, before fan-out) or 2 (a checkpoint per chain)."""
+    chains: int = 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,8 @@ class RunStore:
         self.objects = objects
         self.bucket = bucket
         self.prefix = prefix
+        self._versions: dict[str, int] = {}
+        """Layout version per run: run.json never changes, so it is read once."""
 
     @classmethod
     def over(cls, client: Any, bucket: str, prefix: str = RESULTS_PREFIX) -> RunStore:
@@ -77,30 +93,72 @@ class RunStore:
     # run.json
     def create_run(self, record: RunRecord) -> bool:
         """Write run.json once; False when the run already exists."""
-        return self._create(self.run_prefix(record.run_id) + RUN_FILE, asdict(record)) is not None
+        created = self._create(self.run_prefix(record.run_id) + RUN_FILE, asdict(record))
+        if created is not None:
+            self._versions[record.run_id] = record.version
+        return created is not None
 
     def load_run(self, run_id: str) -> RunRecord:
         data = self._get_json(self.run_prefix(run_id) + RUN_FILE)
         if data is None:
             raise self._not_found(run_id)
-        return RunRecord(**data)
+        record = RunRecord(**data)
+        self._versions[run_id] = record.version
+        return record
+
+    def checkpoint_key(self, run_id: str, chain: str) -> str:
+        if self._version(run_id) < LAYOUT_VERSION:
+            return self.run_prefix(run_id) + CHECKPOINT_FILE
+        return f"{self.run_prefix(run_id)}{CHAINS_DIR}{chain}/{CHECKPOINT_FILE}"
+
+    def _version(self, run_id: str) -> int:
+        if run_id not in self._versions:
+            self.load_run(run_id)
+        return self._versions[run_id]
 
     # checkpoint.json
     def create_checkpoint(self, checkpoint: Checkpoint) -> Versioned | None:
-        key = self.run_prefix(checkpoint.run_id) + CHECKPOINT_FILE
+        key = self.checkpoint_key(checkpoint.run_id, checkpoint.chain)
         etag = self._create(key, asdict(checkpoint))
         return None if etag is None else Versioned(checkpoint, etag)
 
-    def load_checkpoint(self, run_id: str) -> Versioned:
+    def load_checkpoint(self, run_id: str, chain: str = "0000") -> Versioned:
         try:
-            got = self.objects.get(self.bucket, self.run_prefix(run_id) + CHECKPOINT_FILE)
+            got = self.objects.get(self.bucket, self.checkpoint_key(run_id, chain))
         except ObjectNotFoundError as exc:
-            raise self._not_found(run_id) from exc
+            raise self._not_found(run_id, chain) from exc
         return Versioned(Checkpoint.from_json(json.loads(got.body)), got.etag)
+
+    def has_checkpoint(self, run_id: str, chain: str) -> bool:
+        return self.objects.head(self.bucket, self.checkpoint_key(run_id, chain)) is not None
+
+    def chain_ids(self, run_id: str) -> list[str]:
+        """Every chain with a checkpoint, in key order (one, "0000", for a version 1 run)."""
+        if self._version(run_id) < LAYOUT_VERSION:
+            return ["0000"]
+        return list(self.objects.folders(self.bucket, self.run_prefix(run_id) + CHAINS_DIR))
+
+    def load_chains(self, run_id: str) -> list[Checkpoint]:
+        return [self.load_checkpoint(run_id, chain).checkpoint for chain in self.chain_ids(run_id)]
+
+    def mark_chain_done(self, run_id: str, chain: str) -> None:
+        self.objects.put(self.bucket, f"{self.run_prefix(run_id)}{DONE_DIR}{chain}", b"")
+
+    def clear_chain_done(self, run_id: str, chain: str) -> None:
+        self.objects.delete(self.bucket, f"{self.run_prefix(run_id)}{DONE_DIR}{chain}")
+
+    def clear_completion(self, run_id: str) -> None:
+        """A resumed run is not complete any more: its summary, manifest, notice go."""
+        for name in (SUMMARY_FILE, MANIFEST_FILE, NOTICE_FILE):
+            self.objects.delete(self.bucket, self.run_prefix(run_id) + name)
+
+    def done_chains(self, run_id: str) -> set[str]:
+        prefix = self.run_prefix(run_id) + DONE_DIR
+        return {obj.key[len(prefix) :] for obj in self.objects.list(self.bucket, prefix)}
 
     def swap(self, current: Versioned, new: Checkpoint) -> Versioned:
         """Compare-and-swap: write `new` only if the checkpoint is still `current`."""
-        key = self.run_prefix(new.run_id) + CHECKPOINT_FILE
+        key = self.checkpoint_key(new.run_id, new.chain)
         body = _dumps(asdict(new))
         try:
             etag = self.objects.put(self.bucket, key, body, if_match=current.etag)
@@ -185,6 +243,24 @@ class RunStore:
     def put_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         self.objects.put(self.bucket, self.run_prefix(run_id) + SUMMARY_FILE, _dumps(summary))
 
+    def create_summary(self, run_id: str, summary: dict[str, Any]) -> bool:
+        """Write summary.json only if none exists: exactly one leg completes a run."""
+        return self._create(self.run_prefix(run_id) + SUMMARY_FILE, summary) is not None
+
+    def put_manifest(self, run_id: str, manifest: dict[str, Any]) -> str:
+        key = self.run_prefix(run_id) + MANIFEST_FILE
+        self.objects.put(self.bucket, key, _dumps(manifest))
+        return key
+
+    def load_manifest(self, run_id: str) -> dict[str, Any] | None:
+        return self._get_json(self.run_prefix(run_id) + MANIFEST_FILE)
+
+    def put_notice(self, run_id: str, notice: dict[str, Any]) -> None:
+        self.objects.put(self.bucket, self.run_prefix(run_id) + NOTICE_FILE, _dumps(notice))
+
+    def load_notice(self, run_id: str) -> dict[str, Any] | None:
+        return self._get_json(self.run_prefix(run_id) + NOTICE_FILE)
+
     def load_summary(self, run_id: str) -> dict[str, Any] | None:
         return self._get_json(self.run_prefix(run_id) + SUMMARY_FILE)
 
@@ -246,8 +322,11 @@ class RunStore:
         data: dict[str, Any] = json.loads(body)
         return data
 
-    def _not_found(self, run_id: str) -> RunNotFoundError:
-        return RunNotFoundError(f"no run {run_id!r} in s3://{self.bucket}/{self.prefix}")
+    def _not_found(self, run_id: str, chain: str | None = None) -> RunNotFoundError:
+        what = f"no run {run_id!r}"
+        if chain not in (None, "0000"):
+            what = f"no chain {chain} of run {run_id!r}"
+        return RunNotFoundError(f"{what} in s3://{self.bucket}/{self.prefix}")
 
 
 def _dumps(data: Any) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from worker.checkpoint import Checkpoint
+from worker.checkpoint import Checkpoint, RunStatus
 from worker.store import RunRecord, RunStore
 
 MAX_FAILURE_SAMPLES = 20
@@ -40,28 +40,57 @@ def tally_failures(
     return failed
 
 
-def summarize(cp: Checkpoint, record: RunRecord, store: RunStore) -> dict[str, Any]:
-    duration_ms = max(0, cp.finished_ms - (cp.started_ms or record.created_ms))
+RUN_STATUS_ORDER = (RunStatus.FAILED, RunStatus.SUPERSEDED, RunStatus.CANCELLED, RunStatus.DONE)
+"""A run of several chains ends as its worst chain did."""
+
+
+def run_status(chains: list[Checkpoint]) -> tuple[RunStatus, str | None]:
+    """The run's status and reason, from its finished chains."""
+    for status in RUN_STATUS_ORDER:
+        ended = [cp for cp in chains if cp.status is status]
+        if ended:
+            return status, next((cp.reason for cp in ended if cp.reason), None)
+    return RunStatus.RUNNING, None
+
+
+def summarize(chains: list[Checkpoint], record: RunRecord, store: RunStore) -> dict[str, Any]:
+    """The run's summary over all its chains (one checkpoint for a one-chain run)."""
+    status, reason = run_status(chains)
+    kinds: dict[str, int] = {}
+    samples: list[dict[str, Any]] = []
+    for cp in chains:
+        for kind, count in cp.failure_kinds.items():
+            if kind in kinds or len(kinds) < MAX_FAILURE_KINDS:
+                kinds[kind] = kinds.get(kind, 0) + count
+        samples.extend(cp.failure_samples[: MAX_FAILURE_SAMPLES - len(samples)])
+    ok = sum(cp.ok for cp in chains)
+    failed = sum(cp.failed for cp in chains)
+    started = min((cp.started_ms for cp in chains if cp.started_ms), default=record.created_ms)
+    finished = max(cp.finished_ms for cp in chains)
+    leg_ms = sum(cp.leg_ms_total for cp in chains)
+    task_ms = sum(cp.task_ms_total for cp in chains)
     return {
-        "run_id": cp.run_id,
-        "status": cp.status,
-        "reason": cp.reason,
+        "run_id": record.run_id,
+        "status": status,
+        "reason": reason,
         "source": f"s3://{record.bucket}/{record.key}",
         "etag": record.etag,
-        "total": cp.total,
+        "total": record.total,
         "start_position": record.start_position,
-        "processed": cp.ok + cp.failed,
-        "ok": cp.ok,
-        "failed": cp.failed,
-        "failure_kinds": cp.failure_kinds,
-        "failure_samples": cp.failure_samples,
-        "legs": cp.leg + 1,
-        "sweeps": cp.sweeps,
-        "started_ms": cp.started_ms,
-        "finished_ms": cp.finished_ms,
-        "duration_s": round(duration_ms / 1000, 3),
-        "task_time_share": task_time_share(cp),
-        "results": f"s3://{record.bucket}/{store.run_prefix(cp.run_id)}results/",
+        "processed": ok + failed,
+        "ok": ok,
+        "failed": failed,
+        "failure_kinds": kinds,
+        "failure_samples": samples,
+        "chains": record.chains,
+        "ranges": len(chains),
+        "legs": sum(cp.leg + 1 for cp in chains),
+        "sweeps": sum(cp.sweeps for cp in chains),
+        "started_ms": started,
+        "finished_ms": finished,
+        "duration_s": round(max(0, finished - started) / 1000, 3),
+        "task_time_share": round(min(1.0, task_ms / leg_ms), 4) if leg_ms else None,
+        "results": f"s3://{record.bucket}/{store.run_prefix(record.run_id)}results/",
     }
 
 

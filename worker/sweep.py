@@ -1,9 +1,12 @@
-"""The sweep tick: find runs whose chain stopped without finishing, and resume them.
+"""The sweep tick: find chains that stopped without finishing, and resume them.
 
-A chain stops silently when a hand-off is lost or a leg dies after Lambda's
-retries ran out. The sweep re-sends the leg payload the checkpoint asks for;
-it claims nothing itself, so a late original and the re-sent leg still race
-through the same checkpoint CAS and only one of them continues.
+A chain stops silently when a hand-off is lost, a leg dies after Lambda's
+retries ran out, or an invoke waited in Lambda's queue past its maximum age.
+The sweep re-sends the leg payload the checkpoint asks for; it claims nothing
+itself, so a late original and the re-sent leg still race through the same
+checkpoint CAS and only one of them continues. It also finishes what a dead leg
+left half done: a range split off but never created, a chain finished but not
+marked, a run complete but without its summary, manifest or notice.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from worker.checkpoint import Checkpoint
+from worker.completion import repair
 from worker.container import Container
-from worker.events import LegEvent
+from worker.events import FIRST_CHAIN, LegEvent
 from worker.exceptions import ConflictError, RunNotFoundError
 from worker.handoff import HandoffError
-from worker.store import RunStore
-from worker.summary import summarize
+from worker.start import ranges
+from worker.steal import ensure_split_ranges
+from worker.store import LAYOUT_VERSION, RunRecord, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -37,51 +43,119 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
     for run_id in list(store.active_runs()):
         result.checked += 1
         try:
-            current = store.load_checkpoint(run_id)
+            record = store.load_run(run_id)
         except RunNotFoundError:
-            if _starting(store, run_id, at, settings.stall_after_ms):
-                continue  # marked active before its checkpoint exists: a start under way
             store.mark_inactive(run_id)
             result.tidied.append(run_id)
             continue
-        cp = current.checkpoint
-        if cp.finished:
-            if store.load_summary(run_id) is None:
-                # The finishing leg lost the answer to its last CAS, or died before writing
-                # the summary: the run still gets one, from its final checkpoint.
-                store.put_summary(run_id, summarize(cp, store.load_run(run_id), store))
-                log.warning("sweep wrote the missing summary of %s run %s", cp.status, run_id)
-            store.mark_inactive(run_id)
-            result.tidied.append(run_id)
+        chains = store.chain_ids(run_id)
+        if not _started(store, record, chains, at, settings.stall_after_ms):
             continue
-        if not cp.stalled(at, settings.stall_after_ms):
-            continue
-        try:
-            store.swap(current, cp.swept(at_ms=at))
-        except ConflictError:
-            continue  # the run moved on while we looked: it is alive
-        record = store.load_run(run_id)
-        event = LegEvent(run_id, record.bucket, record.key, record.etag, cp.position, cp.leg)
-        try:
-            container.invoker.invoke_async(function, event.payload())
-        except HandoffError as exc:
-            result.errors.append(f"{run_id}: {exc}")
-            continue
-        log.warning("sweep resumed run %s at leg %s, position %s", run_id, cp.leg, cp.position)
-        result.resumed.append(run_id)
+        done = store.done_chains(run_id) if record.version >= LAYOUT_VERSION else set()
+        finished = 0
+        for chain in chains:
+            if chain in done:
+                finished += 1
+                continue
+            finished += _sweep_chain(
+                container,
+                store,
+                record=record,
+                chain=chain,
+                function=function,
+                at=at,
+                result=result,
+            )
+        if finished == len(chains):
+            outcome = repair(store, record, container.notifier, at)
+            if outcome is not None:
+                result.tidied.append(run_id)
+                log.info("sweep: run %s %s", run_id, outcome)
     return result
 
 
-def _starting(store: RunStore, run_id: str, at: int, stall_after_ms: int) -> bool:
-    """A run with run.json but no checkpoint yet: leave it, or its chain has no sweep."""
+def _sweep_chain(
+    container: Container,
+    store: RunStore,
+    *,
+    record: RunRecord,
+    chain: str,
+    function: str,
+    at: int,
+    result: SweepResult,
+) -> int:
+    """Resume one chain if it stalled; 1 if it has finished."""
     try:
-        record = store.load_run(run_id)
+        current = store.load_checkpoint(record.run_id, chain)
     except RunNotFoundError:
-        return False
-    if at - record.created_ms > stall_after_ms:
+        return 0
+    cp = current.checkpoint
+    for orphan in ensure_split_ranges(store, cp, at):
+        _invoke(container, record, orphan, function, result)
+    if cp.finished:
+        if record.version >= LAYOUT_VERSION:
+            store.mark_chain_done(record.run_id, chain)  # its leg died between CAS and marker
+        return 1
+    if not cp.stalled(at, container.settings.stall_after_ms):
+        return 0
+    try:
+        store.swap(current, cp.swept(at_ms=at))
+    except ConflictError:
+        return 0  # the chain moved on while we looked: it is alive
+    if _invoke(container, record, cp, function, result):
         log.warning(
-            "run %s was created %s ms ago and never started: redeliver its start event",
-            run_id,
-            at - record.created_ms,
+            "sweep resumed run %s chain %s at leg %s, position %s",
+            record.run_id,
+            chain,
+            cp.leg,
+            cp.position,
         )
+    return 0
+
+
+def _invoke(
+    container: Container, record: RunRecord, cp: Checkpoint, function: str, result: SweepResult
+) -> bool:
+    event = LegEvent(
+        record.run_id, record.bucket, record.key, record.etag, cp.position, cp.leg, cp.chain
+    )
+    try:
+        container.invoker.invoke_async(function, event.payload())
+    except HandoffError as exc:
+        result.errors.append(f"{record.run_id}/{cp.chain}: {exc}")
+        return False
+    result.resumed.append(
+        record.run_id if cp.chain == FIRST_CHAIN else f"{record.run_id}/{cp.chain}"
+    )
     return True
+
+
+def _started(
+    store: RunStore, record: RunRecord, chains: list[str], at: int, stall_after_ms: int
+) -> bool:
+    """Whether the run's start made its checkpoints; one that died half-way long ago is
+    finished here (the missing checkpoints are created; the next tick resumes them)."""
+    expected = len(ranges(record.start_position, record.total, record.chains))
+    if record.version < LAYOUT_VERSION:
+        chains = [c for c in chains if store.has_checkpoint(record.run_id, c)]
+        expected = 1
+    if len(chains) >= expected:
+        return True
+    if at - record.created_ms <= stall_after_ms:
+        return False  # a start under way
+    log.warning("run %s was created but not all its chains: creating them", record.run_id)
+    for number, (first, end) in enumerate(
+        ranges(record.start_position, record.total, record.chains)
+    ):
+        store.create_checkpoint(
+            Checkpoint(
+                run_id=record.run_id,
+                total=record.total,
+                position=first,
+                chain=f"{number:04d}",
+                start=first,
+                end=end if record.chains > 1 else -1,
+                handed_off_ms=0,
+            )
+        )
+    return False

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tests.fakes import FakeClock, FakeContext, RecordingInvoker, ticking_processor
+from tests.fakes import (
+    FakeClock,
+    FakeContext,
+    RecordingInvoker,
+    RecordingNotifier,
+    ticking_processor,
+)
 from worker.config import Settings
 from worker.container import Container
 from worker.dispatch import dispatch
@@ -20,6 +25,7 @@ class Harness:
     settings: Settings
     clock: FakeClock = field(default_factory=FakeClock)
     invoker: RecordingInvoker = field(default_factory=RecordingInvoker)
+    notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
     timeout_ms: float = 10_000
     ms_per_task: float = 100
 
@@ -30,6 +36,7 @@ class Harness:
             lambda_client=object(),
             invoker=self.invoker,
             clock=self.clock,
+            notifier=self.notifier,
         )
         self.container.processor = ticking_processor(self.clock, self.ms_per_task)
         self.store = RunStore.over(self.s3, self.bucket, self.settings.results_prefix)
@@ -77,12 +84,8 @@ class Harness:
         assert summary is not None, f"run {run_id} has no summary"
         return summary
 
-    def checkpoint(self, run_id: str) -> dict[str, Any]:
-        body = self.s3.get_object(
-            Bucket=self.bucket, Key=f"{self.settings.results_prefix}{run_id}/checkpoint.json"
-        )["Body"].read()
-        data: dict[str, Any] = json.loads(body)
-        return data
+    def checkpoint(self, run_id: str, chain: str = "0000") -> dict[str, Any]:
+        return asdict(self.store.load_checkpoint(run_id, chain).checkpoint)
 
 
 def settings(**overrides: Any) -> Settings:

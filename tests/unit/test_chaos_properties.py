@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from cache import clear_caches
-from tests.fakes import Killed, RecordingInvoker
+from tests.fakes import Killed, RecordingInvoker, RecordingNotifier
 from worker.checkpoint import TERMINAL, Checkpoint
 from worker.config import Settings
 from worker.container import Container
@@ -237,6 +237,7 @@ class ChainMachine(RuleBasedStateMachine):
                 lambda_client=object(),
                 invoker=self.invoker,
                 clock=self.clock,
+                notifier=RecordingNotifier(),
             )
             for _ in range(2)
         ]

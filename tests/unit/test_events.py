@@ -75,9 +75,22 @@ def test_events_manual_payload_is_a_start_request() -> None:
 
 
 def test_events_leg_payload_round_trips() -> None:
+    (leg,) = parse(load("leg_v2.json"))
+    assert isinstance(leg, LegEvent)
+    assert leg.payload() == load("leg_v2.json")
+
+
+def test_events_a_v1_leg_payload_in_flight_across_a_deploy_is_chain_0000() -> None:
     (leg,) = parse(load("leg.json"))
     assert isinstance(leg, LegEvent)
-    assert leg.payload() == load("leg.json")
+    assert leg.chain == "0000"
+    assert leg.payload() == {**load("leg.json"), "v": 2, "chain": "0000"}
+
+
+def test_events_manual_payload_names_its_chains_and_may_leave_out_the_position() -> None:
+    (start,) = parse({"bucket": "b", "key": "tasks/x.json", "chains": 16})
+    assert isinstance(start, StartRequest)
+    assert (start.chains, start.position) == (16, None)
 
 
 def test_events_sweep_tick() -> None:
@@ -90,7 +103,9 @@ def test_events_sweep_tick() -> None:
         ([], "must be a JSON object"),
         ({}, "unrecognised event"),
         ({"hello": 1}, "unrecognised event"),
-        ({"bucket": "b", "key": "tasks/x.json"}, "missing ['position']"),
+        ({"bucket": "b", "position": 0}, "missing ['key']"),
+        ({"bucket": "b", "key": "tasks/x.json", "chains": 0}, "'chains' must be a whole number"),
+        ({"bucket": "b", "key": "tasks/x.json", "chains": "4"}, "'chains' must be a non-negative"),
         ({"bucket": "b", "key": "tasks/x.json", "position": -1}, "non-negative integer"),
         ({"bucket": "b", "key": "tasks/x.json", "position": "3"}, "non-negative integer"),
         ({"bucket": "b", "key": "tasks/x.json", "position": True}, "non-negative integer"),
@@ -98,7 +113,7 @@ def test_events_sweep_tick() -> None:
         ({"bucket": "b", "key": "tasks/x.json", "position": 0, "extra": 1}, "unknown fields"),
         ({"bucket": "", "key": "tasks/x.json", "position": 0}, "non-empty string"),
         ({"bucket": "b", "key": "k", "position": 0, "run_id": "../../etc"}, "malformed run_id"),
-        ({"v": 2, "leg": 1}, "version 2 is not supported"),
+        ({"v": 3, "leg": 1}, "version 3 is not supported"),
         ({**load("leg.json"), "tasks": ["x"]}, "unknown fields"),
         ({**load("leg.json"), "run_id": "Bad Id!"}, "malformed run_id"),
         ({**load("leg.json"), "leg": -1}, "non-negative integer"),

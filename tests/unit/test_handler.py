@@ -114,7 +114,7 @@ def test_handler_end_to_end_through_the_real_entry_point(
     # moto has no function to invoke: leg 0's hand-off fails and is left to the sweep,
     # which sends the leg the checkpoint asks for.
     assert (started["outcome"], started["leg"]) == ("started", 0)
-    assert "the sweep will start it" in started["note"]
+    assert "the sweep starts it" in started["note"]
     run_id = started["run_id"]
     record = json.loads(
         boto3.client("s3").get_object(Bucket=bucket, Key=f"runs/{run_id}/run.json")["Body"].read()

@@ -37,7 +37,8 @@ def test_leg_starts_tasks_until_the_margin_then_hands_off(s3: Any, bucket: str) 
     ((function, payload),) = h.invoker.calls
     assert function.endswith(":function:baton")
     assert payload == {
-        "v": 1,
+        "v": 2,
+        "chain": "0000",
         "run_id": answer["run_id"],
         "bucket": bucket,
         "key": "tasks/list.json",
@@ -120,7 +121,9 @@ def test_leg_duplicate_delivery_loses_the_claim_cas_and_does_no_work(
     stale = store.load_checkpoint(payload["run_id"])
     # Another delivery claims between our read and our CAS: our IfMatch must fail.
     store.swap(stale, stale.checkpoint.evolve(owner="other/1", lease_until_ms=2**62))
-    monkeypatch.setattr(store.__class__, "load_checkpoint", lambda self, run_id: stale)
+    monkeypatch.setattr(
+        store.__class__, "load_checkpoint", lambda self, run_id, chain="0000": stale
+    )
     answer = h.invoke(payload)["results"][0]
     assert answer["exit"] == "lost_cas"
     assert answer["processed"] == 0

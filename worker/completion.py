@@ -1,0 +1,133 @@
+"""Completion, once: when every chain has finished, one leg writes the run's summary.
+
+The check lists the chains' done markers *before* the chains themselves: a chain
+that splits off a range creates the range's checkpoint before the chain's own
+done marker, so any range that exists when a chain is marked done is seen by a
+later listing of the chains. If every chain listed has a marker, no range is
+left. Then `summary.json` is written with `IfNoneMatch="*"`: the one leg (or
+sweep) whose write wins writes `manifest.json` and sends the completion notice;
+`notice.json` records that it went out, and the sweep repairs a winner that died
+between those steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from worker.checkpoint import Checkpoint
+from worker.exceptions import BatonError
+from worker.notice import NoticeError, Notifier
+from worker.store import LAYOUT_VERSION, RunRecord, RunStore
+from worker.summary import summarize
+
+log = logging.getLogger(__name__)
+
+
+def finished_chains(store: RunStore, record: RunRecord) -> list[Checkpoint] | None:
+    """Every chain's final checkpoint when all have finished, else None."""
+    if record.version < LAYOUT_VERSION:
+        cp = store.load_checkpoint(record.run_id).checkpoint
+        return [cp] if cp.finished else None
+    done = store.done_chains(record.run_id)
+    chains = store.chain_ids(record.run_id)
+    if not chains or not set(chains) <= done:
+        return None
+    checkpoints = [store.load_checkpoint(record.run_id, chain).checkpoint for chain in chains]
+    return checkpoints if all(cp.finished for cp in checkpoints) else None
+
+
+def try_complete(
+    store: RunStore, record: RunRecord, notifier: Notifier, at_ms: int
+) -> dict[str, Any] | None:
+    """Complete the run if every chain has finished; the summary if this call wrote it."""
+    chains = finished_chains(store, record)
+    if chains is None:
+        return None
+    summary = summarize(chains, record, store)
+    if not store.create_summary(record.run_id, summary):
+        return None  # another leg (or the sweep) completed it
+    log.info(
+        "run %s %s: %s tasks, %s ok, %s failed, in %s chains",
+        record.run_id,
+        summary["status"],
+        summary["processed"],
+        summary["ok"],
+        summary["failed"],
+        len(chains),
+        extra={"event": "run_finished", "run_id": record.run_id, "status": summary["status"]},
+    )
+    publish(store, record, summary, notifier, at_ms)
+    return summary
+
+
+def publish(
+    store: RunStore, record: RunRecord, summary: dict[str, Any], notifier: Notifier, at_ms: int
+) -> bool:
+    """The manifest, then the notice; True once the notice is recorded as sent."""
+    manifest_key = store.put_manifest(record.run_id, manifest(store, record, summary))
+    detail = notice_detail(store, record, summary, manifest_key)
+    try:
+        targets = notifier.send(detail)
+    except NoticeError as exc:
+        log.warning(
+            "run %s: completion notice not sent (%s); the sweep retries", record.run_id, exc
+        )
+        return False
+    store.put_notice(record.run_id, {"sent_ms": at_ms, "targets": targets, "detail": detail})
+    store.mark_inactive(record.run_id)
+    return True
+
+
+def manifest(store: RunStore, record: RunRecord, summary: dict[str, Any]) -> dict[str, Any]:
+    """Every results object in index order (and the objects of holes), with the counts."""
+
+    def objects(keys: Any) -> list[dict[str, Any]]:
+        return [{"key": key, "first": first, "last": last} for first, last, key in keys]
+
+    return {
+        "run_id": record.run_id,
+        "status": summary["status"],
+        "bucket": record.bucket,
+        "total": summary["total"],
+        "rows": summary["processed"],
+        "ok": summary["ok"],
+        "failed": summary["failed"],
+        "summary": store.run_prefix(record.run_id) + "summary.json",
+        "results": objects(store.result_keys(record.run_id)),
+        "holes": objects(store.hole_keys(record.run_id)),
+    }
+
+
+def notice_detail(
+    store: RunStore, record: RunRecord, summary: dict[str, Any], manifest_key: str
+) -> dict[str, Any]:
+    return {
+        "run_id": record.run_id,
+        "status": summary["status"],
+        "reason": summary["reason"],
+        "bucket": record.bucket,
+        "source": summary["source"],
+        "total": summary["total"],
+        "ok": summary["ok"],
+        "failed": summary["failed"],
+        "chains": record.chains,
+        "duration_s": summary["duration_s"],
+        "summary_key": store.run_prefix(record.run_id) + "summary.json",
+        "manifest_key": manifest_key,
+    }
+
+
+def repair(store: RunStore, record: RunRecord, notifier: Notifier, at_ms: int) -> str | None:
+    """What the sweep does for a run whose completion a leg did not see through."""
+    summary = store.load_summary(record.run_id)
+    if summary is None:
+        return "completed" if try_complete(store, record, notifier, at_ms) is not None else None
+    if store.load_notice(record.run_id) is not None:
+        store.mark_inactive(record.run_id)
+        return "tidied"
+    try:
+        return "notice sent" if publish(store, record, summary, notifier, at_ms) else None
+    except BatonError as exc:
+        log.warning("run %s: could not finish its completion: %s", record.run_id, exc)
+        return None
