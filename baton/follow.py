@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from baton.target import CliError
 from worker.exceptions import RunNotFoundError
-from worker.progress import exit_code, progress_line, summary_lines, view
+from worker.progress import chain_lines, exit_code, load_view, progress_line, summary_lines
 from worker.store import RunStore
 
 
@@ -32,29 +32,35 @@ def follow(
     last = None
     while True:
         try:
-            v = view(store.load_run(run_id), store.load_checkpoint(run_id).checkpoint)
+            v = load_view(store, run_id)
         except RunNotFoundError:
+            v = None
+        if v is None or not v.chains:
             if time.monotonic() - started > wait_s:
                 raise CliError(f"run {run_id} has not started within {wait_s:.0f}s") from None
             time.sleep(interval)
             continue
-        cp = v.checkpoint
         line = progress_line(v)
         if tty:
             out.write("\r" + line + "\x1b[K")
-        elif (cp.position, cp.leg, v.state) != last:
+        elif (v.position, v.legs, v.state) != last:
             out.write(line + "\n")
-        last = (cp.position, cp.leg, v.state)
+        last = (v.position, v.legs, v.state)
         out.flush()
-        if cp.finished:
+        summary = store.load_summary(run_id) if v.finished else None
+        if summary is not None:
             if tty:
                 out.write("\n")
-            summary = store.load_summary(run_id)
-            if summary is not None:
-                lines = [json.dumps(summary, indent=2)] if as_json else summary_lines(summary)
-                out.write("\n".join(lines) + "\n")
-            return exit_code(cp.status, cp.failed)
+            lines = [json.dumps(summary, indent=2)] if as_json else summary_lines(summary)
+            out.write("\n".join(lines) + "\n")
+            return exit_code(str(summary["status"]), int(summary["failed"]))
         time.sleep(interval)
+
+
+def describe(store: RunStore, run_id: str) -> list[str]:
+    """`baton status` for a person: the run's line and, with several chains, theirs."""
+    v = load_view(store, run_id)
+    return [progress_line(v), *chain_lines(v)]
 
 
 def say_started(answer: dict[str, Any], out: TextIO) -> None:

@@ -12,12 +12,12 @@ from typing import Any
 
 from botocore.config import Config
 
-from baton.follow import follow, say_started
+from baton.follow import describe, follow, say_started
 from baton.target import CliError, Target
 from worker.events import quote_etag
 from worker.exceptions import BatonError, TaskListError
 from worker.names import TRIGGER_SUFFIXES, triggers
-from worker.progress import EXIT_OK, progress_line, view
+from worker.progress import EXIT_OK, load_view, progress_line
 from worker.tasks import parse_task_list
 
 SYNC_CONFIG = Config(
@@ -85,8 +85,10 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
         return follow(
             store, args.run_id, sys.stdout, args.json, interval=args.interval, wait_s=args.wait_s
         )
-    v = view(store.load_run(args.run_id), store.load_checkpoint(args.run_id).checkpoint)
-    print(json.dumps(v.as_dict(), indent=2) if args.json else progress_line(v))
+    if args.json:
+        print(json.dumps(load_view(store, args.run_id).as_dict(), indent=2))
+    else:
+        print("\n".join(describe(store, args.run_id)))
     return EXIT_OK
 
 
@@ -121,7 +123,7 @@ def cmd_runs(args: argparse.Namespace, target: Target) -> int:
     views = []
     for run_id in store.run_ids():
         try:
-            views.append(view(store.load_run(run_id), store.load_checkpoint(run_id).checkpoint))
+            views.append(load_view(store, run_id))
         except BatonError:
             continue
     views.sort(key=lambda v: v.record.created_ms, reverse=True)

@@ -22,10 +22,9 @@ import boto3
 from devstack.lambda_runtime import FunctionConfig
 from devstack.site import LatencyProfile, PageKind, Site, SiteConfig
 from devstack.stack import EmbeddedStack
-from worker.checkpoint import TERMINAL
 from worker.exceptions import BatonError
 from worker.names import FUNCTION_NAME, RESULTS_PREFIX
-from worker.progress import exit_code, progress_line, summary_lines, view
+from worker.progress import exit_code, load_view, progress_line, summary_lines
 from worker.store import RunStore
 
 WORK_DIR = Path(".baton-local")
@@ -250,7 +249,7 @@ def _watch(
             _say(out, _leg_line(leg))
             last_line = ""
         try:
-            v = view(store.load_run(run_id), store.load_checkpoint(run_id).checkpoint)
+            v = load_view(store, run_id)
         except BatonError:
             time.sleep(0.2)
             continue
@@ -261,7 +260,7 @@ def _watch(
         elif line != last_line and time.monotonic() - last_print > 1.0:
             _say(out, line)
             last_line, last_print = line, time.monotonic()
-        if v.checkpoint.status in TERMINAL:
+        if v.finished and store.load_summary(run_id) is not None:
             time.sleep(0.3)
             for leg in legs.poll() if legs else []:
                 if tty:
@@ -271,7 +270,7 @@ def _watch(
                 out.write("\r" + line + "\x1b[K\n")
             else:
                 _say(out, line)
-            return v.checkpoint.status
+            return str(v.status)
         time.sleep(0.2)
     _say(out, f"\ngave up watching after {max_wait_s:.0f} s")
     return "unfinished"
@@ -281,8 +280,10 @@ def _leg_line(leg: dict[str, Any]) -> str:
     cache = {True: "task list: 304 hit", False: "task list: downloaded", None: ""}[
         leg.get("cache_hit")
     ]
+    chain = leg.get("chain", "0000")
+    where = f"chain {chain} leg {leg['leg']:>2}" if chain != "0000" else f"leg {leg['leg']:>2}"
     return (
-        f"  leg {leg['leg']:>2}  {leg['exit']:<14} {leg['start_position']:>5} -> "
+        f"  {where}  {leg['exit']:<14} {leg['start_position']:>5} -> "
         f"{leg['position']:<5} {leg['processed']:>4} tasks in {leg['batches']:>2} batches  "
         f"{leg['elapsed_ms'] / 1000:5.1f} s  {leg.get('remaining_ms', 0):>5} ms left  {cache}"
     )

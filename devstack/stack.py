@@ -14,6 +14,7 @@ real S3 event. No Docker, no AWS account: everything speaks HTTP on 127.0.0.1.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 import time
@@ -146,6 +147,7 @@ class EmbeddedStack(Service):
         self._sequence = itertools.count()
         self._stopping = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._notice_queue = ""
 
     def start(self) -> Self:
         s3_url = self.s3.start()
@@ -157,6 +159,7 @@ class EmbeddedStack(Service):
                 client.create_bucket(Bucket=self.bucket)
             finally:
                 client.close()
+            self._notice_queue = self._route_notices()
             if self.sweep_interval_s is not None:
                 self._ticker = threading.Thread(
                     target=self._tick_every, args=(self.sweep_interval_s,), daemon=True
@@ -195,6 +198,8 @@ class EmbeddedStack(Service):
         """Variables that point boto3, the AWS CLI and `python -m baton` at this stack."""
         return {
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": self.s3_endpoint_url,
+            "AWS_ENDPOINT_URL_SQS": self.s3_endpoint_url,
             "AWS_ENDPOINT_URL_LAMBDA": self.lambda_endpoint_url,
             "AWS_ACCESS_KEY_ID": FAKE_CREDENTIAL,
             "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIAL,
@@ -203,6 +208,42 @@ class EmbeddedStack(Service):
             "BATON_BUCKET": self.bucket,
             "BATON_FUNCTION": self.function.name,
         }
+
+    def notices(self, wait_s: float = 0.0) -> list[dict[str, Any]]:
+        """Completion notices EventBridge delivered for this stack's bucket (each once):
+        a rule on the default bus sends them to an SQS queue, as a user's target would."""
+        sqs = self._client("sqs", self.s3_endpoint_url, None)
+        try:
+            answer = sqs.receive_message(
+                QueueUrl=self._notice_queue,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=max(0, min(20, int(wait_s))),
+            )
+            messages = answer.get("Messages", [])
+            for message in messages:
+                sqs.delete_message(
+                    QueueUrl=self._notice_queue, ReceiptHandle=message["ReceiptHandle"]
+                )
+        finally:
+            sqs.close()
+        return [json.loads(message["Body"]) for message in messages]
+
+    def _route_notices(self) -> str:
+        sqs = self._client("sqs", self.s3_endpoint_url, None)
+        events = self._client("events", self.s3_endpoint_url, None)
+        try:
+            queue = sqs.create_queue(QueueName=f"notices-{self.bucket}")["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+            rule = f"notices-{self.bucket}"[:64]
+            pattern = {"source": ["baton"], "detail": {"bucket": [self.bucket]}}
+            events.put_rule(Name=rule, EventPattern=json.dumps(pattern))
+            events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": arn}])
+        finally:
+            sqs.close()
+            events.close()
+        return str(queue)
 
     def s3_client(self, config: Config | None = None) -> S3Client:
         """A real boto3 S3 client on the stack, with fake credentials; close() it when done."""

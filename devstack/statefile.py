@@ -31,6 +31,7 @@ class StackState:
         """What boto3, the AWS CLI and `baton` need to talk to this stack."""
         return {
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": self.s3_endpoint_url,
             "AWS_ENDPOINT_URL_LAMBDA": self.lambda_endpoint_url,
             "AWS_ACCESS_KEY_ID": FAKE_CREDENTIAL,
             "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIAL,

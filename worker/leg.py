@@ -74,6 +74,7 @@ FINISHING = {
 class LegResult:
     run_id: str
     leg: int
+    chain: str
     exit: Exit
     start_position: int
     position: int
@@ -720,6 +721,7 @@ class Leg:
         return LegResult(
             run_id=self.event.run_id,
             leg=self.event.leg,
+            chain=self.event.chain,
             exit=exit,
             start_position=self.event.position,
             position=cp.position,

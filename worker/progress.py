@@ -1,4 +1,4 @@
-"""What a person watching a run sees: one line of progress, and the closing summary."""
+"""What a person watching a run sees: a line of progress, its chains, and the summary."""
 
 from __future__ import annotations
 
@@ -6,104 +6,175 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from worker.checkpoint import Checkpoint
+from worker.checkpoint import Checkpoint, RunStatus
 from worker.clock import SYSTEM_CLOCK
-from worker.store import RunRecord
+from worker.store import RunRecord, RunStore
+from worker.summary import run_status
 
 EXIT_OK = 0
 EXIT_CODES = {"failed_tasks": 3, "failed": 4, "cancelled": 5, "superseded": 6, "unfinished": 7}
 """What a followed run means for the shell; 1 and 2 are the CLI's own (AWS, usage)."""
 BAR_WIDTH = 30
+CHAIN_BAR_WIDTH = 20
+CHAIN_LINES = 16
+"""Up to this many chains, one bar each; past it, a histogram and the stragglers."""
 DEFAULT_STALL_AFTER_MS = 120_000
 """The function's default `BATON_STALL_AFTER_MS`, for runs whose record predates it."""
 
 
 @dataclass(frozen=True)
 class RunView:
+    """A run as its chains' checkpoints say it is (one checkpoint for a one-chain run)."""
+
     record: RunRecord
-    checkpoint: Checkpoint
+    chains: list[Checkpoint]
     at_ms: int
 
     @property
+    def finished(self) -> bool:
+        return all(cp.finished for cp in self.chains)
+
+    @property
+    def status(self) -> RunStatus:
+        return run_status(self.chains)[0] if self.finished else RunStatus.RUNNING
+
+    @property
+    def reason(self) -> str | None:
+        return run_status(self.chains)[1] if self.finished else None
+
+    @property
+    def ok(self) -> int:
+        return sum(cp.ok for cp in self.chains)
+
+    @property
+    def failed(self) -> int:
+        return sum(cp.failed for cp in self.chains)
+
+    @property
     def done(self) -> int:
-        return self.checkpoint.position - self.record.start_position
+        return self.ok + self.failed
 
     @property
     def todo(self) -> int:
-        return self.checkpoint.total - self.record.start_position
+        return self.record.total - self.record.start_position
+
+    @property
+    def legs(self) -> int:
+        return sum(cp.leg + 1 for cp in self.chains)
+
+    @property
+    def level(self) -> int:
+        return sum(cp.level for cp in self.chains if not cp.finished)
 
     @property
     def elapsed_s(self) -> float:
-        cp = self.checkpoint
-        end = cp.finished_ms if cp.finished and cp.finished_ms else self.at_ms
-        return max(0.0, (end - (cp.started_ms or self.record.created_ms)) / 1000)
+        started = min((cp.started_ms for cp in self.chains if cp.started_ms), default=0)
+        start = started or self.record.created_ms
+        end = max(cp.finished_ms for cp in self.chains) if self.finished else self.at_ms
+        return max(0.0, (end - start) / 1000)
 
     @property
     def rate(self) -> float:
         return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
-    def stalled(self) -> bool:
-        """Nothing will move the run on until the sweep (or a resume) does."""
+    def stalled_chains(self) -> list[Checkpoint]:
+        """Chains nothing will move on until the sweep (or a resume) does."""
         stall_after = int(self.record.config.get("stall_after_ms", DEFAULT_STALL_AFTER_MS))
-        return self.checkpoint.stalled(self.at_ms, stall_after)
+        return [cp for cp in self.chains if cp.stalled(self.at_ms, stall_after)]
+
+    @property
+    def stalled(self) -> bool:
+        live = [cp for cp in self.chains if not cp.finished]
+        return bool(live) and len(self.stalled_chains) == len(live)
 
     @property
     def idle_s(self) -> float:
-        cp = self.checkpoint
-        return max(0.0, (self.at_ms - max(cp.heartbeat_ms, cp.handed_off_ms)) / 1000)
+        moved = max(max(cp.heartbeat_ms, cp.handed_off_ms) for cp in self.chains)
+        return max(0.0, (self.at_ms - moved) / 1000)
 
     @property
     def state(self) -> str:
-        return "stalled" if self.stalled else self.checkpoint.status
+        return "stalled" if self.stalled else str(self.status)
 
     @property
     def eta_s(self) -> float | None:
-        if self.checkpoint.finished or self.stalled or self.rate <= 0:
+        if self.finished or self.stalled or self.rate <= 0:
             return None
-        return (self.checkpoint.total - self.checkpoint.position) / self.rate
+        return (self.todo - self.done) / self.rate
+
+    @property
+    def position(self) -> int:
+        """A progress mark that only moves forward: rows written so far."""
+        return self.done
 
     def as_dict(self) -> dict[str, Any]:
-        cp = self.checkpoint
         return {
-            "run_id": cp.run_id,
-            "status": cp.status,
+            "run_id": self.record.run_id,
+            "status": str(self.status),
             "stalled": self.stalled,
-            "reason": cp.reason,
+            "reason": self.reason,
             "source": f"s3://{self.record.bucket}/{self.record.key}",
-            "leg": cp.leg,
-            "position": cp.position,
-            "total": cp.total,
-            "ok": cp.ok,
-            "failed": cp.failed,
+            "done": self.done,
+            "total": self.record.total,
+            "ok": self.ok,
+            "failed": self.failed,
+            "legs": self.legs,
+            "chains": self.record.chains,
+            "ranges": len(self.chains),
+            "chains_finished": sum(cp.finished for cp in self.chains),
             "rate_per_s": round(self.rate, 2),
-            "concurrency": cp.level or None,
-            "holes": len(cp.holes),
+            "concurrency": self.level or None,
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
             "elapsed_s": round(self.elapsed_s, 1),
-            "sweeps": cp.sweeps,
+            "sweeps": sum(cp.sweeps for cp in self.chains),
+            "per_chain": [_chain_dict(cp) for cp in self.chains],
         }
 
 
-def view(record: RunRecord, checkpoint: Checkpoint, at_ms: int | None = None) -> RunView:
-    return RunView(record, checkpoint, SYSTEM_CLOCK.now_ms() if at_ms is None else at_ms)
+def view(record: RunRecord, chains: list[Checkpoint], at_ms: int | None = None) -> RunView:
+    return RunView(record, chains, SYSTEM_CLOCK.now_ms() if at_ms is None else at_ms)
+
+
+def load_view(store: RunStore, run_id: str) -> RunView:
+    """The run's record and every chain's checkpoint, read now."""
+    return view(store.load_run(run_id), store.load_chains(run_id))
 
 
 def progress_line(v: RunView) -> str:
-    cp = v.checkpoint
     share = v.done / v.todo if v.todo else 1.0
-    filled = round(share * BAR_WIDTH)
-    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    bar = _bar(share, BAR_WIDTH)
     if v.stalled:
         tail = f"  no progress for {duration(v.idle_s)}: the sweep resumes it"
     else:
         tail = "" if v.eta_s is None else f"  ETA {duration(v.eta_s)}"
-    level = f"  x{cp.level}" if cp.level and not cp.finished else ""
+    level = f"  x{v.level}" if v.level and not v.finished else ""
+    chains = ""
+    if v.record.chains > 1:
+        chains = f" chains {sum(cp.finished for cp in v.chains)}/{len(v.chains)}"
     return (
-        f"{cp.run_id}  {v.state:<10} leg {cp.leg:<3} [{bar}] "
-        f"{cp.position}/{cp.total} {share:4.0%}  {v.rate:6.1f} tasks/s{level}  "
-        f"failed {cp.failed}{tail}"
+        f"{v.record.run_id}  {v.state:<10}{chains} legs {v.legs:<3} [{bar}] "
+        f"{v.done}/{v.todo} {share:4.0%}  {v.rate:6.1f} tasks/s{level}  "
+        f"failed {v.failed}{tail}"
     )
+
+
+def chain_lines(v: RunView) -> list[str]:
+    """A bar per chain (or, for many chains, a histogram of how far they are and the
+    chains with the most left): where a straggler shows, and what stealing did."""
+    if len(v.chains) <= 1:
+        return []
+    if len(v.chains) <= CHAIN_LINES:
+        return [_chain_line(cp) for cp in v.chains]
+    buckets = Counter(min(9, int(_share(cp) * 10)) for cp in v.chains)
+    lines = [
+        f"  {bucket * 10:>3}-{bucket * 10 + 9:>3}%  {'#' * buckets[bucket]} {buckets[bucket]}"
+        for bucket in range(10)
+        if buckets[bucket]
+    ]
+    left = sorted(v.chains, key=lambda cp: cp.range_end - cp.position, reverse=True)[:3]
+    lines.extend(f"  most left: {_chain_line(cp).strip()}" for cp in left if not cp.finished)
+    return lines
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -111,11 +182,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     kinds = Counter(summary.get("failure_kinds") or {})
     failures = ", ".join(f"{kind} x{count}" for kind, count in kinds.most_common(5))
     reason = f" ({summary['reason']})" if summary.get("reason") else ""
+    chains = summary.get("chains", 1)
+    across = f" across {chains} chains ({summary.get('ranges')} ranges)" if chains > 1 else ""
     lines = [
         f"{summary.get('status', '?')}{reason}: {summary.get('processed', 0)} tasks, "
         f"{summary.get('ok', 0)} ok, {summary.get('failed', 0)} failed"
         f"{' (' + failures + ')' if failures else ''}",
-        f"legs {summary.get('legs')}, {summary.get('duration_s')} s, "
+        f"legs {summary.get('legs')}{across}, {summary.get('duration_s')} s, "
         f"time on tasks {100 * (summary.get('task_time_share') or 0):.0f}% of leg time",
     ]
     if "blocked" in kinds:
@@ -140,3 +213,38 @@ def duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f}m"
     return f"{seconds / 3600:.1f}h"
+
+
+def _share(cp: Checkpoint) -> float:
+    size = cp.range_end - cp.start
+    return 1.0 if size <= 0 else (cp.position - cp.start) / size
+
+
+def _bar(share: float, width: int) -> str:
+    filled = round(min(1.0, max(0.0, share)) * width)
+    return "#" * filled + "." * (width - filled)
+
+
+def _chain_line(cp: Checkpoint) -> str:
+    holes = f" +{len(cp.holes)} holes" if cp.holes else ""
+    split = f" gave {len(cp.splits)}" if cp.splits else ""
+    return (
+        f"  {cp.chain:<10} {cp.status:<9} leg {cp.leg:<3} [{_bar(_share(cp), CHAIN_BAR_WIDTH)}] "
+        f"{cp.position}/{cp.range_end}{holes}{split}"
+    )
+
+
+def _chain_dict(cp: Checkpoint) -> dict[str, Any]:
+    return {
+        "chain": cp.chain,
+        "status": str(cp.status),
+        "leg": cp.leg,
+        "start": cp.start,
+        "position": cp.position,
+        "end": cp.range_end,
+        "holes": len(cp.holes),
+        "ok": cp.ok,
+        "failed": cp.failed,
+        "concurrency": cp.level or None,
+        "splits": len(cp.splits),
+    }

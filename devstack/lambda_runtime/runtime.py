@@ -289,7 +289,7 @@ class LambdaRuntime(Service):
 
     `with LambdaRuntime(s3_endpoint_url=...) as runtime:` then `register()` functions;
     containers start on demand and reach this runtime (and S3) through
-    `AWS_ENDPOINT_URL_LAMBDA` / `AWS_ENDPOINT_URL_S3` with fake credentials.
+    `AWS_ENDPOINT_URL_LAMBDA` / `AWS_ENDPOINT_URL_S3` (and `_EVENTS`) with fake credentials.
     """
 
     def __init__(
@@ -736,7 +736,9 @@ class LambdaRuntime(Service):
             AWS_ENDPOINT_URL_LAMBDA=self.endpoint_url,
         )
         if self.s3_endpoint_url:
+            # The S3 emulator is moto's whole server: it answers EventBridge (and SQS) too.
             env["AWS_ENDPOINT_URL_S3"] = self.s3_endpoint_url
+            env["AWS_ENDPOINT_URL_EVENTBRIDGE"] = self.s3_endpoint_url
         env.update(config.environment)
         stream = f"{datetime.now(UTC):%Y/%m/%d}/[{VERSION}]{uuid.uuid4().hex}"
         env.update(
