@@ -226,7 +226,7 @@ class ChaosStack:
         deadline = time.monotonic() + timeout_s
         while True:
             cp = self.oracle.checkpoint_or_none(run_id)
-            if cp is not None and cp.status in TERMINAL:
+            if cp is not None and cp.status in TERMINAL and self.store.load_summary(run_id):
                 return cp
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} did not end within {timeout_s} s: {cp}")
@@ -262,8 +262,8 @@ class ChaosStack:
 
     # helpers
     def _ended(self, runs: list[str]) -> bool:
-        cp = self.oracle.checkpoint_or_none(runs[0])
-        return cp is not None and cp.status in TERMINAL
+        """A run has ended once its summary is written (after its last chain's CAS)."""
+        return self.store.load_summary(runs[0]) is not None
 
     def _client(self, endpoint_url: str) -> Any:
         client = boto3.client(

@@ -20,6 +20,7 @@ from typing import Any
 from worker.checkpoint import TERMINAL, Checkpoint
 from worker.exceptions import RunNotFoundError, TransientError
 from worker.store import RunStore
+from worker.summary import run_status
 
 __all__ = ["CHAIN_EXITS", "EventLog", "Oracle", "RunCheck", "Source"]
 
@@ -128,17 +129,22 @@ class Oracle:
         if not runs:
             return RunCheck(source, None, "never started", problems=["no run started"])
         run_id = runs[0]
-        cp = self.checkpoint_or_none(run_id)
-        if cp is None:
+        try:
+            chains = self.store.load_chains(run_id)
+        except (RunNotFoundError, TransientError):
+            chains = []
+        if not chains:
             return RunCheck(source, run_id, "no checkpoint", problems=["run has no checkpoint"])
-        check = RunCheck(source, run_id, cp.status, cp.position, cp.leg + 1)
+        summary = self.store.load_summary(run_id)
+        status = str(summary["status"]) if summary else str(run_status(chains)[0])
+        done = sum(cp.ok + cp.failed for cp in chains)
+        check = RunCheck(source, run_id, status, done, sum(cp.leg + 1 for cp in chains))
         if len(runs) > 1:
             check.forks += len(runs) - 1
             check.problems.append(f"one upload started {len(runs)} runs: {runs}")
-        start = self.store.load_run(run_id).start_position
-        self._check_results(check, cp, start)
+        self._check_results(check, run_id, chains)
         self._check_legs(check, run_id)
-        self._check_summary(check, cp, start)
+        self._check_summary(check, chains, summary)
         return check
 
     def rows(self, run_id: str) -> list[dict[str, Any]]:
@@ -163,16 +169,16 @@ class Oracle:
         except (RunNotFoundError, TransientError):  # not created yet
             return None
 
-    def _check_results(self, check: RunCheck, cp: Checkpoint, start: int) -> None:
-        ranges = [(s, e) for s, e, _ in self.store.result_keys(cp.run_id)]
+    def _check_results(self, check: RunCheck, run_id: str, chains: list[Checkpoint]) -> None:
+        ranges = [(s, e) for s, e, _ in self.store.result_keys(run_id)]
         ranges.sort()
         for (_, end), (nxt, nxt_end) in itertools.pairwise(ranges):
             if nxt <= end:
                 check.forks += 1
                 check.problems.append(f"results overlap: ..{end} and {nxt}..{nxt_end}")
-        skipped = self.skipped(cp.run_id)
+        skipped = self.skipped(run_id)
         counts: Counter[int] = Counter()
-        for row in self.rows(cp.run_id):
+        for row in self.rows(run_id):
             index = int(row["index"])
             counts[index] += 1
             error = row.get("error")
@@ -189,7 +195,7 @@ class Oracle:
                 check.problems.append(f"task {index} was skipped as a killer")
             elif error is not None and check.source.healthy:
                 check.problems.append(f"task {index} failed: {error}")
-        expected = range(start, cp.position)
+        expected = {i for cp in chains for i in range(cp.start, cp.position) if i not in cp.holes}
         check.lost = sum(1 for i in expected if counts[i] == 0)
         check.duplicated = sum(n - 1 for n in counts.values() if n > 1)
         stray = sum(n for i, n in counts.items() if i not in expected)
@@ -200,34 +206,44 @@ class Oracle:
             check.problems.append(f"{check.duplicated} duplicate or stray results")
 
     def _check_legs(self, check: RunCheck, run_id: str) -> None:
-        chain: Counter[int] = Counter()
-        ends = 0
+        """Each (chain, leg) carries its chain on at most once, and each chain ends once."""
+        carried: Counter[tuple[str, int]] = Counter()
+        ends: Counter[str] = Counter()
         for leg in self.leg_lines():
             if leg.get("run_id") != run_id or leg.get("exit") not in CHAIN_EXITS:
                 continue
-            chain[int(leg["leg"])] += 1
-            ends += leg["exit"] != "handed_off" and leg["exit"] != "handoff_failed"
-        forked = {leg: n for leg, n in chain.items() if n > 1}
+            chain = str(leg.get("chain", "0000"))
+            carried[chain, int(leg["leg"])] += 1
+            ends[chain] += leg["exit"] not in ("handed_off", "handoff_failed")
+        forked = {key: n for key, n in carried.items() if n > 1}
         if forked:
             check.forks += sum(n - 1 for n in forked.values())
             check.problems.append(f"legs carried on more than once: {forked}")
-        if ends > 1:
-            check.forks += ends - 1
-            check.problems.append(f"the run ended {ends} times")
+        ended_twice = {chain: n for chain, n in ends.items() if n > 1}
+        if ended_twice:
+            check.forks += sum(n - 1 for n in ended_twice.values())
+            check.problems.append(f"chains ended more than once: {ended_twice}")
 
-    def _check_summary(self, check: RunCheck, cp: Checkpoint, start: int) -> None:
-        if cp.status not in TERMINAL:
-            check.problems.append(f"run still {cp.status} at {cp.position}/{cp.total}")
-            return
-        summary = self.store.load_summary(cp.run_id)
-        if summary is None:
-            check.problems.append(f"summary.json missing for a {cp.status} run")
-            return
-        processed = cp.position - start
-        if summary["status"] != cp.status or summary["ok"] + summary["failed"] != processed:
+    def _check_summary(
+        self, check: RunCheck, chains: list[Checkpoint], summary: dict[str, Any] | None
+    ) -> None:
+        unfinished = [cp for cp in chains if cp.status not in TERMINAL]
+        if unfinished:
+            cp = unfinished[0]
             check.problems.append(
-                f"summary disagrees with the checkpoint: {summary['status']} "
-                f"{summary['ok']}+{summary['failed']} vs {cp.status} {processed}"
+                f"chain {cp.chain} still {cp.status} at {cp.position}/{cp.range_end}"
+            )
+            return
+        if summary is None:
+            check.problems.append(f"summary.json missing for a {check.status} run")
+            return
+        processed = sum(cp.ok + cp.failed for cp in chains)
+        if summary["status"] != run_status(chains)[0] or (
+            summary["ok"] + summary["failed"] != processed
+        ):
+            check.problems.append(
+                f"summary disagrees with the checkpoints: {summary['status']} "
+                f"{summary['ok']}+{summary['failed']} vs {run_status(chains)[0]} {processed}"
             )
             return
         check.summary_ok = True

@@ -179,9 +179,9 @@ Payload = Callable[[str, str], Any]
             "does not exist",
         ),
         (
-            lambda b, k: {"v": 2, "run_id": "five-0123456789ab", "leg": 1},
+            lambda b, k: {"v": 3, "run_id": "five-0123456789ab", "leg": 1},
             "BadEventError",
-            "version 2 is not supported",
+            "version 3 is not supported",
         ),
         (
             lambda b, k: {

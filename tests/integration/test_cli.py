@@ -67,7 +67,7 @@ def test_cli_watch_piped_writes_a_line_per_change_and_a_summary_for_people(
 ) -> None:
     code, out, _ = baton(capsys, "submit", str(write_list(tmp_path, site.urls())), "--watch")
     assert code == 0
-    progress = [line for line in out.splitlines() if " leg " in line and "[" in line]
+    progress = [line for line in out.splitlines() if " legs " in line and "[" in line]
     assert len(progress) == len(set(progress))  # nothing repeated while the run stood still
     assert progress[-1].split()[1] == "done"
     assert "done: 60 tasks, 60 ok, 0 failed" in out
@@ -83,7 +83,7 @@ def test_cli_status_results_and_runs_describe_a_finished_run(
     run_id = run["run_id"]
     _, out, _ = baton(capsys, "status", run_id, "--json")
     status = json.loads(out)
-    assert (status["status"], status["position"], status["total"]) == ("done", 20, 20)
+    assert (status["status"], status["done"], status["total"]) == ("done", 20, 20)
     _, out, _ = baton(capsys, "results", run_id)
     assert sorted(json.loads(line)["index"] for line in out.splitlines()) == list(range(20))
     _, out, _ = baton(capsys, "results", run_id, "--presign", "--expires", "60")
@@ -109,7 +109,7 @@ def test_cli_cancel_stops_a_running_run(
         time.sleep(0.2)
     status = json.loads(out)
     assert status["status"] == "cancelled"
-    assert status["position"] < 600
+    assert status["done"] < 600
 
 
 def put_list(stack: EmbeddedStack, key: str, urls: list[str]) -> None:

@@ -81,9 +81,9 @@ def test_template_triggers_only_on_task_lists(function: dict[str, Any]) -> None:
     assert all(e["Events"] == "s3:ObjectCreated:*" for e in s3_events)
 
 
-def test_template_schedules_the_sweep_every_five_minutes(function: dict[str, Any]) -> None:
+def test_template_schedules_the_sweep_every_minute(function: dict[str, Any]) -> None:
     (schedule,) = [e["Properties"] for e in function["Events"].values() if e["Type"] == "Schedule"]
-    assert schedule["Schedule"] == "rate(5 minutes)"
+    assert schedule["Schedule"] == "rate(1 minute)"
     assert json.loads(schedule["Input"]) == {"action": "sweep"}
 
 
@@ -170,3 +170,15 @@ def test_template_outputs_name_function_bucket_and_queue(template: dict[str, Any
         "BucketName",
         "DeadLetterQueueUrl",
     }
+
+
+def test_template_may_put_the_notice_on_its_bus_only(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    (grant,) = [s for s in statements(template) if s.get("Sid") == "SendTheCompletionNotice"]
+    assert grant["Action"] == "events:PutEvents"
+    assert "event-bus/${EventBusName}" in grant["Resource"]["Fn::Sub"]
+    variables = function["Environment"]["Variables"]
+    assert variables["BATON_EVENT_BUS"] == {"Ref": "EventBusName"}
+    assert variables["BATON_MAX_CHAINS"] == {"Ref": "MaxChains"}
+    assert template["Parameters"]["WebhookSecret"]["NoEcho"] is True
