@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit integration chaos bench package localstack-demo clean
+.PHONY: setup demo demo-fanout test lint typecheck unit integration chaos bench package localstack-demo clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m baton demo
+
+# The same, split over four chains that steal from each other; ends with the completion notice.
+demo-fanout: $(STAMP)
+	$(PY) -m baton demo --chains 4 --pages 600
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -73,6 +73,7 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser("submit", help="check a task list and upload it; the upload starts a run")
     p.add_argument("file", type=Path)
     p.add_argument("--key", help="object key (default: tasks/<file name>)")
+    _chains_option(p)
     _watch_options(p)
     p.add_argument("--wait-s", type=float, default=60, help="how long to wait for the run")
     p.set_defaults(run=runs.cmd_submit)
@@ -80,12 +81,13 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser("start", help="start a run on an uploaded task list, at a position")
     p.add_argument("key", help="key of the task list in the bucket")
     p.add_argument("--position", type=_position, default=0)
+    _chains_option(p)
     _watch_options(p)
     p.set_defaults(run=runs.cmd_start)
 
     p = sub.add_parser("resume", help="resume a stopped run from its checkpoint or earlier")
     p.add_argument("run_id")
-    p.add_argument("--position", type=_position, help="default: the run's checkpoint")
+    p.add_argument("--position", type=_position, help="default: the checkpoint (of each chain)")
     _watch_options(p)
     p.set_defaults(run=runs.cmd_resume)
 
@@ -133,6 +135,7 @@ def _local_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--pages", type=int, default=300)
     p.add_argument("--timeout-s", type=float, default=4.0)
+    p.add_argument("--chains", type=_chains, default=1, help="chains working the run at once")
     p.set_defaults(run=local.cmd_demo)
 
     p = sub.add_parser("stack", help="keep an embedded local stack running: up, down, env")
@@ -157,6 +160,21 @@ def _local_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _watch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch", action="store_true", help="follow the run until it ends")
     p.add_argument("--json", action="store_true", help="JSON instead of lines for people")
+
+
+def _chains_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--chains",
+        type=_chains,
+        help="chains working the run at once (default: the function's BATON_CHAINS)",
+    )
+
+
+def _chains(text: str) -> int:
+    value = _position(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("a run needs at least one chain")
+    return value
 
 
 def _allow_loopback(p: argparse.ArgumentParser) -> None:

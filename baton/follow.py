@@ -65,8 +65,11 @@ def describe(store: RunStore, run_id: str) -> list[str]:
 
 def say_started(answer: dict[str, Any], out: TextIO) -> None:
     verb = {"started": "starting", "resumed": "resuming"}.get(answer["outcome"], answer["outcome"])
+    chains = answer.get("chains", 1)
+    across = f" in {chains} chains" if chains > 1 else ""
     out.write(
-        f"run {answer['run_id']} {verb} at position {answer['position']} of {answer['total']}\n"
+        f"run {answer['run_id']} {verb} at position {answer['position']} of "
+        f"{answer['total']}{across}\n"
     )
     if answer.get("note"):
         out.write(f"note: {answer['note']}\n")

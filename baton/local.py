@@ -41,7 +41,7 @@ def cmd_demo(args: argparse.Namespace, target: Target) -> int:
             args.endpoint_url, target.require_bucket(), pages=args.pages
         )
         return code
-    code = demo.run_demo(pages=args.pages, timeout_s=args.timeout_s)
+    code = demo.run_demo(pages=args.pages, timeout_s=args.timeout_s, chains=args.chains)
     return code
 
 

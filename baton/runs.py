@@ -11,6 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from botocore.config import Config
+from botocore.exceptions import ClientError
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from baton.follow import describe, follow, say_started
 from baton.target import CliError, Target
@@ -18,6 +25,7 @@ from worker.events import quote_etag
 from worker.exceptions import BatonError, TaskListError
 from worker.names import TRIGGER_SUFFIXES, triggers
 from worker.progress import EXIT_OK, load_view, progress_line
+from worker.start import CHAINS_METADATA
 from worker.tasks import parse_task_list
 
 SYNC_CONFIG = Config(
@@ -25,6 +33,9 @@ SYNC_CONFIG = Config(
 )
 """A synchronous start is answered in seconds (a huge list is indexed first); never retried,
 since a retried start whose first answer was lost would be refused as live."""
+
+THROTTLE_WAIT_S = 60.0
+"""How long a throttled call keeps trying: a 429 never ran, so trying again is safe."""
 
 
 def cmd_submit(args: argparse.Namespace, target: Target) -> int:
@@ -40,7 +51,10 @@ def cmd_submit(args: argparse.Namespace, target: Target) -> int:
     store = target.store()
     digest = f'"{md5(body).hexdigest()}"'  # S3's own ETag of a single-part upload
     before = set(store.runs_for_source(key, digest))
-    etag = quote_etag(store.objects.put(bucket, key, body, content_type=_content_type(key)))
+    metadata = {CHAINS_METADATA: str(args.chains)} if args.chains else None
+    etag = quote_etag(
+        store.objects.put(bucket, key, body, content_type=_content_type(key), metadata=metadata)
+    )
     print(f"uploaded s3://{bucket}/{key} ({etag})")
     if etag != digest:
         before = set()
@@ -61,7 +75,10 @@ def cmd_start(args: argparse.Namespace, target: Target) -> int:
     store = target.store()
     if store.objects.head(store.bucket, args.key) is None:
         raise CliError(f"s3://{store.bucket}/{args.key} does not exist")
-    answer = call(target, {"bucket": store.bucket, "key": args.key, "position": args.position})
+    payload: dict[str, Any] = {"bucket": store.bucket, "key": args.key, "position": args.position}
+    if args.chains:
+        payload["chains"] = args.chains
+    answer = call(target, payload)
     say_started(answer, sys.stdout)
     return follow(store, answer["run_id"], sys.stdout, args.json) if args.watch else EXIT_OK
 
@@ -69,12 +86,10 @@ def cmd_start(args: argparse.Namespace, target: Target) -> int:
 def cmd_resume(args: argparse.Namespace, target: Target) -> int:
     store = target.store()
     record = store.load_run(args.run_id)
-    checkpoint = store.load_checkpoint(args.run_id).checkpoint
-    position = checkpoint.position if args.position is None else args.position
-    answer = call(
-        target,
-        {"bucket": record.bucket, "key": record.key, "position": position, "run_id": args.run_id},
-    )
+    payload: dict[str, Any] = {"bucket": record.bucket, "key": record.key, "run_id": args.run_id}
+    if args.position is not None:
+        payload["position"] = args.position  # else each chain from its checkpoint
+    answer = call(target, payload)
     say_started(answer, sys.stdout)
     return follow(store, args.run_id, sys.stdout, args.json) if args.watch else EXIT_OK
 
@@ -165,8 +180,24 @@ def checked_list(path: Path) -> bytes:
 
 
 def call(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
-    """Invoke the function synchronously and return its answer, or raise its refusal."""
-    response = target.lambda_client(SYNC_CONFIG).invoke(
+    """Invoke the function synchronously and return its answer, or raise its refusal.
+
+    A throttled invoke (every container busy at the reserved concurrency, say with
+    chains) is tried again for a while; nothing else is, see SYNC_CONFIG.
+    """
+    client = target.lambda_client(SYNC_CONFIG)
+    retrying = Retrying(
+        retry=retry_if_exception(_throttled),
+        stop=stop_after_delay(THROTTLE_WAIT_S),
+        wait=wait_exponential_jitter(multiplier=0.5, max=5.0),
+        before_sleep=lambda state: print(
+            f"the function {target.function} is at its concurrency limit; trying again",
+            file=sys.stderr,
+        ),
+        reraise=True,
+    )
+    response = retrying(
+        client.invoke,
         FunctionName=target.function,
         InvocationType="RequestResponse",
         Payload=json.dumps(payload).encode(),
@@ -182,6 +213,13 @@ def call(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
         raise CliError(f"the function refused: {answer['error']}")
     result: dict[str, Any] = answer["results"][0]
     return result
+
+
+def _throttled(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, ClientError)
+        and exc.response.get("Error", {}).get("Code") == "TooManyRequestsException"
+    )
 
 
 def _content_type(key: str) -> str:

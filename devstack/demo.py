@@ -24,7 +24,8 @@ from devstack.site import LatencyProfile, PageKind, Site, SiteConfig
 from devstack.stack import EmbeddedStack
 from worker.exceptions import BatonError
 from worker.names import FUNCTION_NAME, RESULTS_PREFIX
-from worker.progress import exit_code, load_view, progress_line, summary_lines
+from worker.progress import chain_lines, exit_code, load_view, progress_line, summary_lines
+from worker.start import CHAINS_METADATA
 from worker.store import RunStore
 
 WORK_DIR = Path(".baton-local")
@@ -39,6 +40,7 @@ class LocalRun:
     concurrency: int = 4
     margin_ms: int = 800
     max_wait_s: float = 600.0
+    chains: int = 1
 
     def function(self, bucket: str) -> FunctionConfig:
         environment = {
@@ -58,7 +60,7 @@ class LocalRun:
             timeout_s=self.timeout_s,
             memory_mb=1024,
             environment=environment,
-            max_concurrency=4,
+            max_concurrency=4 + self.chains,
             max_retries=2,
             retry_delay_s=0.5,
             recursive_loop="Allow",
@@ -96,7 +98,9 @@ class LegLog:
         return new
 
 
-def run_demo(pages: int = 300, timeout_s: float = 4.0, out: TextIO = sys.stdout) -> int:
+def run_demo(
+    pages: int = 300, timeout_s: float = 4.0, chains: int = 1, out: TextIO = sys.stdout
+) -> int:
     """Serve a sample site, upload its URLs as a task list, and watch the run."""
     config = SiteConfig(
         pages=pages,
@@ -116,7 +120,8 @@ def run_demo(pages: int = 300, timeout_s: float = 4.0, out: TextIO = sys.stdout)
             f"{pages - len(site.pages_of(PageKind.OK))} broken)",
         )
         tasks = b"".join(json.dumps(url).encode() + b"\n" for url in site.urls())
-        status, _ = _run(tasks, "tasks/demo.jsonl", LocalRun(timeout_s=timeout_s), out)
+        local = LocalRun(timeout_s=timeout_s, chains=chains)
+        status, _ = _run(tasks, "tasks/demo.jsonl", local, out)
     # The site breaks some pages on purpose: their failed tasks are the demo working.
     return exit_code(status, failed_tasks=0)
 
@@ -201,11 +206,13 @@ def _run(tasks: bytes, key: str, local: LocalRun, out: TextIO) -> tuple[str, int
         _say(out, f"logs    {log_path}  (each container's output, JSON lines)")
         s3 = stack.s3_client()
         try:
-            etag = s3.put_object(Bucket=bucket, Key=key, Body=tasks)["ETag"]
+            metadata = {CHAINS_METADATA: str(local.chains)} if local.chains > 1 else {}
+            etag = s3.put_object(Bucket=bucket, Key=key, Body=tasks, Metadata=metadata)["ETag"]
+            across = f" in {local.chains} chains" if local.chains > 1 else ""
             _say(
                 out,
                 f"\nuploaded s3://{bucket}/{key} ({len(tasks):,} bytes): "
-                "S3 ObjectCreated -> baton-worker",
+                f"S3 ObjectCreated -> baton-worker{across}",
             )
             store = RunStore.over(s3, bucket, RESULTS_PREFIX)
             run_id = _wait_for_run(store, key, etag, stack, local.max_wait_s)
@@ -239,6 +246,7 @@ def _watch(
     store: RunStore, run_id: str, legs: LegLog | None, max_wait_s: float, out: TextIO
 ) -> str:
     tty = out.isatty()
+    chained = store.load_run(run_id).chains > 1
     deadline = time.monotonic() + max_wait_s
     last_line = ""
     last_print = 0.0
@@ -246,7 +254,7 @@ def _watch(
         for leg in legs.poll() if legs else []:
             if tty:
                 out.write("\r\x1b[K")
-            _say(out, _leg_line(leg))
+            _say(out, _leg_line(leg, chained))
             last_line = ""
         try:
             v = load_view(store, run_id)
@@ -265,7 +273,7 @@ def _watch(
             for leg in legs.poll() if legs else []:
                 if tty:
                     out.write("\r\x1b[K")
-                _say(out, _leg_line(leg))
+                _say(out, _leg_line(leg, chained))
             if tty:
                 out.write("\r" + line + "\x1b[K\n")
             else:
@@ -276,12 +284,11 @@ def _watch(
     return "unfinished"
 
 
-def _leg_line(leg: dict[str, Any]) -> str:
+def _leg_line(leg: dict[str, Any], chained: bool) -> str:
     cache = {True: "task list: 304 hit", False: "task list: downloaded", None: ""}[
         leg.get("cache_hit")
     ]
-    chain = leg.get("chain", "0000")
-    where = f"chain {chain} leg {leg['leg']:>2}" if chain != "0000" else f"leg {leg['leg']:>2}"
+    where = f"chain {leg.get('chain')} leg {leg['leg']:>2}" if chained else f"leg {leg['leg']:>2}"
     return (
         f"  {where}  {leg['exit']:<14} {leg['start_position']:>5} -> "
         f"{leg['position']:<5} {leg['processed']:>4} tasks in {leg['batches']:>2} batches  "
@@ -301,6 +308,19 @@ def _report(stack: EmbeddedStack, store: RunStore, run_id: str, out: TextIO) -> 
         f"containers: {stats.cold_starts} cold starts, {stats.warm_starts} warm reuses, "
         f"{stats.timeouts} timeouts, {stats.retries} retries",
     )
+    final = load_view(store, run_id)
+    if len(final.chains) > 1:
+        stolen = len(final.chains) - final.record.chains
+        _say(out, f"chains ({stolen} ranges stolen from stragglers):" if stolen else "chains:")
+        for line in chain_lines(final):
+            _say(out, line)
+    notices = [n for n in stack.notices(wait_s=2) if n.get("detail", {}).get("run_id") == run_id]
+    for notice in notices:
+        _say(
+            out,
+            f"notice: EventBridge {notice.get('detail-type')!r} "
+            f"(status {notice['detail'].get('status')}) delivered to the stack's queue",
+        )
     results = WORK_DIR / f"{run_id}.results.jsonl"
     with results.open("wb") as handle:
         for row in store.rows(run_id):

@@ -38,7 +38,7 @@ def finished_chains(store: RunStore, record: RunRecord) -> list[Checkpoint] | No
 
 
 def try_complete(
-    store: RunStore, record: RunRecord, notifier: Notifier, at_ms: int
+    store: RunStore, record: RunRecord, notifier: Notifier, at_ms: int, presign_s: int = 0
 ) -> dict[str, Any] | None:
     """Complete the run if every chain has finished; the summary if this call wrote it."""
     chains = finished_chains(store, record)
@@ -57,16 +57,24 @@ def try_complete(
         len(chains),
         extra={"event": "run_finished", "run_id": record.run_id, "status": summary["status"]},
     )
-    publish(store, record, summary, notifier, at_ms)
+    publish(store, record, summary, notifier, at_ms, presign_s=presign_s)
     return summary
 
 
 def publish(
-    store: RunStore, record: RunRecord, summary: dict[str, Any], notifier: Notifier, at_ms: int
+    store: RunStore,
+    record: RunRecord,
+    summary: dict[str, Any],
+    notifier: Notifier,
+    at_ms: int,
+    *,
+    presign_s: int = 0,
 ) -> bool:
     """The manifest, then the notice; True once the notice is recorded as sent."""
-    manifest_key = store.put_manifest(record.run_id, manifest(store, record, summary))
+    manifest_key = store.put_manifest(record.run_id, manifest(store, record, summary, presign_s))
     detail = notice_detail(store, record, summary, manifest_key)
+    if presign_s:
+        detail["manifest_url"] = store.objects.presign(record.bucket, manifest_key, presign_s)
     try:
         targets = notifier.send(detail)
     except NoticeError as exc:
@@ -79,11 +87,17 @@ def publish(
     return True
 
 
-def manifest(store: RunStore, record: RunRecord, summary: dict[str, Any]) -> dict[str, Any]:
-    """Every results object in index order (and the objects of holes), with the counts."""
+def manifest(
+    store: RunStore, record: RunRecord, summary: dict[str, Any], presign_s: int = 0
+) -> dict[str, Any]:
+    """Every results object in index order (and the objects of holes), with the counts;
+    with `presign_s`, a URL for each that works without AWS credentials until it expires."""
 
     def objects(keys: Any) -> list[dict[str, Any]]:
-        return [{"key": key, "first": first, "last": last} for first, last, key in keys]
+        listed = [{"key": key, "first": first, "last": last} for first, last, key in keys]
+        for entry in listed if presign_s else []:
+            entry["url"] = store.objects.presign(record.bucket, entry["key"], presign_s)
+        return listed
 
     return {
         "run_id": record.run_id,
@@ -118,16 +132,32 @@ def notice_detail(
     }
 
 
-def repair(store: RunStore, record: RunRecord, notifier: Notifier, at_ms: int) -> str | None:
-    """What the sweep does for a run whose completion a leg did not see through."""
+def repair(
+    store: RunStore,
+    record: RunRecord,
+    notifier: Notifier,
+    at_ms: int,
+    *,
+    presign_s: int = 0,
+    resend_after_ms: int = 0,
+) -> str | None:
+    """What the sweep does for a run whose completion a leg did not see through.
+
+    A notice is sent again only `resend_after_ms` after the run finished: until then
+    the completing leg may still be sending it, and a second copy helps nobody.
+    """
     summary = store.load_summary(record.run_id)
     if summary is None:
-        return "completed" if try_complete(store, record, notifier, at_ms) is not None else None
+        completed = try_complete(store, record, notifier, at_ms, presign_s)
+        return None if completed is None else "completed"
     if store.load_notice(record.run_id) is not None:
         store.mark_inactive(record.run_id)
         return "tidied"
+    if at_ms - int(summary.get("finished_ms") or 0) < resend_after_ms:
+        return None
     try:
-        return "notice sent" if publish(store, record, summary, notifier, at_ms) else None
+        sent = publish(store, record, summary, notifier, at_ms, presign_s=presign_s)
+        return "notice sent" if sent else None
     except BatonError as exc:
         log.warning("run %s: could not finish its completion: %s", record.run_id, exc)
         return None

@@ -12,6 +12,8 @@ from worker.exceptions import ConfigError
 from worker.names import ENV_PREFIX, RESULTS_PREFIX, TASKS_PREFIX
 
 DEFAULT_PROCESSOR = "worker.processor:process"
+MAX_PRESIGN_S = 7 * 24 * 3600
+"""S3 SigV4 presigned URLs live at most a week."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class Settings:
     webhook_url: str = ""
     """An HTTPS endpoint the completion notice is POSTed to, signed with `webhook_secret`."""
     webhook_secret: str = ""
+    presign_s: int = 0
+    """Above 0, manifest.json gives each results object a presigned URL valid this long,
+    and the notice a presigned URL of the manifest. They are bearer credentials, so off
+    by default; a URL signed with the function role's credentials also ends with them."""
     max_legs: int = 10_000
     max_task_attempts: int = 3
     """A task that kills its leg this many times is recorded as failed and skipped."""
@@ -108,6 +114,12 @@ class Settings:
             problems.append(
                 f"chains ({self.chains}) must not exceed max_chains ({self.max_chains})"
             )
+        if not 0 <= self.presign_s <= MAX_PRESIGN_S:
+            problems.append(
+                f"presign_s must be 0 to {MAX_PRESIGN_S} (7 days), got {self.presign_s}"
+            )
+        if self.webhook_url and not self.webhook_url.startswith(("https://", "http://")):
+            problems.append(f"webhook_url must be an http(s) URL, got {self.webhook_url!r}")
         if self.webhook_url and not self.webhook_secret:
             problems.append("webhook_url needs a webhook_secret to sign the notice with")
         if self.log_format not in ("json", "text"):

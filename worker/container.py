@@ -29,7 +29,15 @@ BOTO_CONFIG = Config(
     read_timeout=30,
     max_pool_connections=32,
 )
-INVOKE_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=10)
+INVOKE_CONFIG = Config(
+    retries={"total_max_attempts": 1},
+    connect_timeout=5,
+    read_timeout=10,
+    max_pool_connections=16,
+)
+IO_THREADS = 16
+"""S3 and Lambda calls beside the work: a commit's PUT and the cancel check, and a
+fan-out start's checkpoint creates and leg invokes (a thousand chains in seconds)."""
 """The hand-off's one retry policy is worker.handoff's, bounded by the leg's time left;
 botocore must not retry underneath it."""
 
@@ -97,7 +105,7 @@ class Container:
             ),
             processor=load_processor(settings.processor),
             pool=ThreadPoolExecutor(max_in_flight, thread_name_prefix="task"),
-            io=ThreadPoolExecutor(2, thread_name_prefix="io"),
+            io=ThreadPoolExecutor(IO_THREADS, thread_name_prefix="io"),
             budget=TimeBudget(
                 margin_ms=settings.margin_ms,
                 adaptive=settings.adaptive_margin,

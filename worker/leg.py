@@ -523,7 +523,13 @@ class Leg:
 
     def completed(self, exit: Exit, reason: str | None = None) -> LegResult:
         """This leg's exit once its chain ended: it completes the run if every chain has."""
-        summary = try_complete(self.store, self._record, self.c.notifier, self.clock.now_ms())
+        summary = try_complete(
+            self.store,
+            self._record,
+            self.c.notifier,
+            self.clock.now_ms(),
+            self.c.settings.presign_s,
+        )
         if summary is not None and self._record.chains > 1:
             reason = reason or f"completed the run: {summary['status']}"
         return self._result(self._checkpoint, exit, reason)

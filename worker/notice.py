@@ -4,7 +4,7 @@ Delivery is at least once, with the run id as the idempotency key (the event's
 `detail.run_id`, the webhook's `X-Baton-Run-Id`): a notice is recorded as sent
 in `notice.json` only after every target took it, and the sweep sends again
 what was not recorded. The notice names keys, never presigned URLs (bearer
-credentials), unless `BATON_NOTICE_PRESIGN_S` opts in.
+credentials), unless `BATON_PRESIGN_S` opts in.
 """
 
 from __future__ import annotations

@@ -344,11 +344,8 @@ def _begin(
         record.start_position,
         record.chains,
     )
-    lost = [
-        n
-        for n in container.io.map(lambda cp: _hand_off(container, record, cp, context), created)
-        if n
-    ]
+    invoked = container.io.map(lambda cp: _hand_off(container, record, cp, context), created)
+    lost = [note for note in invoked if note]
     handoff_note = None
     if lost:
         handoff_note = (
@@ -437,7 +434,7 @@ def _record_unreadable(
     )
     if store.create_checkpoint(final) is not None:
         store.mark_chain_done(run_id, final.chain)
-        try_complete(store, record, container.notifier, at)
+        try_complete(store, record, container.notifier, at, container.settings.presign_s)
     store.mark_source(run_id, request.key, etag)
     log.error("run %s failed: %s", run_id, exc)
 

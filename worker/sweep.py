@@ -67,7 +67,14 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
                 result=result,
             )
         if finished == len(chains):
-            outcome = repair(store, record, container.notifier, at)
+            outcome = repair(
+                store,
+                record,
+                container.notifier,
+                at,
+                presign_s=settings.presign_s,
+                resend_after_ms=settings.stall_after_ms,
+            )
             if outcome is not None:
                 result.tidied.append(run_id)
                 log.info("sweep: run %s %s", run_id, outcome)

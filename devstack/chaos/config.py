@@ -26,6 +26,8 @@ class ChaosConfig:
     seed: int = 1
     runs: int = 2
     tasks: int = 200
+    chains: int = 1
+    """Chains per run (the upload's baton-chains metadata)."""
     parallel: int = 2
     """Runs uploaded at once; `runs` are worked through in waves of this many."""
     killers: int = 1

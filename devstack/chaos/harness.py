@@ -37,6 +37,7 @@ from devstack.s3server import EmbeddedS3, FaultHook, RandomFaults, S3Call, S3Fau
 from devstack.stack import FAKE_CREDENTIAL, EmbeddedStack
 from worker.checkpoint import TERMINAL, Checkpoint
 from worker.names import RESULTS_PREFIX, TASKS_PREFIX
+from worker.start import CHAINS_METADATA
 from worker.store import RunStore
 
 __all__ = ["ChaosS3Faults", "ChaosStack"]
@@ -161,13 +162,15 @@ class ChaosStack:
             for i in range(count)
         ]
 
-    def upload(self, tag: str, tasks: Sequence[Any], key: str | None = None) -> Source:
+    def upload(
+        self, tag: str, tasks: Sequence[Any], key: str | None = None, chains: int | None = None
+    ) -> Source:
         """Upload a JSONL list under tasks/: its ObjectCreated event starts a run."""
         body = b"".join(json.dumps(task).encode() + b"\n" for task in tasks)
         killers = frozenset(
             i for i, t in enumerate(tasks) if isinstance(t, dict) and t.get("chaos") == KILLER
         )
-        source = self.upload_body(tag, body, len(tasks), key, killers)
+        source = self.upload_body(tag, body, len(tasks), key, killers=killers, chains=chains)
         return replace(source, healthy=True)
 
     def upload_body(
@@ -176,11 +179,17 @@ class ChaosStack:
         body: bytes,
         total: int,
         key: str | None = None,
+        *,
         killers: frozenset[int] = frozenset(),
+        chains: int | None = None,
     ) -> Source:
         """Upload raw bytes (hostile ones too) as the task list `tag`, of `total` tasks."""
         key = key or f"{TASKS_PREFIX}{tag}.jsonl"
-        etag = self.uploader.put_object(Bucket=self.bucket, Key=key, Body=body)["ETag"]
+        chains = chains or self.config.chains
+        metadata = {CHAINS_METADATA: str(chains)} if chains > 1 else {}
+        etag = self.uploader.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata)[
+            "ETag"
+        ]
         return Source(tag, key, str(etag), total, killers, healthy=False)
 
     def upload_run(self, number: int) -> Source:

@@ -157,7 +157,7 @@ def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
     elif roll < hang + chaos.rate(_DEFER):
         chaos.record(_DEFER.name, tag, task.index, attempt)
         raise OutOfTimeError("chaos: out of time before starting", tried=False)
-    time.sleep(chaos.task_ms / 1000)
+    time.sleep(float(task.options.get("ms", chaos.task_ms)) / 1000)
     return {"attempt": attempt}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,27 @@ def test_chaos_seeded_run_loses_duplicates_forks_and_strands_nothing(tmp_path: P
     assert [problem for check in report.checks for problem in check.problems] == []
     assert [check.killers_skipped for check in report.checks] == [1, 1]
     assert [check.status for check in report.checks] == ["done", "done"]
+
+
+FANOUT = replace(
+    CONFIG,
+    seed=20261129,
+    runs=1,
+    parallel=1,
+    tasks=240,
+    chains=4,
+    max_concurrency=8,
+    task_ms=30,
+)
+
+
+def test_chaos_seeded_run_of_four_chains_loses_duplicates_forks_and_strands_nothing(
+    tmp_path: Path,
+) -> None:
+    report = run_chaos(FANOUT, tmp_path)
+    report_line(report.line())
+
+    assert (report.lost, report.duplicated, report.forks, report.unfinished) == (0, 0, 0, 0)
+    assert [problem for check in report.checks for problem in check.problems] == []
+    assert [check.status for check in report.checks] == ["done"]
+    assert [check.killers_skipped for check in report.checks] == [1]

@@ -381,3 +381,32 @@ def test_invariant_sweep_during_a_start_does_not_forget_the_run(start_chaos: Sta
     check = chaos.check(source)
     assert check.problems == []
     assert check.finished
+
+
+def test_invariant_a_chain_ten_times_slower_is_helped_by_stealing(
+    start_chaos: StartChaos,
+) -> None:
+    config = ChaosConfig.quiet(
+        task_ms=20, timeout_s=3.0, margin_ms=600, batch_size=4, max_concurrency=8
+    )
+    chaos = start_chaos(config)
+    tasks = chaos.tasks("straggler", 160)
+    for task in tasks[:40]:  # chain 0000's range: every task ten times slower
+        task["ms"] = 200
+    source = chaos.upload("straggler", tasks, chains=4)
+    chaos.wait([source], 120)
+    chaos.settle()
+
+    check = chaos.check(source)
+    assert (check.lost, check.duplicated, check.forks, check.problems) == (0, 0, 0, [])
+    run_id = str(check.run_id)
+    slow = chaos.store.load_checkpoint(run_id, "0000").checkpoint
+    assert slow.splits, "nobody took any of the slow chain's range"
+    assert slow.range_end < 40
+    stolen = {split["chain"] for split in slow.splits}
+    assert all(chaos.store.load_checkpoint(run_id, c).checkpoint.status == "done" for c in stolen)
+    summary = chaos.store.load_summary(run_id)
+    assert summary is not None
+    ranges = len(chaos.store.chain_ids(run_id))  # thieves may also steal from each other
+    assert (summary["status"], summary["ok"], summary["ranges"]) == ("done", 160, ranges)
+    assert ranges >= 4 + len(stolen)

@@ -186,9 +186,23 @@ def test_fanout_a_failed_notice_is_sent_again_by_the_sweep(h: Harness) -> None:
     assert h.store.load_notice(run_id) is None
     assert run_id in set(h.store.active_runs())
     h.notifier.fail = False
+    h.clock.advance(10_000)
     h.invoke({"action": "sweep"})
     assert [n["run_id"] for n in h.notifier.sent] == [run_id]
     assert run_id not in set(h.store.active_runs())
+
+
+def test_fanout_the_sweep_leaves_a_notice_alone_while_its_leg_may_still_send_it(
+    h: Harness,
+) -> None:
+    answer = start(h, 2)
+    h.notifier.fail = True
+    h.drive(h.invoker.pop())
+    h.notifier.fail = False
+    h.clock.advance(9_000)
+    h.invoke({"action": "sweep"})
+    assert h.notifier.sent == []
+    assert h.store.load_notice(answer["run_id"]) is None
 
 
 def test_fanout_the_sweep_resumes_a_chain_whose_leg_was_lost(h: Harness) -> None:
