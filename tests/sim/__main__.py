@@ -63,6 +63,11 @@ def run_soak(first: int, runs: int, procs: int, chunk: int) -> int:
         why = KNOWN_FINDINGS[category]
         print(f"known finding {category} in {count} runs (seeds {seeds}, ...): {why}")
     print(f"faults: {', '.join(f'{k}={n}' for k, n in sorted(tally.faults.items()))}")
+    if tally.excused_strikes:
+        print(
+            f"strikes excused: {tally.excused_strikes} (the owner lost a CAS answer and its "
+            "read-back failed too, so it exited not knowing it held the run)"
+        )
     seconds = f"{tally.seconds:.1f} s on {procs} processes"
     print(f"{tally.runs} runs, {tally.invocations} invocations in {seconds}")
     print(tally.line())

@@ -313,7 +313,8 @@ def _answer(answer: dict[str, Any]) -> str:
         action = result.get("action")
         if action == "leg":
             parts.append(
-                f"leg {result['leg']} {result['exit']} at {result['position']}/{result['total']}"
+                f"leg {result['leg']} {result['exit']} at {result['position']}/{result['total']}, "
+                f"{result['processed']} tasks"
                 + (f" ({result['reason']})" if result.get("reason") else "")
             )
         elif action == "sweep":

@@ -7,7 +7,8 @@ From S3 alone (`RunStore`, as a user would read the bucket), for every run:
   checkpoint and not a hole; range objects' key ranges never overlap, and each
   holds only indices of its own range             -> lost, duplicated, overlap
 - every run ends in a terminal status, with exactly one summary.json, and nothing
-  left in `_active/`                               -> unfinished
+  left in `_active/`                               -> unfinished; a summary, once
+  written, is never rewritten with other content  -> summary
 - the counts add up: the checkpoint's and the summary's ok and failed are the rows'
   (ok + failed = tasks for a finished run)         -> counts
 - [fan-out] exactly one manifest.json, at least one completion notice and none before
@@ -16,7 +17,8 @@ From S3 alone (`RunStore`, as a user would read the bucket), for every run:
 
 From the sim's own record (which invocation wrote what, and when it was alive):
 - never two live owners of one (run, chain): when a claim lands, the previous
-  holder has given the run back, or is dead       -> forks
+  holder has given the run back, or is dead; results and holes objects are written
+  only by the invocation holding their chain      -> forks
 - a strike is counted only for an owner that died (was killed, or raised); an
   owner that returned normally was struck for nothing (as when a CAS whose answer
   was lost is read as lost). Excused when the owner's own read-back of that
@@ -41,7 +43,14 @@ from typing import TYPE_CHECKING, Any
 from tests.sim.scheduler import SPINNING
 from worker.checkpoint import Checkpoint
 from worker.exceptions import RunNotFoundError
-from worker.store import ACTIVE_DIR, CHECKPOINT_FILE, RunRecord, RunStore
+from worker.store import (
+    ACTIVE_DIR,
+    CHECKPOINT_FILE,
+    HOLES_DIR,
+    RESULTS_DIR,
+    RunRecord,
+    RunStore,
+)
 
 if TYPE_CHECKING:
     from tests.sim.lam import Invocation
@@ -55,6 +64,7 @@ CATEGORIES = (
     "notices_early",
     "overlap",
     "counts",
+    "summary",
     "manifest",
     "strikes",
     "killer_deaths",
@@ -87,6 +97,19 @@ def chain_of(key: str, prefix: str) -> tuple[str, int] | None:
         return run_id, 0
     if tail.startswith(CHAINS_DIR) and tail.endswith("/" + CHECKPOINT_FILE):
         return run_id, int(tail[len(CHAINS_DIR) :].split("/", 1)[0])
+    return None
+
+
+def chain_of_rows(key: str, prefix: str) -> tuple[str, int] | None:
+    """The (run, chain) that may write the results or holes object `key`, or None.
+
+    Chain 0 today; fan-out: the chain whose range holds the object's first index.
+    """
+    if not key.startswith(prefix):
+        return None
+    run_id, _, tail = key[len(prefix) :].partition("/")
+    if tail.startswith((RESULTS_DIR, HOLES_DIR)):
+        return run_id, 0
     return None
 
 
@@ -126,6 +149,7 @@ class OwnerLedger:
     resets: list[str] = field(default_factory=list)
     """Strikes forgotten by a write that moved nothing (an empty commit)."""
     violations: list[Violation] = field(default_factory=list)
+    summaries: dict[str, bytes | None] = field(default_factory=dict)
     claims: int = 0
 
     def landed(
@@ -175,6 +199,21 @@ class OwnerLedger:
             del self.holders[chain]
             return f"gave back chain {chain[1]} of {chain[0]}"
         return None
+
+    def wrote_rows(self, chain: tuple[str, int], key: str, writer: Invocation, at_ms: int) -> None:
+        """Results are written only by the holder of their chain (before its CAS past them)."""
+        holder = self.holders.get(chain)
+        if holder is not writer:
+            held = f"{holder.name} held it" if holder else "nobody held it"
+            self.violations.append(
+                Violation("forks", f"{writer.name} wrote {key} at +{at_ms} while {held}")
+            )
+
+    def wrote_summary(self, key: str, body: bytes | None) -> None:
+        """A run's summary, once written, never changes (a second writer writes the same)."""
+        first = self.summaries.setdefault(key, body)
+        if body is not None and first != body:
+            self.violations.append(Violation("summary", f"{key} rewritten with other content"))
 
 
 # --------------------------------------------------------------------------------------
@@ -363,7 +402,7 @@ def _strikes(world: World) -> list[Violation]:
             Violation(
                 "strikes",
                 f"{strike.chain[0]} chain {strike.chain[1]}: {by} "
-                f"counted a strike at +{strike.at_ms - world.start_ms} for {previous.name}, which "
+                f"counted a strike at +{strike.at_ms} for {previous.name}, which "
                 f"never died ({previous.outcome}: {previous.detail})",
             )
         )

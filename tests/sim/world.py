@@ -32,7 +32,14 @@ from tests.fakes import Killed
 from tests.sim.executors import InlineExecutor, SimClock, TaskPool
 from tests.sim.faults import FaultPlan
 from tests.sim.lam import Invocation, SimContainer, SimInvoker, SimLambda
-from tests.sim.oracle import OwnerLedger, Violation, chain_of, judge, runs_settled
+from tests.sim.oracle import (
+    OwnerLedger,
+    Violation,
+    chain_of,
+    chain_of_rows,
+    judge,
+    runs_settled,
+)
 from tests.sim.processor import SimProcessor, TaskPlan, draw_plan
 from tests.sim.s3 import MemoryS3, Stored, client_error
 from tests.sim.scheduler import Actor, Scheduler
@@ -42,7 +49,7 @@ from worker.budget import TimeBudget
 from worker.config import Settings
 from worker.container import Container
 from worker.events import derive_run_id
-from worker.store import RunStore
+from worker.store import SUMMARY_FILE, RunStore
 
 BUCKET = "sim"
 TICK_MS = 60_000
@@ -154,7 +161,6 @@ class World:
         self.processor = SimProcessor(self.clock, self.plans, self.faults)
         self.killer_deaths: Counter[str] = Counter()
         self.uploads: list[Upload] = []
-        self.summary_writes: Counter[str] = Counter()
         self.excused_strikes = 0
         self.redrives = 0
         self.settled = False
@@ -319,19 +325,22 @@ class World:
 
     def _landed(self, bucket: str, key: str, before: Stored | None, after: Stored | None) -> None:
         prefix = self.settings.results_prefix
-        if key.endswith("/summary.json"):
-            self.summary_writes[key] += 1
+        actor = self.scheduler.current
+        writer: Invocation | None = actor.data if actor is not None else None
+        if key.endswith("/" + SUMMARY_FILE):
+            self.ledger.wrote_summary(key, after.body if after else None)
+        rows = chain_of_rows(key, prefix)
+        if rows is not None and writer is not None and after is not None:
+            self.ledger.wrote_rows(rows, key, writer, self.scheduler.now - self.start_ms)
         chain = chain_of(key, prefix)
         if chain is None:
             return
-        actor = self.scheduler.current
-        writer: Invocation | None = actor.data if actor is not None else None
         note = self.ledger.landed(
             chain,
             before.body if before else None,
             after.body if after else None,
             writer,
-            self.scheduler.now,
+            self.scheduler.now - self.start_ms,
         )
         if note is None:
             return
