@@ -49,9 +49,14 @@ def replay(seed: int) -> int:
 
 
 def run_soak(first: int, runs: int, procs: int, chunk: int) -> int:
+    shown = [0.0]
+
     def progress(tally: Tally) -> None:
+        if tally.seconds - shown[0] < 10 and tally.runs < runs:
+            return
+        shown[0] = tally.seconds
         rate = tally.runs / tally.seconds if tally.seconds else 0.0
-        failed = f", failing seeds {tally.failed_seeds[:5]}" if tally.failures else ""
+        failed = f", failing seeds {tally.failed_seeds[:5]}" if tally.failed_seeds else ""
         print(f"  {tally.runs}/{runs} runs, {rate:.0f} runs/s{failed}", flush=True)
 
     tally = soak(first, runs, procs=procs, chunk=chunk, progress=progress if runs > chunk else None)
@@ -59,7 +64,7 @@ def run_soak(first: int, runs: int, procs: int, chunk: int) -> int:
         print(tally.report())
         print()
     for category, count in sorted(tally.known.items()):
-        seeds = ", ".join(map(str, sorted(tally.known_seeds)[:10]))
+        seeds = ", ".join(map(str, sorted(tally.known_seeds[category])[:10]))
         why = KNOWN_FINDINGS[category]
         print(f"known finding {category} in {count} runs (seeds {seeds}, ...): {why}")
     print(f"faults: {', '.join(f'{k}={n}' for k, n in sorted(tally.faults.items()))}")
@@ -71,9 +76,13 @@ def run_soak(first: int, runs: int, procs: int, chunk: int) -> int:
     seconds = f"{tally.seconds:.1f} s on {procs} processes"
     print(f"{tally.runs} runs, {tally.invocations} invocations in {seconds}")
     print(tally.line())
-    if tally.failures:
-        seeds = " ".join(map(str, tally.failed_seeds))
-        print(f"failing seeds: {seeds}; replay one with make sim SEED=n")
+    if tally.failed_seeds:
+        seeds = " ".join(map(str, tally.failed_seeds[:200]))
+        more = " ..." if len(tally.failed_seeds) > 200 else ""
+        print(
+            f"{len(tally.failed_seeds)} failing seeds: {seeds}{more}; "
+            "replay one with make sim SEED=n"
+        )
         return 1
     return 0
 

@@ -240,7 +240,6 @@ class SimLambda:
         if invocation.outcome == "killed":
             container.dead = True
         self.trace.add(invocation.name, f"end: {invocation.outcome}: {invocation.detail}")
-        self.world.ended(invocation)
         event = invocation.event
         if invocation.died:
             if event.attempt < len(RETRY_DELAYS_MS):
@@ -258,9 +257,6 @@ class SimLambda:
             else:
                 self.trace.add("aws", f"event {event.request_id} failed 3 times: to the DLQ")
                 self.dead_letters.append(event)
-
-    def kill(self, actor: Actor, reason: str) -> None:
-        self.scheduler.kill(actor, reason)
 
     def redrive(self) -> int:
         """The operator redrives the dead-letter queue's uploads (legs are the sweep's)."""

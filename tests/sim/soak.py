@@ -35,6 +35,8 @@ KNOWN_FINDINGS: dict[str, str] = {
 (tests/sim/test_sim.py) instead of failing every run: counted in the summary line as
 `known=`. Remove an entry when the runtime is fixed (its xfail then passes, strictly)."""
 TRACE_TAIL = 150
+KEEP = 20
+"""Failures kept with their traces (every failing seed is kept, as a number)."""
 
 
 @dataclass
@@ -56,13 +58,15 @@ class Tally:
     faults: Counter[str] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
     known: Counter[str] = field(default_factory=Counter)
-    known_seeds: list[int] = field(default_factory=list)
+    known_seeds: dict[str, list[int]] = field(default_factory=dict)
+    failed_seeds: list[int] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    """The first `KEEP` failures, with their traces' tails."""
     excused_strikes: int = 0
     invocations: int = 0
     seconds: float = 0.0
 
-    def add(self, seed: int, keep: int = 20) -> None:
+    def add(self, seed: int) -> None:
         world = simulate(seed)
         self.runs += 1
         self.first = seed if self.first is None else min(self.first, seed)
@@ -74,11 +78,14 @@ class Tally:
         for violation in world.violations:
             if violation.category in KNOWN_FINDINGS:
                 self.known[violation.category] += 1
+                seeds = self.known_seeds.setdefault(violation.category, [])
+                if seed not in seeds[-1:]:
+                    seeds.append(seed)
             else:
                 self.violations[violation.category] += 1
-        if any(v.category in KNOWN_FINDINGS for v in world.violations):
-            self.known_seeds.append(seed)
-        if failing and len(self.failures) < keep:
+        if failing:
+            self.failed_seeds.append(seed)
+        if failing and len(self.failures) < KEEP:
             self.failures.append(
                 Failure(seed, [str(v) for v in failing], world.trace.text(last=TRACE_TAIL))
             )
@@ -92,15 +99,12 @@ class Tally:
         self.faults.update(other.faults)
         self.violations.update(other.violations)
         self.known.update(other.known)
-        self.known_seeds.extend(other.known_seeds)
-        self.failures.extend(other.failures)
-        self.failures.sort(key=lambda f: f.seed)
+        for category, seeds in other.known_seeds.items():
+            self.known_seeds.setdefault(category, []).extend(seeds)
+        self.failed_seeds = sorted([*self.failed_seeds, *other.failed_seeds])
+        self.failures = sorted([*self.failures, *other.failures], key=lambda f: f.seed)[:KEEP]
         self.excused_strikes += other.excused_strikes
         self.invocations += other.invocations
-
-    @property
-    def failed_seeds(self) -> list[int]:
-        return [f.seed for f in self.failures]
 
     def line(self) -> str:
         """The one summary line (the issue's fields first, then the rest)."""

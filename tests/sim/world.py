@@ -131,7 +131,7 @@ class Params:
 
 
 class World:
-    def __init__(self, seed: int, *, trace: bool = True) -> None:
+    def __init__(self, seed: int) -> None:
         self.seed = seed
 
         def stream(name: str) -> random.Random:
@@ -319,9 +319,6 @@ class World:
         self.faults.counts["task_killer"] += 1
         self.trace.add(invocation.name, f"KILLED: {reason}")
         self.scheduler.kill(actor, reason)
-
-    def ended(self, invocation: Invocation) -> None:
-        pass
 
     def _landed(self, bucket: str, key: str, before: Stored | None, after: Stored | None) -> None:
         prefix = self.settings.results_prefix
