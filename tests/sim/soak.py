@@ -119,10 +119,10 @@ class Tally:
         rate = f" {self.runs / self.seconds:.0f} runs/s" if self.seconds else ""
         return f"{head} other={others} known={known}{rate}"
 
-    def report(self) -> str:
+    def report(self, limit: int = KEEP) -> str:
         """The failures, each with its violations, its trace's tail and how to replay it."""
         parts = []
-        for failure in self.failures:
+        for failure in self.failures[:limit]:
             parts.append(
                 f"seed {failure.seed} ({failure.replay}):\n  "
                 + "\n  ".join(failure.violations)
