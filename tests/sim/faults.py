@@ -113,6 +113,10 @@ class FaultPlan:
             return True
         return False
 
+    def switch(self, name: str) -> bool:
+        """Whether a world-long fault is on in this world (counted when it strikes, not here)."""
+        return bool(self.rates[name]) and self.rng.random() < self.rates[name]
+
     def occurrences(self, name: str) -> int:
         """How many times a world fault happens in this world (drawn now)."""
         kind = KINDS[name]

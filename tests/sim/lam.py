@@ -138,7 +138,7 @@ class SimLambda:
         self._requests += 1
         event = AsyncEvent(payload, f"req-{self._requests:05d}", self.scheduler.now, hop, source)
         self.trace.add(by or "aws", f"event {event.request_id} queued: {event.label}")
-        if source == "invoke" and hop >= RECURSION_HOPS and self.faults.rates["recursion_cutoff"]:
+        if source == "invoke" and hop >= RECURSION_HOPS and self.world.recursion_cutoff:
             self.faults.counts["recursion_cutoff"] += 1
             self.trace.add("aws", f"event {event.request_id} stopped: recursive loop, {hop} hops")
             return

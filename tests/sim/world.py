@@ -155,6 +155,7 @@ class World:
         self.ledger = OwnerLedger()
         self.s3 = MemoryS3(SimNetwork(self), on_write=self._landed)
         self.s3.create_bucket(Bucket=BUCKET)
+        self.recursion_cutoff = self.faults.switch("recursion_cutoff")
         self.lam = SimLambda(self)
         self.invoker = SimInvoker(self)
         self.plans: dict[str, TaskPlan] = {}
@@ -348,7 +349,10 @@ class World:
 
     def _describe(self) -> str:
         p, s = self.params, self.settings
-        on = ", ".join(f"{k}={v:.3g}" for k, v in self.faults.rates.items() if v)
+        rates = self.faults.rates
+        on = ", ".join(f"{k}={v:.3g}" for k, v in rates.items() if v and k != "recursion_cutoff")
+        if self.recursion_cutoff:
+            on += ", recursion cutoff after 16 hops"
         return (
             f"seed {self.seed}: {p.tasks} tasks on {p.hosts} hosts, timeout {p.timeout_ms} ms, "
             f"margin {s.margin_ms} ms, concurrency {s.concurrency or 'auto'}, "
