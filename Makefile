@@ -64,6 +64,12 @@ $(BENCH_STAMP): bench/requirements.txt
 chaos: $(STAMP)
 	$(PY) -m devstack.chaos --seed $(or $(SEED),1) --runs $(or $(RUNS),6) --tasks $(or $(TASKS),300)
 
+# make sim [SEED=n] [RUNS=n]: the deterministic simulator (tests/sim/). SEED alone replays that
+# world with its whole trace; RUNS soaks seeds SEED.. (default 1..) on every core; neither: 10,000
+.PHONY: sim
+sim: $(STAMP)
+	$(PY) -m tests.sim $(if $(SEED),--seed $(SEED)) $(if $(RUNS),--runs $(RUNS),$(if $(SEED),,--runs 10000))
+
 package: $(STAMP)
 	$(PY) -m infra.package build/lambda.zip
 
