@@ -196,7 +196,12 @@ class Checkpoint:
         at_ms: int,
         plan_end: int,
     ) -> Checkpoint:
-        """Move past rows whose results are written; `plan_end` is the new plan."""
+        """Move past rows whose results are written; `plan_end` is the new plan.
+
+        Strikes and crashes are forgiven only by progress: a commit that wrote no row
+        (a careful leg out of time before its task) must not forget a dead leg's strike.
+        """
+        progressed = ok + failed > 0 or end > self.position
         return replace(
             self,
             position=end,
@@ -204,8 +209,8 @@ class Checkpoint:
             level=level,
             ok=self.ok + ok,
             failed=self.failed + failed,
-            strikes=0,
-            crashes=0,
+            strikes=0 if progressed else self.strikes,
+            crashes=0 if progressed else self.crashes,
             heartbeat_ms=at_ms,
             batch_end=plan_end,
             task_ms_total=self.task_ms_total + task_ms,

@@ -68,6 +68,13 @@ class Hosts:
             state.strikes = 0
             state.cap = min(float(self.per_host), state.cap + 1 / state.cap)
 
+    def abandoned(self, host: str) -> None:
+        """A task its leg left running when it ended early (an error, a lost CAS): its
+        slot is freed now, or the next leg in this container would find the host full."""
+        if host:
+            state = self._host(host)
+            state.in_flight = max(0, state.in_flight - 1)
+
     def paused_until(self, host: str) -> float:
         return self._host(host).not_before if host else 0.0
 

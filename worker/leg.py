@@ -292,36 +292,42 @@ class Leg:
         done_before = self.processed
         started = last_commit = self._last_commit_at = self.clock.monotonic()
         stopping = False
-        while True:
-            now = self.clock.monotonic()
-            remaining = self.context.get_remaining_time_in_millis()
-            if self.cancel_seen or not self.budget.can_start(remaining):
-                stopping = True
-            level = 1 if careful else self.c.autoscaler.current
-            while not stopping and len(in_flight) < level:
-                task = queue.pop_ready(now)
-                if task is None:
+        try:
+            while True:
+                now = self.clock.monotonic()
+                remaining = self.context.get_remaining_time_in_millis()
+                if self.cancel_seen or not self.budget.can_start(remaining):
+                    stopping = True
+                level = 1 if careful else self.c.autoscaler.current
+                while not stopping and len(in_flight) < level:
+                    task = queue.pop_ready(now)
+                    if task is None:
+                        break
+                    self._start(task, in_flight, now, remaining)
+                if (
+                    not in_flight
+                    and (stopping or careful or planned >= self._checkpoint.range_end)
+                    and (stopping or queue.size == 0)
+                ):
                     break
-                self._start(task, in_flight, now, remaining)
-            if (
-                not in_flight
-                and (stopping or careful or planned >= self._checkpoint.range_end)
-                and (stopping or queue.size == 0)
-            ):
-                break
-            if not in_flight and queue.size == 0:
-                extended = self._commit(window, tasks, queue, planned)
-                if extended == planned:  # every planned task started; some will not finish
-                    break
-                planned, last_commit = extended, self.clock.monotonic()
-                continue
-            if self._collect(in_flight, window, now, remaining, queue.next_ready_at()):
-                stopping = self.out_of_time = True
-            self.c.autoscaler.tick(self.clock.monotonic(), len(in_flight), waiting=queue.size > 0)
-            due = self.clock.monotonic() - last_commit >= self.budget.commit_interval_ms / 1000
-            if not careful and not stopping and (due or window.buffered >= MAX_COMMIT_ROWS):
-                planned = self._commit(window, tasks, queue, planned)
-                last_commit = self.clock.monotonic()
+                if not in_flight and queue.size == 0:
+                    extended = self._commit(window, tasks, queue, planned)
+                    if extended == planned:  # every planned task started; some will not finish
+                        break
+                    planned, last_commit = extended, self.clock.monotonic()
+                    continue
+                if self._collect(in_flight, window, now, remaining, queue.next_ready_at()):
+                    stopping = self.out_of_time = True
+                self.c.autoscaler.tick(
+                    self.clock.monotonic(), len(in_flight), waiting=queue.size > 0
+                )
+                due = self.clock.monotonic() - last_commit >= self.budget.commit_interval_ms / 1000
+                if not careful and not stopping and (due or window.buffered >= MAX_COMMIT_ROWS):
+                    planned = self._commit(window, tasks, queue, planned)
+                    last_commit = self.clock.monotonic()
+        finally:
+            for _, host in in_flight.values():  # only when the loop raised
+                self.c.hosts.abandoned(host)
         queue.drain()
         busy_ms = self._elapsed_since(started)
         self.task_ms += busy_ms

@@ -279,15 +279,35 @@ def check_run(store: RunStore, run_id: str) -> list[Violation]:
 
 
 def check_manifest(store: RunStore, run_id: str) -> list[Violation]:
-    """Fan-out: exactly one manifest.json, the results objects in index order with counts.
-    Nothing writes a manifest while runs have one chain."""
+    """A finished run has one manifest.json listing results objects that hold every row."""
+    summary = store.load_summary(run_id)
+    manifest = store.load_manifest(run_id)
+    if summary is None:
+        return []
+    if manifest is None:
+        return [Violation("manifest", f"{run_id} finished without a manifest")]
+    listed = {entry["key"] for entry in manifest["results"] + manifest["holes"]}
+    stored = {key for _, _, key in store.result_keys(run_id)}
+    stored |= {key for _, _, key in store.hole_keys(run_id)}
+    if listed != stored:
+        return [Violation("manifest", f"{run_id}'s manifest lists {len(listed)} of {len(stored)}")]
+    if manifest["rows"] != summary["processed"]:
+        return [Violation("manifest", f"{run_id}'s manifest counts differ from its summary")]
     return []
 
 
 def check_notices(world: World, run_id: str) -> list[Violation]:
-    """Fan-out: at least one completion notice per finished run, and none sent before every
-    chain finished (`notices_early`). Nothing sends notices yet."""
-    return []
+    """At least one completion notice per finished run, none before every chain finished."""
+    sent = [n for n in world.notices if n.run_id == run_id]
+    problems = [
+        Violation("notices_early", f"{run_id} notified at +{n.at_ms} before its chains ended")
+        for n in sent
+        if not n.chains_finished
+    ]
+    store = RunStore.over(world.s3, world.bucket, world.settings.results_prefix)
+    if store.load_summary(run_id) is not None and not sent:
+        problems.append(Violation("unfinished", f"{run_id} finished and never notified"))
+    return problems
 
 
 def runs_settled(store: RunStore) -> bool:

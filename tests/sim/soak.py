@@ -18,22 +18,12 @@ from dataclasses import dataclass, field
 from tests.sim.oracle import CATEGORIES
 from tests.sim.world import simulate
 
-KNOWN_FINDINGS: dict[str, str] = {
-    "livelock": (
-        "runtime: a leg that raises (or loses its CAS) with tasks in flight leaves them "
-        "counted in the warm container's Hosts; the next leg there finds those hosts full, "
-        "spins in Leg.work (clock.sleep(0) in _collect) and is killed at its deadline"
-    ),
-    "strike_reset": (
-        "runtime: Checkpoint.advance resets strikes (and crashes) even when the commit moved "
-        "nothing; a leg that claims after a death and hands off before its careful task "
-        "makes the dead leg's strike be forgotten, so a killer task kills more than "
-        "max_task_attempts + 1 times"
-    ),
-}
+KNOWN_FINDINGS: dict[str, str] = {}
 """Violations the simulator found in the runtime and reported, pinned by a strict xfail test
 (tests/sim/test_sim.py) instead of failing every run: counted in the summary line as
-`known=`. Remove an entry when the runtime is fixed (its xfail then passes, strictly)."""
+`known=`. Remove an entry when the runtime is fixed (its xfail then passes, strictly).
+The two found so far are fixed: host slots leaked by a leg that raised mid-window
+(seed 48), and an empty commit that forgot a dead leg's strike."""
 TRACE_TAIL = 150
 KEEP = 20
 """Failures kept with their traces (every failing seed is kept, as a number)."""

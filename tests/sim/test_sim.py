@@ -18,7 +18,7 @@ from tests.sim.conftest import report_line
 from tests.sim.executors import SimClock, SimFuture
 from tests.sim.s3 import MemoryS3, etag_of
 from tests.sim.scheduler import Actor, Scheduler
-from tests.sim.soak import KNOWN_FINDINGS, soak
+from tests.sim.soak import soak
 from tests.sim.world import simulate
 from worker.checkpoint import Checkpoint, Plan
 from worker.exceptions import ConflictError, InputChangedError
@@ -30,7 +30,7 @@ SIM_RUNS = int(os.environ.get("SIM_RUNS", "10000"))
 REPLAY_SEED = 67
 """A busy world: a replaced list (two runs), lost answers, kills, killer tasks, strikes."""
 LIVELOCK_SEED = 48
-"""A world that shows the `livelock` finding (`soak.KNOWN_FINDINGS`)."""
+"""The world that found leaked host slots (a leg that raised mid-window)."""
 
 
 @pytest.mark.timeout(900)
@@ -63,19 +63,17 @@ def _digests(seeds: list[int]) -> list[str]:
     return [simulate(seed).trace.digest() for seed in seeds]
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_FINDINGS["livelock"])
-def test_sim_finding_a_leg_that_raised_mid_window_leaves_its_host_slots_taken() -> None:
+def test_sim_a_leg_that_raised_mid_window_leaves_no_host_slots_taken() -> None:
     """Seed 48: leg 0 raises (a results PUT failed) with tasks in flight on container c0;
-    leg 1, later on c0, finds their hosts full and spins until its deadline kills it."""
+    leg 1, later on c0, used to find their hosts full and spin until its deadline."""
     world = simulate(LIVELOCK_SEED)
     assert [str(v) for v in world.violations if v.category == "livelock"] == []
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_FINDINGS["strike_reset"])
-def test_sim_finding_a_commit_that_moved_nothing_forgets_the_strikes() -> None:
+def test_sim_a_commit_that_moved_nothing_keeps_the_strikes() -> None:
     """The soak's case (about one world in 20,000): a leg claims after a death (strike 1),
-    runs out of time before its careful task, and its empty commit writes strikes 0; the
-    killer task then kills once more than max_task_attempts + 1 allows."""
+    runs out of time before its careful task, and its empty commit used to write strikes
+    0; the killer task then killed once more than max_task_attempts + 1 allows."""
     struck = Checkpoint("r", total=10, position=4, owner="o", strikes=1, careful_until=6)
     after = struck.advance(
         4,

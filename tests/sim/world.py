@@ -46,6 +46,7 @@ from tests.sim.scheduler import Actor, Scheduler
 from tests.sim.trace import Trace
 from worker.autoscale import Autoscaler
 from worker.budget import TimeBudget
+from worker.checkpoint import Checkpoint
 from worker.config import Settings
 from worker.container import Container
 from worker.events import derive_run_id
@@ -130,6 +131,35 @@ class Params:
         )
 
 
+@dataclass(frozen=True)
+class Notice:
+    run_id: str
+    at_ms: int
+    chains_finished: bool
+    """Whether every chain's checkpoint was terminal when the notice went out."""
+
+
+class SimNotifier:
+    """Records each completion notice with what S3 held when it was sent."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def send(self, detail: dict[str, Any]) -> list[str]:
+        world = self.world
+        run_id = str(detail["run_id"])
+        run = f"{world.settings.results_prefix}{run_id}/"
+        keys = [k for k in world.s3.keys(world.bucket, run) if k.endswith("checkpoint.json")]
+        finished = all(_terminal(world.s3.body(world.bucket, key)) for key in keys)
+        world.notices.append(Notice(run_id, world.clock.now_ms(), bool(keys) and finished))
+        world.trace.add("notice", f"{run_id} {detail['status']}")
+        return ["sim"]
+
+
+def _terminal(body: bytes | None) -> bool:
+    return body is not None and Checkpoint.from_json(json.loads(body)).finished
+
+
 class World:
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -168,6 +198,8 @@ class World:
         self.stopped = ""
         self.violations: list[Violation] = []
         self.notes: list[str] = []
+        self.notices: list[Notice] = []
+        self.notifier = SimNotifier(self)
 
     # the world's moves
     def run(self) -> list[Violation]:
@@ -289,7 +321,12 @@ class World:
         settings = self.settings
         name = f"c{number}"
         container = Container.create(
-            settings, s3=self.s3, lambda_client=object(), invoker=self.invoker, clock=self.clock
+            settings,
+            s3=self.s3,
+            lambda_client=object(),
+            invoker=self.invoker,
+            clock=self.clock,
+            notifier=self.notifier,
         )
         container.instance_id = name
         container.cache = ObjectCache()

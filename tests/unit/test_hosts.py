@@ -60,3 +60,10 @@ def test_hosts_tasks_without_a_url_are_never_held() -> None:
     hosts = Hosts(per_host=1)
     assert hosts.key(Task(0, None, error="bad")) == ""
     assert hosts.can_start("", 0.0)
+
+
+def test_hosts_a_task_its_leg_abandoned_frees_its_slot() -> None:
+    hosts = Hosts(per_host=1)
+    hosts.started("a")
+    hosts.abandoned("a")
+    assert hosts.can_start("a", 0.0)

@@ -347,3 +347,48 @@ def test_leg_deferral_at_the_end_keeps_the_finished_rows_after_it(s3: Any, bucke
 def test_leg_records_the_concurrency_it_reached_in_the_checkpoint(h: Harness) -> None:
     answer = start(h)
     assert h.checkpoint(answer["run_id"])["level"] == h.container.autoscaler.current == 2
+
+
+class _ResultsPutFails:
+    """An S3 client whose results PUTs fail: a leg that raises mid-window."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_object(self, **params: Any) -> Any:
+        if "/results/" in params["Key"]:
+            raise RuntimeError("results PUT failed")
+        return self._client.put_object(**params)
+
+
+def test_leg_that_raises_mid_window_frees_the_host_slots_of_its_tasks_in_flight(
+    s3: Any, bucket: str
+) -> None:
+    # Found by the simulator (seed 48): the next leg in this container found the slow
+    # host full forever and spun until its deadline.
+    release = threading.Event()
+    h = Harness(
+        _ResultsPutFails(s3), bucket, settings(concurrency=2, per_host_concurrency=1)
+    )
+    h.container.budget.commit_interval_ms = 300
+
+    def process(task: Any, ctx: Any) -> dict[str, Any]:
+        if task.index == 1:
+            release.wait(timeout=10)
+        else:
+            h.clock.advance(100)
+        return {}
+
+    h.container.processor = process
+    urls = [f"https://{'slow' if i == 1 else 'fast'}.example/{i}" for i in range(12)]
+    etag = put_tasks(s3, bucket, "tasks/list.json", urls)
+    h.invoke(h.upload_event("tasks/list.json", etag))
+    try:
+        with pytest.raises(RuntimeError, match="results PUT failed"):
+            h.invoke(h.invoker.pop())
+        assert h.container.hosts.can_start("slow.example", h.clock.monotonic())
+    finally:
+        release.set()
