@@ -51,8 +51,13 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m bench.run_all $(if $(QUICK),--quick) $(if $(HUGE),--huge) --bench-python $(BENCH_PY)
 
-.PHONY: bench-setup
+.PHONY: bench-setup bench-profile
 bench-setup: $(BENCH_STAMP)
+
+# make bench-profile [BEFORE=<a worktree of an earlier commit>]: where a leg's CPU per page
+# goes, stage by stage, next to the plain loop (bench/profile_leg.py, py-spy from bench-setup)
+bench-profile: $(STAMP) $(BENCH_STAMP)
+	$(PY) -m bench.profile_leg $(if $(BEFORE),--tree before=$(BEFORE))
 
 $(BENCH_STAMP): bench/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)

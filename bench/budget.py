@@ -1,32 +1,39 @@
-"""Time-budget use: the share of each leg's wall time spent on tasks, measured and modelled.
+"""Time-budget use: the share of each leg's wall time spent working tasks, measured and modelled.
 
 **Measured** (10 s timeout, from a `bench.throughput` run): every leg logs
-`budget_use` = time inside `run_tasks` / the leg's wall time, and the run's summary
-has `task_time_share` = the same over all legs (what `budget_use` reports). Beside
-it: the share of the timeout a handed-off leg used, and the share of the billed
-invocation time (the REPORT lines' Duration, which also holds the handler's own
-start-up and, in leg 0, the run's creation) spent on tasks.
+`budget_use` = time inside `Leg.work` (tasks flowing through the rolling window, the
+commits among them) / the leg's wall time, and the run's summary has
+`task_time_share` = the same over all legs (what `budget_use` reports). Beside it: the
+share of the timeout a handed-off leg used, and the share of the billed invocation
+time (the REPORT lines' Duration, which also holds the handler's own start-up and, in
+leg 0, the run's creation) spent working.
 
-**Modelled** (900 s): `simulate_leg` replays one leg against the worker's own
-`worker.budget.TimeBudget` (whatever policy it has today), with
+**Modelled** (900 s): `simulate_leg` replays one leg's rolling window against the
+worker's own `worker.budget.TimeBudget` (whatever policy it has today), with
 
 - the fixed per-leg cost measured by `bench.hop_overhead`'s probe (`head_ms` before
-  the first batch: checkpoint and run reads, claim CAS, task-list revalidation,
-  orphan LIST, cancel HEAD; `tail_ms` after the last: hand-off CAS and invoke),
-- the measured gap between two batches of a leg (`boundary_ms`: the results PUT,
-  the checkpoint CAS and the cancel HEAD every batch pays),
-- the task latencies the run measured, dealt to `concurrency` threads in order as
-  `ThreadPoolExecutor.map` does (so a batch waits for its slowest thread).
+  the first task: checkpoint and run reads, claim CAS, task-list revalidation, orphan
+  LIST, cancel HEAD; `tail_ms` after the final commit: hand-off CAS and invoke),
+- the cost of one commit (`commit_ms`: the results PUT and then the checkpoint CAS,
+  one after the other, from the probe's PUT latency; the cancel HEAD runs beside the
+  PUT), during which tasks in flight go on but no new task starts,
+- the task latencies the run measured, taken in order by `concurrency` slots, each
+  slot taking the next task as it frees (no barrier), a commit every
+  `commit_interval_ms`.
 
 It runs two legs on one budget (it lives as long as the container) and reports the
-second. In closed form, with b the batch time and o the boundary:
+second. The leg stops starting tasks when the time left falls to the policy's reserve
+R (`margin_ms` + 1.2 x the p90 task latency), lets the tasks in flight finish (each is
+cut at the work deadline), commits, and hands off. In closed form, with h and t the
+fixed head and tail, o = `commit_ms` and c = `commit_interval_ms`:
 
-    W          = T - R_exit + tail         leg wall time; R_exit ~ what is left when the
-                                           policy stops (margin + 1.2 x p90 task, or less)
-    budget_use = (W - head - tail) / W * b / (b + o)
+    W          = T - R + drain + o + t     leg wall time (drain: the last tasks finishing)
+    budget_use = (W - h - o - t) / W       the commits inside the window are work time
+    fill       ~ 1 - o / c - (drain + start) / W   slot-time in tasks / (slots x work time)
 
-so at 900 s the fixed per-leg part vanishes and b / (b + o) is what is left.
-`validate` runs the same model at the measured timeout, to compare with the run.
+so at 900 s the fixed per-leg part vanishes from `budget_use`, and what the window
+loses to commits shows in `fill`: new starts wait o every c. `validate` runs the same
+model at the measured timeout, to compare with the run.
 
     python -m bench.budget [--pages 3000]   (runs its own throughput-sized baton run)
 """
@@ -53,8 +60,10 @@ S3 Performance", timeouts and retries for latency-sensitive applications)."""
 PAGE_MS_REAL = 250.0
 """Assumed mean page fetch time on the real network (the bench site serves in ~85 ms)."""
 COMMIT_VARIANTS = (("as is", None), ("commit every 5 s", 5_000.0), ("every 30 s", 30_000.0))
-BATCH_S3_CALLS = 3
-"""results PUT + checkpoint CAS (PUT) + cancel HEAD, per batch (worker.leg.Leg.run)."""
+"""The commit-interval what-ifs: `None` keeps the worker's own `commit_interval_ms`."""
+COMMIT_SERIAL_CALLS = 2
+"""S3 calls a commit waits for one after the other (worker.leg.Leg._commit_state): the
+results PUT, then the checkpoint CAS; the cancel HEAD runs beside the PUT."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,8 @@ class LegModel:
     timeout_ms: float
     head_ms: float
     tail_ms: float
-    boundary_ms: float
+    commit_ms: float
+    """The dispatcher's time in one commit: no task starts meanwhile."""
     concurrency: int
     margin_ms: int = 2000
     batch_size: int = 25
@@ -124,22 +134,23 @@ def simulate_leg(
 
 
 def _leg(budget: Any, model: LegModel, deal: Iterator[float]) -> dict[str, Any]:
-    """One leg's rolling window: `concurrency` threads take the next task as each frees;
-    a commit every commit interval (and one at the end) costs `boundary_ms` during which
-    no task starts; the leg stops starting tasks when the budget says so, and every task
-    still running ends by the work deadline."""
+    """One leg's rolling window: `concurrency` slots take the next task as each frees; a
+    commit every commit interval takes `commit_ms`, during which tasks in flight go on
+    but no task starts; the leg stops starting tasks when the budget says so, every task
+    still running ends by the work deadline (one cut there is the next leg's), and a
+    final commit and the hand-off close the leg."""
     start_ms = model.head_ms
     end_ms = float(model.timeout_ms)
     interval = float(budget.commit_interval_ms)
-    free = [start_ms] * model.concurrency  # when each thread is next free; a heap
+    free = [start_ms] * model.concurrency  # when each slot is next free; a heap
     next_commit = start_ms + interval
     tasks = commits = 0
-    last_finish = start_ms
+    slot_ms = 0.0
     while True:
         at = heapq.heappop(free)
-        if at >= next_commit:
-            at = max(at, next_commit + model.boundary_ms)
-            next_commit += interval + model.boundary_ms
+        while at >= next_commit:  # a commit began before this slot freed
+            at = max(at, next_commit + model.commit_ms)
+            next_commit += interval + model.commit_ms
             commits += 1
         remaining = end_ms - at
         if not budget.can_start(remaining):
@@ -153,28 +164,27 @@ def _leg(budget: Any, model: LegModel, deal: Iterator[float]) -> dict[str, Any]:
         budget.record_task(latency)
         heapq.heappush(free, finish)
         tasks += 1
-        last_finish = max(last_finish, finish)
+        slot_ms += latency
     work_end = max(free)
-    wall_ms = work_end + model.boundary_ms + model.tail_ms
-    task_ms = last_finish - start_ms
+    wall_ms = work_end + model.commit_ms + model.tail_ms
+    work_ms = work_end - start_ms
     return {
         "timeout_s": model.timeout_ms / 1000,
         "leg_ms": round(wall_ms, 1),
-        "task_ms": round(task_ms, 1),
+        "task_ms": round(work_ms, 1),
         "tasks": tasks,
-        "batches": commits + 1,
-        "tasks_per_batch_median": round(tasks / (commits + 1), 1),
+        "commits": commits + 1,
+        "tasks_per_commit": round(tasks / (commits + 1), 1),
+        "fill": round(slot_ms / (model.concurrency * work_ms), 5) if work_ms else 0.0,
         "remaining_at_handoff_ms": round(end_ms - wall_ms, 1),
-        "budget_use": round(task_ms / wall_ms, 5) if wall_ms else 0.0,
+        "budget_use": round(work_ms / wall_ms, 5) if wall_ms else 0.0,
         "timeout_use": round(wall_ms / model.timeout_ms, 5),
         "billed_ms_per_task": round(wall_ms / tasks, 3) if tasks else None,
     }
 
 
-def model_parameters(
-    run: BatonRun, hop: dict[str, Any] | None, boundary_ms: float
-) -> dict[str, float]:
-    """head/tail per leg from the probe's warm legs (or the chain), and the batch boundary."""
+def model_parameters(run: BatonRun, hop: dict[str, Any] | None) -> dict[str, float]:
+    """head/tail per leg from the probe's warm legs (or the chain), and one commit's cost."""
     probe = (hop or {}).get("probe") or {}
     ops = (probe.get("warm_ops") or {}).get("ms_per_leg") or {}
     calls = (probe.get("warm_ops") or {}).get("calls_per_leg") or {}
@@ -187,7 +197,8 @@ def model_parameters(
         "leg_fixed_ms": float(leg_ms),
         "head_ms": max(0.0, float(leg_ms) - tail_ms),
         "tail_ms": tail_ms,
-        "boundary_ms": boundary_ms,
+        "put_ms": put_ms,
+        "commit_ms": COMMIT_SERIAL_CALLS * put_ms,
         "s3_call_ms_local": _mean_call_ms(ops, calls),
         "s3_calls_per_leg": float(sum(calls.values())),
     }
@@ -200,25 +211,22 @@ def _mean_call_ms(ops: dict[str, float], calls: dict[str, int]) -> float:
 
 def project(run: BatonRun, hop: dict[str, Any] | None, timeout_s: float = 900.0) -> dict[str, Any]:
     """Validation at the measured timeout, then the scenarios at `timeout_s`."""
-    from bench.hop_overhead import chain_hops
-
-    chain = (hop or {}).get("chain") or chain_hops(run)
-    params = model_parameters(run, hop, float(chain["batch_boundary_ms_median"]))
+    params = model_parameters(run, hop)
     latencies = run.task_latencies_ms
     concurrency = int(run.config["concurrency"])
     margin = int(run.config.get("margin_ms") or 2000)
     mean_latency = statistics.fmean(latencies) if latencies else 100.0
     local_call = params["s3_call_ms_local"]
     extra = max(0.0, S3_CALL_MS_REAL - local_call)
-    real_boundary = params["boundary_ms"] + BATCH_S3_CALLS * extra
+    real_commit = params["commit_ms"] + COMMIT_SERIAL_CALLS * extra
     real_fixed = params["s3_calls_per_leg"] * extra
 
-    def scenario(boundary: float, fixed_extra: float, scale: float, seconds: float) -> LegModel:
+    def scenario(commit: float, fixed_extra: float, scale: float, seconds: float) -> LegModel:
         return LegModel(
             timeout_ms=seconds * 1000,
             head_ms=params["head_ms"] + fixed_extra * 0.75,
             tail_ms=params["tail_ms"] + fixed_extra * 0.25,
-            boundary_ms=boundary,
+            commit_ms=commit,
             concurrency=concurrency,
             margin_ms=margin,
             latency_scale=scale,
@@ -226,10 +234,10 @@ def project(run: BatonRun, hop: dict[str, Any] | None, timeout_s: float = 900.0)
 
     slow = PAGE_MS_REAL / mean_latency
     scenarios = {
-        "measured": scenario(params["boundary_ms"], 0.0, 1.0, timeout_s),
-        "real_s3": scenario(real_boundary, real_fixed, 1.0, timeout_s),
-        "real_pages": scenario(params["boundary_ms"], 0.0, slow, timeout_s),
-        "real_s3_and_pages": scenario(real_boundary, real_fixed, slow, timeout_s),
+        "measured": scenario(params["commit_ms"], 0.0, 1.0, timeout_s),
+        "real_s3": scenario(real_commit, real_fixed, 1.0, timeout_s),
+        "real_pages": scenario(params["commit_ms"], 0.0, slow, timeout_s),
+        "real_s3_and_pages": scenario(real_commit, real_fixed, slow, timeout_s),
     }
     from worker.budget import TimeBudget
 
@@ -244,11 +252,11 @@ def project(run: BatonRun, hop: dict[str, Any] | None, timeout_s: float = 900.0)
             "task_latency_ms_mean": round(mean_latency, 1),
             "s3_call_ms_real": S3_CALL_MS_REAL,
             "page_ms_real": PAGE_MS_REAL,
-            "boundary_ms_real_s3": round(real_boundary, 1),
+            "commit_ms_real_s3": round(real_commit, 1),
         },
         "validation": {
             "model": simulate_leg(
-                scenario(params["boundary_ms"], 0.0, 1.0, float(run.config["timeout_s"])),
+                scenario(params["commit_ms"], 0.0, 1.0, float(run.config["timeout_s"])),
                 latencies,
             ),
             "measured": analyze(run),
@@ -264,8 +272,8 @@ def policy_variants(
     run: BatonRun, projected: dict[str, Any], timeout_s: float = 900.0
 ) -> dict[str, Any]:
     """What-ifs for the worker's owners, on the real-S3 scenarios: the commit interval as it
-    is, shorter and longer (each commit costs its S3 round trips; longer ones lose more on
-    a death)."""
+    is, shorter and longer (a commit holds back new starts for its S3 round trips and costs
+    2 PUTs and a HEAD; a longer interval loses more finished rows when a leg dies)."""
     from worker.budget import TimeBudget
 
     out: dict[str, Any] = {}
@@ -273,11 +281,7 @@ def policy_variants(
         assumptions = dict(projected["scenarios"][scenario]["assumptions"])
         assumptions["timeout_ms"] = timeout_s * 1000
         model = LegModel(**assumptions)
-        for label, interval_ms in (
-            ("as is", None),
-            ("commit every 5 s", 5_000.0),
-            ("every 30 s", 30_000.0),
-        ):
+        for label, interval_ms in COMMIT_VARIANTS:
             budget = TimeBudget(
                 margin_ms=model.margin_ms, adaptive=True, initial_plan=model.batch_size
             )
@@ -286,7 +290,7 @@ def policy_variants(
             leg = simulate_leg(model, run.task_latencies_ms, budget)
             out.setdefault(scenario, {})[label] = {
                 key: leg[key]
-                for key in ("budget_use", "tasks_per_batch_median", "billed_ms_per_task")
+                for key in ("budget_use", "fill", "tasks_per_commit", "billed_ms_per_task")
             }
     return out
 

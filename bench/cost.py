@@ -1,9 +1,9 @@
 """Dollars per million tasks on Lambda and S3 prices, from the measured and modelled legs.
 
-    legs/M    = 1e6 / tasks_per_leg            batches/M = 1e6 / tasks_per_batch
+    legs/M    = 1e6 / tasks_per_leg            commits/M = 1e6 / tasks_per_commit
     compute   = legs/M * leg_s * GB * $/GB-s   requests  = legs/M * $0.20/1e6
-    S3 PUT    = (2 * batches/M + put_per_leg * legs/M) * $0.005/1000
-    S3 GET    = (1 * batches/M + get_per_leg * legs/M) * $0.0004/1000
+    S3 PUT    = (2 * commits/M + put_per_leg * legs/M) * $0.005/1000
+    S3 GET    = (1 * commits/M + get_per_leg * legs/M) * $0.0004/1000
     logs      = 1e6 * log_bytes_per_task / 1e9 * $0.50
 
 `cost_model` gathers the inputs from a throughput run, the hop probe and the budget
@@ -30,7 +30,8 @@ MEMORY_MB = 1024
 VCPU_FULL_AT_MB = 1769
 """Lambda allocates CPU in proportion to memory: one full vCPU at 1,769 MB."""
 BATCH_REQUESTS = {"put": 2, "get": 1}
-"""Per batch (worker/leg.py): results PUT and checkpoint CAS; the cancel HEAD (GET tier)."""
+"""Per commit (worker/leg.py, `Leg._commit_state`): results PUT and checkpoint CAS; the
+cancel HEAD (GET tier)."""
 MEMORY_SIZES = (MEMORY_MB, 512, 256, 128)
 """The headline's memory size and the smaller ones the table scales to."""
 _MEASURED_INPUTS = (
@@ -119,7 +120,7 @@ def _cost(
     leg: dict[str, Any], memory_mb: int, per_leg: dict[str, int], log_bytes_per_task: float
 ) -> dict[str, Any]:
     tasks_per_leg = leg["tasks"]
-    tasks_per_batch = tasks_per_leg / max(1, leg["batches"])
+    tasks_per_batch = tasks_per_leg / max(1, leg.get("commits") or leg.get("batches") or 1)
     legs = 1e6 / tasks_per_leg
     batches = 1e6 / tasks_per_batch
     parts = {

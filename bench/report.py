@@ -21,11 +21,16 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 BREAKDOWN_LABELS = {
     "tasks_busy": "tasks (packed onto the threads)",
-    "batch_idle": "threads idle inside batches (waiting for a batch's slowest task)",
-    "batch_boundaries": "between batches of a leg (results PUT, checkpoint CAS, cancel HEAD)",
-    "leg_hops": "between legs (hand-off, next leg's start-up)",
-    "first_batch_wait": "leg 0 before its first batch",
-    "after_last_batch": "after the last batch (final checkpoint)",
+    "batch_idle": (
+        "slots idle inside legs (a leg's fixed start, its drain at the end, "
+        "new starts held during commits)"
+    ),
+    "batch_boundaries": (
+        "between commit intervals of a leg (none: each starts where the last ended)"
+    ),
+    "leg_hops": "between legs (hand-off, dispatch to the next leg)",
+    "first_batch_wait": "run created to leg 0's start",
+    "after_last_batch": "after the last commit (final checkpoint)",
 }
 COST_LABELS = {
     "lambda_compute": "Lambda compute (GB-seconds)",
@@ -49,6 +54,7 @@ def render(r: dict[str, Any]) -> str:
         | _cost(r["cost"], r["budget"]["model"]["parameters"])
         | _findings(r)
         | _versus(r)
+        | {"profile": _profile(r.get("profile"), r.get("runtime"))}
     )
     return _template("BENCHMARKS.md").substitute(values)
 
@@ -102,7 +108,7 @@ def _headline(r: dict[str, Any]) -> dict[str, Any]:
     tp, hop, bud = r["throughput"], r["hop_overhead"], r["budget"]
     base, baton, cfg = tp["baseline"], tp["baton"], tp["config"]
     params = bud["model"]["parameters"]
-    chain, probe = hop["chain"] or {}, hop["probe"]
+    probe = hop["probe"]
     head = r["cost"]["headline"]
     parsers = parse_cost_line(r["external"].get("parse_cost", {}).get("data"))
     return {
@@ -125,7 +131,6 @@ def _headline(r: dict[str, Any]) -> dict[str, Any]:
         "hop_overhead_ms_warm": num(r["hop_overhead_ms_warm"], 1),
         "warm_legs": probe["warm_legs"],
         "chain_ms_warm": num(hop["chain_ms_warm"], 1),
-        "batch_boundary_ms_median": num(chain.get("batch_boundary_ms_median"), 1),
         "hop_overhead_ms_cold": num(r["hop_overhead_ms_cold"], 1),
         "cold_runs": probe["cold_runs"],
         "chain_ms_cold": num(hop["chain_ms_cold"], 1),
@@ -200,14 +205,13 @@ def _budget(bud: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     for key, label in names.items():
         row = scen[key]
         lat = params["task_latency_ms_mean"] * row["assumptions"]["latency_scale"]
-        b = row["task_ms"] / row["batches"] if row["batches"] else 0
         scenarios.append(
             [
                 label,
-                f"{row['assumptions']['boundary_ms']:.1f}",
+                f"{row['assumptions']['commit_ms']:.1f}",
                 f"{lat:.0f} ms",
-                f"{row['tasks_per_batch_median']:g} tasks",
-                f"{b:.0f}",
+                f"{row['tasks_per_commit']:g}",
+                pct(row["fill"], 2),
                 f"**{pct(row['budget_use'], 2)}**",
                 pct(row["timeout_use"], 2),
                 row["billed_ms_per_task"],
@@ -235,8 +239,10 @@ def _budget(bud: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
         "model_concurrency": params["concurrency"],
         "head_ms": f"{params['head_ms']:.1f}",
         "tail_ms": f"{params['tail_ms']:.1f}",
-        "boundary_ms": f"{params['boundary_ms']:.1f}",
+        "commit_ms": f"{params['commit_ms']:.1f}",
+        "put_ms": f"{params['put_ms']:.1f}",
         "validation_budget_use": pct(val["budget_use"]),
+        "validation_fill": pct(val["fill"]),
         "validation_tasks": val["tasks"],
         "median_tasks": _median_tasks(measured),
         "scenario_rows": rows(scenarios),
@@ -269,7 +275,8 @@ def _hop(hop: dict[str, Any]) -> dict[str, Any]:
         )
     ops, parts = probe["warm_ops"], probe["cold_parts_ms"]
     return {
-        "batch_boundaries": chain.get("batch_boundaries", 0),
+        "commit_gap_ms_median": num(chain.get("commit_gap_ms_median"), 1),
+        "commit_gaps": chain.get("commit_gaps", 0),
         "chain_table": chain_table,
         "warm_op_rows": rows(
             [name, ops["calls_per_leg"].get(name, ""), ms] for name, ms in ops["ms_per_leg"].items()
@@ -412,22 +419,24 @@ def _findings(r: dict[str, Any]) -> dict[str, Any]:
     br = tp.get("time_breakdown_s") or {}
     run_s = br.get("run") or 1.0
     real = scen["real_s3_and_pages"]
-    b_real = real["task_ms"] / real["batches"] if real["batches"] else 0.0
-    o_real = params["boundary_ms_real_s3"]
-    o_two = o_real - (params["s3_call_ms_real"])
+    interval_ms = float(params.get("commit_interval_ms") or 10_000.0)
+    o_real = float(params["commit_ms_real_s3"])
     variants = bud.get("variants") or {}
+    v = r.get("versus") if isinstance(r.get("versus"), dict) else None
     values = {
         "idle_share": pct(br.get("batch_idle", 0) / run_s),
-        "boundary_ms_1": f"{params['boundary_ms']:.1f}",
-        "boundary_share": pct(br.get("batch_boundaries", 0) / run_s),
+        "commit_ms": f"{params['commit_ms']:.1f}",
         "o_real": f"{o_real:.0f}",
+        "commit_interval_s": f"{interval_ms / 1000:g}",
+        "commit_share": pct(o_real / (interval_ms + o_real), 2),
+        "real_fill": pct(real["fill"], 2),
         "real_budget_use": pct(real["budget_use"], 2),
-        "b_real": f"{b_real:.0f}",
-        "o_two": f"{o_two:.0f}",
-        "two_call_budget_use": pct(b_real / (b_real + o_two) if b_real else 0, 2),
-        "b_for_99": f"{99 * o_real / 1000:.1f}",
         "hop_warm_1": num(r["hop_overhead_ms_warm"], 1),
         "report_max_memory_mb": tp["baton"].get("report_max_memory_mb", "n/a"),
+        "level_finding": (level_finding(v) + _tickfix_note(r.get("profile")))
+        if v
+        else fragment("versus_absent_short"),
+        "cpu_finding": cpu_finding(v) if v else fragment("versus_absent_short"),
         "variants": "",
     }
     if variants:
@@ -445,8 +454,8 @@ def _findings(r: dict[str, Any]) -> dict[str, Any]:
                 rows=rows(
                     [label]
                     + [
-                        f"{pct(v[label]['budget_use'], 2)}, {v[label]['tasks_per_batch_median']:g}"
-                        f", {v[label]['billed_ms_per_task']}"
+                        f"{pct(v[label]['budget_use'], 2)}, {pct(v[label]['fill'], 2)}, "
+                        f"{v[label]['tasks_per_commit']:g}, {v[label]['billed_ms_per_task']}"
                         for v in variants.values()
                     ]
                     for label in labels
@@ -454,6 +463,170 @@ def _findings(r: dict[str, Any]) -> dict[str, Any]:
             )
         )
     return values
+
+
+def _median_runs(v: dict[str, Any], origin: str, key: str) -> dict[str, Any] | None:
+    """The run of `key` on `origin` with the median rate (the one the table's median is)."""
+    mine = [x for x in v.get("runs") or [] if x["origin"] == origin and x["contender"] == key]
+    mine = [x for x in mine if not x.get("error")]
+    if not mine:
+        return None
+    return sorted(mine, key=lambda x: x["pages_per_s"])[(len(mine) - 1) // 2]
+
+
+def _cell_value(v: dict[str, Any], origin: str, key: str, field: str) -> float | None:
+    value = ((v.get("table") or {}).get(origin) or {}).get(key, {}).get(field)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def level_finding(v: dict[str, Any]) -> str:
+    """Did the autoscaler grow on the latency origin? With the rates it gives and needs."""
+    run = _median_runs(v, "latency", "baton_default")
+    seen = [lv for lv in (run or {}).get("levels") or [] if lv[1] is not None]
+    if run is None or not seen:
+        return fragment("level_unknown")
+    rate = float(run["pages_per_s"])
+    uses = [lv[4] for lv in seen if len(lv) > 4 and lv[4] is not None]
+    levels = [int(lv[1]) for lv in seen]
+    weights = [max(1, int(lv[2])) for lv in seen]
+    mean_level = sum(lv * w for lv, w in zip(levels, weights, strict=True)) / sum(weights)
+    latency_ms = 1000 * mean_level / rate if rate else 0.0
+    cpu_use = pct(statistics.median(uses), 0) if uses else "n/a"
+    if max(levels) <= levels[0]:
+        crawlee = _cell_value(v, "latency", "crawlee_default", "pages_per_s_median") or 0.0
+        aiohttp = _cell_value(v, "latency", "aiohttp_64", "pages_per_s_median") or 0.0
+        return fragment(
+            "level_flat",
+            levels="-".join(str(x) for x in sorted({min(levels), max(levels)})),
+            level=levels[0],
+            cpu_use=cpu_use,
+            rate=f"{rate:.1f}",
+            latency_ms=f"{latency_ms:.0f}",
+            crawlee2=f"{2 * crawlee:.0f}",
+            need_crawlee=f"{2 * crawlee * latency_ms / 1000:.0f}",
+            aiohttp08=f"{0.8 * aiohttp:.0f}",
+            need_aiohttp=f"{0.8 * aiohttp * latency_ms / 1000:.0f}",
+        )
+    return fragment(
+        "level_grows",
+        first=levels[0],
+        high=max(levels),
+        cpu_use=pct(uses[-1], 0) if uses else "n/a",
+        rate=f"{rate:.1f}",
+        mean_level=f"{mean_level:.0f}",
+        latency_ms=f"{latency_ms:.0f}",
+    )
+
+
+def _tickfix_note(profile: Any) -> str:
+    """What the profile's "tickfix" tree (the proposed one-line change) did by default."""
+    runs = (profile or {}).get("runs") if isinstance(profile, dict) else None
+    mine = [x for x in runs or [] if x["contender"] == "tickfix" and x["case"] == "default"]
+    if not mine or not mine[0].get("levels"):
+        return ""
+    levels = mine[0]["levels"]
+    return " " + fragment(
+        "tickfix_note",
+        rate=_profile_rate(mine[0]),
+        levels=" -> ".join(str(x) for x in levels),
+    )
+
+
+def cpu_finding(v: dict[str, Any]) -> str:
+    """CPU per page against the plain loop, and what it means on the fast origin."""
+    ours = _cell_value(v, "latency", "baton_default", "cpu_ms_per_page_median")
+    plain = _cell_value(v, "latency", "plain_64", "cpu_ms_per_page_median")
+    fast_rate = _cell_value(v, "fast", "baton_default", "pages_per_s_median")
+    fast_cpu = _cell_value(v, "fast", "baton_default", "cpu_ms_per_page_median")
+    aio_rate = _cell_value(v, "fast", "aiohttp_64", "pages_per_s_median")
+    aio_cpu = _cell_value(v, "fast", "aiohttp_64", "cpu_ms_per_page_median")
+    need = aio_cpu / 0.7 if aio_cpu else None
+    return fragment(
+        "cpu_finding",
+        baton_cpu=num(ours, 2),
+        plain_cpu=num(plain, 2),
+        baton_crawl=num(_cell_value(v, "latency", "baton_default", "crawl_cpu_ms_per_page_median")),
+        plain_crawl=num(_cell_value(v, "latency", "plain_64", "crawl_cpu_ms_per_page_median")),
+        fast_rate=num(fast_rate, 0),
+        fast_cpu=num(fast_cpu, 2),
+        aio_rate=num(aio_rate, 0),
+        aio_cpu=num(aio_cpu, 2),
+        need_cpu=num(need, 2),
+    )
+
+
+def _verdict(v: dict[str, Any]) -> str:
+    """Each key against its target: met, or missed by how much."""
+    parts = []
+    for name, ratio in v["ratios"].items():
+        value, target = ratio["value"], float(ratio["target"])
+        if value is None:
+            continue
+        if value >= target:
+            parts.append(fragment("target_met", key=name, value=num(value), target=f"{target:g}"))
+        else:
+            parts.append(
+                fragment(
+                    "target_missed",
+                    key=name,
+                    value=num(value),
+                    target=f"{target:g}",
+                    gap=num(target - value),
+                    share=pct(1 - value / target, 0),
+                )
+            )
+    ours, plain = v.get("cpu_ms_per_page"), v.get("cpu_ms_per_page_plain_loop")
+    if ours is not None and plain is not None:
+        parts.append(
+            fragment(
+                "cpu_target",
+                value=num(ours),
+                verdict="is at most" if ours <= plain else "is above",
+                plain=num(plain),
+            )
+        )
+    return " ".join(parts)
+
+
+def _threads_note(v: dict[str, Any]) -> str:
+    default = _cell_value(v, "fast", "baton_default", "pages_per_s_median")
+    tuned = _cell_value(v, "fast", "baton_64", "pages_per_s_median")
+    if default is None or tuned is None:
+        return fragment("threads_unknown")
+    return fragment(
+        "threads_fewer" if tuned < default else "threads_more",
+        fast_64_rate=f"{tuned:.0f}",
+        fast_default_rate=f"{default:.0f}",
+    )
+
+
+def _throttle_notes(v: dict[str, Any], labels: dict[str, str]) -> str:
+    notes = []
+    cfg = v["config"]
+    for t in v.get("throttle") or []:
+        if t.get("error"):
+            continue
+        if t["contender"] == "baton_default" and not t["throttled"]:
+            notes.append(
+                fragment(
+                    "throttle_capped",
+                    above=cfg["throttle_above"],
+                    requests=t["origin_requests"],
+                    pages=t["pages"],
+                )
+            )
+        elif t["contender"] == "baton_64_host_64":
+            notes.append(
+                fragment(
+                    "throttle_lifted",
+                    label=labels.get(t["contender"], t["contender"]),
+                    throttled=t["throttled"],
+                    requests=t["origin_requests"],
+                    failed=t["failed"],
+                    rate=num(t["pages_per_s"], 1),
+                )
+            )
+    return " ".join(notes)
 
 
 def _versus(r: dict[str, Any]) -> dict[str, Any]:
@@ -505,6 +678,7 @@ def _versus(r: dict[str, Any]) -> dict[str, Any]:
         for name, ratio in v["ratios"].items()
     )
     level_round, level_tables = _level_tables(v, runs)
+    all_labels = labels | (v.get("throttle_labels") or {})
     values = {
         "pages": f"{cfg['pages']:,}",
         "page_kb": "-".join(dict.fromkeys(str(b // 1000) for b in cfg["page_bytes"])),
@@ -545,7 +719,7 @@ def _versus(r: dict[str, Any]) -> dict[str, Any]:
         "level_round": level_round,
         "throttle_rows": rows(
             [
-                labels.get(t["contender"], t["contender"]),
+                all_labels.get(t["contender"], t["contender"]),
                 num(t["pages_per_s"], 1),
                 t["failed"],
                 t["throttled"],
@@ -555,6 +729,11 @@ def _versus(r: dict[str, Any]) -> dict[str, Any]:
             for t in v.get("throttle") or []
         ),
         "level_tables": level_tables,
+        "throttle_notes": _throttle_notes(v, all_labels),
+        "verdict": _verdict(v),
+        "threads_note": _threads_note(v),
+        "level_finding": level_finding(v) + _tickfix_note(r.get("profile")),
+        "cpu_finding": cpu_finding(v),
     }
     return headline | {"versus": _template("versus.md").substitute(values)}
 
@@ -584,7 +763,7 @@ def _versus_contention(runs: list[dict[str, Any]]) -> str:
 
 
 LEVEL_ROWS = 12
-"""Longest level table: a longer run shows every k-th batch, its first and last included."""
+"""Longest level table: a longer run shows every k-th commit, its first and last included."""
 
 
 def _level_tables(v: dict[str, Any], runs: list[dict[str, Any]]) -> tuple[str, str]:
@@ -604,9 +783,9 @@ def _level_tables(v: dict[str, Any], runs: list[dict[str, Any]]) -> tuple[str, s
         if shown[-1] is not levels[-1]:
             shown.append(levels[-1])
         note = (
-            f"all {len(levels)} batches"
+            f"all {len(levels)} commits"
             if step == 1
-            else (f"every {step}th of {len(levels)} batches and the last")
+            else (f"every {step}th of {len(levels)} commits and the last")
         )
         tables.append(
             fragment(
@@ -614,8 +793,14 @@ def _level_tables(v: dict[str, Any], runs: list[dict[str, Any]]) -> tuple[str, s
                 title=title,
                 note=note,
                 rows=rows(
-                    [f"{t:.1f}", "n/a" if level is None else level, tasks, _dash(failed)]
-                    for t, level, tasks, failed in shown
+                    [
+                        f"{lv[0]:.1f}",
+                        "n/a" if lv[1] is None else lv[1],
+                        lv[2],
+                        _dash(lv[3]),
+                        pct(lv[4], 0) if len(lv) > 4 and lv[4] is not None else "n/a",
+                    ]
+                    for lv in shown
                 ),
             )
         )
@@ -632,6 +817,97 @@ def _level_range(levels: list[list[Any]]) -> str:
 
 def _dash(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+PROFILE_ORDER = ("before", "tickfix", "after", "plain")
+"""Columns of the profile table within a case: earlier trees first, the plain loop last."""
+
+
+def _profile(p: Any, runtime: dict[str, Any] | None) -> str:
+    """bench/profile_leg.py's figures: CPU ms per page by stage, per tree and case."""
+    if not isinstance(p, dict) or not p.get("runs"):
+        return fragment("profile_absent") + "\n"
+    cases = [c["name"] for c in p["cases"]]
+    order = {name: i for i, name in enumerate(PROFILE_ORDER)}
+    runs = sorted(
+        (x for x in p["runs"] if x.get("stage_ms")),
+        key=lambda x: (cases.index(x["case"]), order.get(x["contender"], 2)),
+    )
+    stages = list(p["stages"])
+    table_rows = []
+    for stage in stages:
+        cells = [num(x["stage_ms"][stage]) if stage in x["stage_ms"] else "-" for x in runs]
+        if any(c != "-" for c in cells):
+            table_rows.append([stage, *cells])
+    table_rows.append(["**total**", *(f"**{num(x['cpu_ms'])}**" for x in runs)])
+    table_rows.append(["pages/s (wall, unprofiled)", *(_profile_rate(x) for x in runs)])
+    trees = p.get("trees") or {}
+    after = trees.get("after") or {}
+    stale = ""
+    head = (runtime or {}).get("trees", {}).get("worker")
+    if head and after.get("worker_tree") and after["worker_tree"] != head:
+        stale = " " + fragment(
+            "profile_stale",
+            measured=after["worker_tree"][:7],
+            commit=after.get("commit"),
+            head=head[:7],
+        )
+    mine = [x for x in runs if x["contender"] == "after" and x.get("overhead")]
+    where: dict[tuple[str, str], dict[str, float]] = {}
+    for x in mine:
+        python_ms = float(x["cpu_ms"])
+        for stage, at, share in x["overhead"]:
+            where.setdefault((at, stage), {})[x["case"]] = python_ms * float(share)
+    top = sorted(where.items(), key=lambda kv: -max(kv[1].values()))[:12]
+    return _template("profile.md").substitute(
+        pages=f"{p['pages']:,}",
+        memory_mb=f"{p['memory_mb']:,}",
+        trees="; ".join(
+            f"**{label}** = commit `{t.get('commit')}` "
+            f"(worker tree `{str(t.get('worker_tree'))[:7]}`"
+            + (", with uncommitted changes" if t.get("uncommitted") else "")
+            + ")"
+            for label, t in trees.items()
+        ),
+        stale=stale,
+        repeat=p["repeat"],
+        profiled_runs=p.get("profiled_runs", 1),
+        profiler=p.get("profiler") or "no profiler",
+        rate=p["rate"],
+        columns=" | ".join(f"{x['contender']}, {x['case']}" for x in runs),
+        separators=" | ".join("---" for _ in runs),
+        rows=rows(table_rows),
+        stage_notes="Stages: "
+        + "; ".join(f"**{name}**: {what}" for name, what in p["stages"].items())
+        + ".",
+        overhead_tree="after",
+        overhead_columns=" | ".join(x["case"] for x in mine),
+        overhead_separators=" | ".join("---" for _ in mine),
+        overhead_rows=rows(
+            [f"`{at}`", stage, *(num(ms.get(x["case"])) if x["case"] in ms else "-" for x in mine)]
+            for (at, stage), ms in top
+        ),
+        profile_contention=_profile_contention(runs),
+    )
+
+
+def _profile_rate(run: dict[str, Any]) -> str:
+    walls = run.get("wall_s") or []
+    if not walls or not run.get("pages"):
+        return "n/a"
+    return f"{run['pages'] / statistics.median(walls):.0f}"
+
+
+def _profile_contention(runs: list[dict[str, Any]]) -> str:
+    means = [x["contention"]["mean_runnable"] for x in runs if x.get("contention")]
+    if not means:
+        return ""
+    return fragment(
+        "versus_contention",
+        median=f"{statistics.median(means):.2f}",
+        low=f"{min(means):.2f}",
+        high=f"{max(means):.2f}",
+    )
 
 
 # --- templates and cells ---------------------------------------------------------------

@@ -16,7 +16,11 @@ Runs, in this order (one at a time, so they do not share the two cores):
 5. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
    (`--quick` in quick mode; `--huge` adds the 10M case that `peak_rss_mb_10m` comes
    from) and `bench.parse_cost`; their `bench/results/*.json` are read back;
-6. the cost per million tasks on Lambda prices, from the figures above.
+6. the cost per million tasks on Lambda prices, from the figures above;
+7. the last CPU profile of a leg, `bench/results/profile_leg.json`, read back as it is
+   (`python -m bench.profile_leg --tree before=<worktree>` makes it; it is not run here:
+   a "before" needs another commit's worktree), and marked stale in BENCHMARKS.md when
+   it measured another worker tree than HEAD's.
 
 `--quick` (make bench QUICK=1) shrinks every size so the whole thing takes about a
 minute and a half; the figures are noisier.
@@ -180,6 +184,7 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
         "budget": bud,
         "cost": cost,
         "external": {name: _strip(found) for name, found in external.items()},
+        "profile": _read_json("profile_leg"),
     }
     results = _with_versus(results, compared)
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -209,6 +214,7 @@ def versus_only(args: argparse.Namespace, contention: Contention) -> int:
     compared = run_versus(args, contention)
     compared["machine"] = machine_facts() | {"other_runnable_processes": contention.summary()}
     results = _with_versus(results, compared)
+    results["profile"] = _read_json("profile_leg") or results.get("profile")
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(
@@ -255,6 +261,7 @@ def render_only() -> int:
         params["commit_interval_ms"] = policy.commit_interval_ms
         params["max_plan"] = policy.max_plan
     results["cost_per_million_tasks_usd"] = results["cost"]["headline"]["total_usd"]
+    results["profile"] = _read_json("profile_leg") or results.get("profile")
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(f"rewrote the cost in {RESULTS_JSON.relative_to(REPO_ROOT)}, and {BENCHMARKS_MD.name}")

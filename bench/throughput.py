@@ -63,7 +63,8 @@ _REPORT = re.compile(
 class ThroughputConfig:
     pages: int = 5000
     concurrency: int = 8
-    """BATON_CONCURRENCY and the baseline's thread count (baton's default)."""
+    """BATON_CONCURRENCY and the baseline's thread count: pinned, so both sides run the
+    same threads (baton's default is the autoscaler; `bench.versus` runs that)."""
     timeout_s: float = 10.0
     """The function's timeout: short, so the run has many legs."""
     memory_mb: int = 1024
@@ -118,12 +119,17 @@ class Batch:
     start: int
     end: int
     ms: float
-    """run_tasks() wall time, as the leg logs it."""
+    """`batch_ms`: wall time since the leg's previous commit line (or since the leg's
+    start, for its first), so a leg's commit intervals tile it."""
     logged_s: float
     """Epoch seconds of the log line: after the results PUT and the checkpoint CAS."""
     concurrency: int | None = None
-    """The level the leg ran the batch at, if the line says (`"concurrency"`)."""
+    """The autoscaler's level at the commit, if the line says (`"concurrency"`)."""
     failed: int | None = None
+    cpu_use: float | None = None
+    """The autoscaler's last CPU reading (of the share), if the line says (`"cpu_use"`)."""
+    tasks: int | None = None
+    """Rows the commit wrote (its range's and any holes'), if the line says (`"tasks"`)."""
 
 
 @dataclass
@@ -149,7 +155,7 @@ class BatonRun:
     duplicate_rows: int
     missing_rows: int
     row_task_ms: dict[int, float] = field(default_factory=dict)
-    """Per batch start: the sum of its rows' elapsed_ms."""
+    """Per results object (by its first index): the sum of its rows' elapsed_ms."""
     task_latencies_ms: list[float] = field(default_factory=list)
     """Every row's elapsed_ms, in task order (what `bench.budget` replays)."""
     s3_requests: dict[str, int] = field(default_factory=dict)
@@ -391,11 +397,14 @@ def summarize(
 
 
 def time_breakdown(run: BatonRun) -> dict[str, float]:
-    """Where the run's wall time went, from the batch lines (seconds, summing to the run).
+    """Where the run's wall time went, from the commit lines (seconds, summing to the run).
 
-    `tasks_busy` is thread-time in tasks / concurrency (what a perfectly packed pool
-    needs); `batch_idle` is the rest of the batches' time (threads waiting for the
-    batch's slowest task, and batches smaller than the pool).
+    The keys keep their batch-era names. `tasks_busy` is thread-time in tasks /
+    concurrency (what a perfectly packed pool needs); `batch_idle` is the rest of the
+    legs' time from start to last commit: each leg's fixed start (claim, list
+    revalidation), new starts held back while a commit's S3 calls run, the plan running
+    dry, and the drain at a leg's end, when no task starts and the last ones finish.
+    `batch_boundaries` (gaps between commit intervals) is about zero by construction.
     """
     by_leg = run.batches_by_leg()
     if not by_leg:
@@ -480,6 +489,8 @@ def _batch(line: dict[str, Any], container: str) -> Batch | None:
             logged_s=float(line["time"]),
             concurrency=int(level) if isinstance(level, int | float) else None,
             failed=int(line["failed"]) if isinstance(line.get("failed"), int) else None,
+            cpu_use=float(use) if isinstance(use := line.get("cpu_use"), int | float) else None,
+            tasks=int(line["tasks"]) if isinstance(line.get("tasks"), int) else None,
         )
     match = _BATCH.match(str(line.get("message", "")))
     if match is None:
@@ -537,14 +548,17 @@ class _Results:
 
 
 def _check_results(store: RunStore, run_id: str, total: int) -> _Results:
-    """Every index exactly once? Also each task's elapsed_ms, and their sum per batch."""
+    """Every index exactly once, over the range objects and the objects of holes (a hole's
+    row is in the latter only)? Also each task's elapsed_ms, and their sum per object."""
     seen: set[int] = set()
     found = _Results()
     by_index: dict[int, float] = {}
-    for start, _, key in store.result_keys(run_id):
+    objects = [*store.result_keys(run_id), *store.hole_keys(run_id)]
+    for start, _, key in objects:
         batch = store.read_rows(key)
         found.rows += len(batch)
-        found.task_ms[start] = sum(float(row.get("elapsed_ms") or 0.0) for row in batch)
+        task_ms = sum(float(row.get("elapsed_ms") or 0.0) for row in batch)
+        found.task_ms[start] = found.task_ms.get(start, 0.0) + task_ms
         for row in batch:
             index = int(row["index"])
             found.duplicates += index in seen

@@ -17,7 +17,8 @@ The contenders (`CONTENDERS`, one entry each):
   of the embedded stack (S3 emulator and local Lambda runtime), the chain followed to
   its final checkpoint; a 900 s function timeout so legs are as long as on AWS, 1,769
   MB (one vCPU's share, what each peer process gets here), `BATON_ALLOW_NETS`
-  127.0.0.0/8, and `BATON_CONCURRENCY` unset (its default) or 64;
+  127.0.0.0/8, and `BATON_CONCURRENCY` unset (its default: the autoscaler,
+  `worker.autoscale`) or 64;
 - **Crawlee for Python** (ParselCrawler) and **Scrapy**, at their defaults and at 64;
 - a **plain requests** loop and **aiohttp**, both with selectolax, at 64.
 
@@ -31,9 +32,11 @@ its pages: for baton, its containers; the origin's and the stack's own work are 
 other processes and not counted for anyone.
 
 A third origin throttles: one host that answers 429 (Retry-After 1 s) to a request
-arriving while 20 are being served. Baton runs there once at its default and once at
-64, and the `"concurrency"` field of its `"batch"` log lines (the autoscaler's level,
-when the worker logs one) is kept for every run, to show the level over time.
+arriving while 20 are being served. Baton runs there at its default, at 64, and at 64
+with `BATON_PER_HOST_CONCURRENCY` 64 (`THROTTLE_ONLY`: its per-host cap of 8 would
+otherwise keep it under the origin's limit, and the per-host backoff would never be
+asked to act). The `"concurrency"` field of the `"batch"` line each commit logs (the
+autoscaler's level) is kept for every baton run, to show the level over time.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class Contender:
     tuned: bool
     """At `VersusConfig.tuned` (64), else at its default."""
     venv: str = BENCH
+    environment: tuple[tuple[str, str], ...] = ()
+    """Baton: more of the function's environment (BATON_* settings)."""
 
 
 CONTENDERS = (
@@ -85,7 +90,18 @@ CONTENDERS = (
     Contender("plain_64", "plain requests 64", "plain_requests", tuned=True, venv=PROJECT),
     Contender("aiohttp_64", "aiohttp 64", "aiohttp_loop", tuned=True),
 )
-BY_KEY = {c.key: c for c in CONTENDERS}
+THROTTLE_ONLY = (
+    Contender(
+        "baton_64_host_64",
+        "baton 64, 64 per host",
+        None,
+        tuned=True,
+        environment=(("BATON_PER_HOST_CONCURRENCY", "64"),),
+    ),
+)
+"""Only on the throttling origin: per-host politeness (8) lifted, so the host's 429s, and
+the per-host backoff that answers them, are exercised."""
+BY_KEY = {c.key: c for c in CONTENDERS + THROTTLE_ONLY}
 RATIOS = {
     "latency_vs_crawlee_default": ("latency", "crawlee_default", 2.0),
     "latency_vs_scrapy_default": ("latency", "scrapy_default", 2.0),
@@ -106,7 +122,7 @@ class VersusConfig:
     contenders: tuple[str, ...] = tuple(c.key for c in CONTENDERS)
     throttle_pages: int = 800
     throttle_above: int = 20
-    throttle_contenders: tuple[str, ...] = ("baton_default", "baton_64")
+    throttle_contenders: tuple[str, ...] = ("baton_default", "baton_64", "baton_64_host_64")
     function_timeout_s: float = 900.0
     memory_mb: int = 1769
     bench_python: str = str(BENCH_PYTHON)
@@ -142,9 +158,10 @@ class BatonSetting:
     """How baton's function is deployed for one run (recorded with the run)."""
 
     concurrency: int | None
-    """BATON_CONCURRENCY; None leaves it unset (the worker's default)."""
+    """BATON_CONCURRENCY; None leaves it unset (the worker's default: the autoscaler)."""
     timeout_s: float
     memory_mb: int
+    extra: tuple[tuple[str, str], ...] = ()
 
     def function(self, bucket: str) -> FunctionConfig:
         environment = {
@@ -154,6 +171,7 @@ class BatonSetting:
         }
         if self.concurrency is not None:
             environment["BATON_CONCURRENCY"] = str(self.concurrency)
+        environment.update(self.extra)
         return FunctionConfig(
             name=throughput.FUNCTION,
             timeout_s=self.timeout_s,
@@ -189,7 +207,9 @@ class Run:
     throttled: int = 0
     """Requests the origin answered 429 because too many were in flight."""
     levels: list[list[Any]] = field(default_factory=list)
-    """Baton: per batch [seconds since the run started, concurrency (or None), tasks, failed]."""
+    """Baton: per commit [seconds from the run's start to the commit, the concurrency level
+    logged with it (None if the worker logs none), rows committed, failed rows, the CPU
+    use logged with it (None if none)]."""
     legs: int | None = None
     contention: dict[str, float] | None = None
     versions: dict[str, str] = field(default_factory=dict)
@@ -293,6 +313,7 @@ def _baton(
         concurrency=config.tuned if contender.tuned else None,
         timeout_s=config.function_timeout_s,
         memory_mb=config.memory_mb,
+        extra=contender.environment,
     )
     urls = origin.urls()[:pages]
     body = "".join(json.dumps(url) + "\n" for url in urls).encode()
@@ -321,10 +342,11 @@ def _baton(
     run.legs = len(chain.legs)
     run.levels = [
         [
-            round(b.logged_s - b.ms / 1000 - chain.started_s, 2),
+            round(b.logged_s - chain.started_s, 2),
             b.concurrency,
-            b.end - b.start + 1,
+            b.tasks if b.tasks is not None else b.end - b.start + 1,
             b.failed,
+            b.cpu_use,
         ]
         for b in sorted(chain.batches, key=lambda b: b.logged_s)
     ]
@@ -411,6 +433,7 @@ def figures(
             for name, o in (config.origins() | {"throttle": config.throttling()}).items()
         },
         "contenders": {key: BY_KEY[key].label for key in config.contenders},
+        "throttle_labels": {key: BY_KEY[key].label for key in config.throttle_contenders},
         "skipped": skipped,
         "table": table,
         "ratios": ratios,

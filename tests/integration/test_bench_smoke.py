@@ -6,7 +6,17 @@ from typing import Any
 
 import pytest
 
-from bench import budget, cost, hop_overhead, report, run_all, sampler, throughput, versus
+from bench import (
+    budget,
+    cost,
+    hop_overhead,
+    profile_leg,
+    report,
+    run_all,
+    sampler,
+    throughput,
+    versus,
+)
 from bench.baseline_crawler import crawl
 from devstack.site import Site, SiteConfig
 from worker.config import Settings
@@ -104,7 +114,7 @@ def test_bench_hop_figures_and_chain_hops(
     chain = hop_overhead.chain_hops(toy[1])
     figures = hop_overhead.figures(probed, chain)
 
-    assert set(chain) >= {"batch_boundary_ms_median", "hops", "warm_ms_median"}
+    assert set(chain) >= {"commit_gap_ms_median", "hops", "warm_ms_median"}
     assert figures["hop_overhead_ms_warm"] > 0
     assert figures["hop_overhead_ms_cold"] > 0
 
@@ -123,6 +133,11 @@ def test_bench_budget_measures_and_models(
     for scenario in figures["model"]["scenarios"].values():
         assert scenario["tasks"] > 0
         assert 0 < scenario["budget_use"] <= 1
+        assert 0 < scenario["fill"] <= 1
+        assert scenario["commits"] >= 1
+    assert figures["model"]["parameters"]["commit_ms"] > 0
+    for variants in figures["variants"].values():
+        assert set(variants) == {label for label, _ in budget.COMMIT_VARIANTS}
 
 
 def test_bench_cost_model_and_report(
@@ -186,7 +201,8 @@ def test_bench_versus_measures_baton_and_the_plain_loop_and_skips_absent_peers(
     [throttled] = figures["throttle"]
     assert throttled["pages"] == VERSUS_TOY.throttle_pages
     assert throttled["levels"]
-    assert all(len(level) == 4 for level in throttled["levels"])
+    assert all(len(level) == 5 for level in throttled["levels"])
+    assert all(level[1] is not None for level in throttled["levels"])
 
 
 def test_bench_report_renders_the_comparison(
@@ -223,3 +239,58 @@ def test_bench_report_renders_the_comparison(
     assert "Not run: aiohttp 64" in text
     assert "baton default, throttling origin" in text
     assert "`latency_vs_crawlee_default` | **n/a**" in text
+    assert "## Where baton's CPU per page goes" in text
+    assert "${" not in text
+
+
+POOL = "_worker (/x/lib/python3.11/concurrent/futures/thread.py:83)"
+CHILD = "<module> (/r/bench/profile_leg.py:600)"
+STACKS = (
+    ([POOL, "run_one (/r/worker/processor.py:121)", "extract (/r/worker/extract.py:1)"], 6),
+    (
+        [
+            POOL,
+            "Fetcher.fetch (/r/worker/fetch.py:146)",
+            "Session.get (/v/site-packages/requests/sessions.py:671)",
+        ],
+        3,
+    ),
+    (
+        [
+            CHILD,
+            "Leg.work (/r/worker/leg.py:287)",
+            "TimeBudget.slow_task_ms (/r/worker/budget.py:43)",
+        ],
+        2,
+    ),
+    ([CHILD, "_find_and_load (<frozen importlib._bootstrap>:1176)"], 5),
+    (
+        [
+            "Leg._commit_state (/r/worker/leg.py:397)",
+            "BaseClient._make_api_call (/v/site-packages/botocore/client.py:1044)",
+        ],
+        1,
+    ),
+)
+"""py-spy's raw lines: the frames, root first, and a count."""
+
+
+def test_bench_profile_sorts_samples_into_stages(tmp_path: Any) -> None:
+    raw = tmp_path / "spy.txt"
+    raw.write_text("".join(";".join(frames) + f" {n}\n" for frames, n in STACKS))
+
+    tally = profile_leg.read_raw(raw)
+
+    assert tally.outside == 5
+    assert tally.samples == 12
+    assert tally.counts["fetch: HTTP request and headers"] == 3
+    assert tally.counts["leg bookkeeping"] == 2
+    assert tally.counts["S3 calls"] == 1
+    assert tally.counts["row"] == 6  # extract.py:1 is not a line the stages know
+    assert abs(sum(tally.shares().values()) - 1) < 0.01
+    assert tally.overhead_shares()[0][0] in profile_leg.OVERHEAD
+    measured = profile_leg.Measured("after", "sequential", "fast", 1, cpu_ms_per_page=[2.0])
+    measured.stages = tally.shares()
+    split = profile_leg.stage_ms(measured)
+    assert abs(sum(split.values()) - 2.0) < 0.01
+    assert split["fetch: HTTP request and headers"] == 0.5
