@@ -304,6 +304,7 @@ class Leg:
                     if task is None:
                         break
                     self._start(task, in_flight, now, remaining)
+                self.c.autoscaler.tick(now, len(in_flight), waiting=queue.size > 0)
                 if (
                     not in_flight
                     and (stopping or careful or planned >= self._checkpoint.range_end)
@@ -318,9 +319,6 @@ class Leg:
                     continue
                 if self._collect(in_flight, window, now, remaining, queue.next_ready_at()):
                     stopping = self.out_of_time = True
-                self.c.autoscaler.tick(
-                    self.clock.monotonic(), len(in_flight), waiting=queue.size > 0
-                )
                 due = self.clock.monotonic() - last_commit >= self.budget.commit_interval_ms / 1000
                 if not careful and not stopping and (due or window.buffered >= MAX_COMMIT_ROWS):
                     planned = self._commit(window, tasks, queue, planned)

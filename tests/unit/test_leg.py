@@ -349,6 +349,16 @@ def test_leg_records_the_concurrency_it_reached_in_the_checkpoint(h: Harness) ->
     assert h.checkpoint(answer["run_id"])["level"] == h.container.autoscaler.current == 2
 
 
+def test_leg_autoscaler_grows_while_every_slot_is_busy_and_tasks_wait(s3: Any, bucket: str) -> None:
+    # The bench found the level stuck at its start on a 100-300 ms origin: the leg sampled
+    # its slots just after taking the finished tasks out, so it never saw them all busy.
+    h = Harness(s3, bucket, settings(batch_size=50, concurrency=0), timeout_ms=600_000)
+    start_level = h.container.autoscaler.current
+    answer = start(h, [f"https://site{i % 100}.example/{i}" for i in range(400)])
+    assert answer["exit"] == "done"
+    assert h.checkpoint(answer["run_id"])["level"] > 2 * start_level
+
+
 class _ResultsPutFails:
     """An S3 client whose results PUTs fail: a leg that raises mid-window."""
 
@@ -370,9 +380,7 @@ def test_leg_that_raises_mid_window_frees_the_host_slots_of_its_tasks_in_flight(
     # Found by the simulator (seed 48): the next leg in this container found the slow
     # host full forever and spun until its deadline.
     release = threading.Event()
-    h = Harness(
-        _ResultsPutFails(s3), bucket, settings(concurrency=2, per_host_concurrency=1)
-    )
+    h = Harness(_ResultsPutFails(s3), bucket, settings(concurrency=2, per_host_concurrency=1))
     h.container.budget.commit_interval_ms = 300
 
     def process(task: Any, ctx: Any) -> dict[str, Any]:
