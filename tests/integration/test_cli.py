@@ -18,6 +18,7 @@ from baton.cli import main
 from devstack.site import LatencyProfile, Site, SiteConfig
 from devstack.stack import EmbeddedStack
 from tests.integration.test_baton_on_stack import start_stack
+from worker.progress import EXIT_CODES
 
 pytestmark = pytest.mark.integration
 
@@ -344,3 +345,11 @@ def test_cli_stack_up_detached_is_found_by_every_command_without_flags(
     after = run_baton("runs", cwd=tmp_path, env=env)
     assert after.returncode == 2
     assert "no bucket" in after.stderr
+
+
+def test_cli_local_exits_3_when_the_run_finished_with_failed_tasks(
+    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_list(tmp_path, [*site.urls()[:3], site.base_url + "/no-such-page"])
+    code, _, _ = baton(capsys, "local", str(path), "--allow-loopback")
+    assert code == EXIT_CODES["failed_tasks"] == 3

@@ -12,6 +12,7 @@ from tests.conftest import put_tasks
 from tests.unit.harness import Harness, settings
 from worker.exceptions import OutOfTimeError
 from worker.leg import MAX_CRASHES
+from worker.tasks.model import RESULT_FIELDS
 
 URLS = [f"https://example.com/{i}" for i in range(23)]
 
@@ -236,6 +237,7 @@ def test_leg_records_a_task_that_ran_out_of_time_with_a_whole_leg_as_failed(
     assert answer["exit"] == "done"
     rows = list(h.store.rows(answer["run_id"]))
     assert [r["error"] for r in rows] == ["no time left in the leg for this request"] * 2
+    assert all(tuple(row) == RESULT_FIELDS for row in rows)  # the leg's own rows, one schema
 
 
 def test_leg_chain_over_an_indexed_list_reads_windows_exactly_once(s3: Any, bucket: str) -> None:
