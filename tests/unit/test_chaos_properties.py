@@ -21,7 +21,7 @@ import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from cache import clear_caches
-from tests.fakes import Killed, RecordingInvoker, RecordingNotifier
+from tests.fakes import Killed, RecordingInvoker
 from worker.checkpoint import TERMINAL, Checkpoint
 from worker.config import Settings
 from worker.container import Container
@@ -222,22 +222,25 @@ class Pending:
 
 
 class ChainMachine(RuleBasedStateMachine):
+    SETTINGS = SETTINGS
+
     def __init__(self) -> None:
         super().__init__()
         clear_caches()
         self.example = next(_examples)
         self.clock = Clock()
         self.s3 = FakeS3(self.write_fault)
-        self.store = RunStore.over(self.s3, BUCKET, SETTINGS.results_prefix)
+        self.store = RunStore.over(self.s3, BUCKET, self.SETTINGS.results_prefix)
         self.invoker = RecordingInvoker()
+        self.notifier = CheckingNotifier(self)
         self.containers = [
             Container.create(
-                SETTINGS,
+                self.SETTINGS,
                 s3=self.s3,
                 lambda_client=object(),
                 invoker=self.invoker,
                 clock=self.clock,
-                notifier=RecordingNotifier(),
+                notifier=self.notifier,
             )
             for _ in range(2)
         ]
@@ -246,8 +249,8 @@ class ChainMachine(RuleBasedStateMachine):
         self.requests = itertools.count()
         self.working: list[Invocation] = []
         self.violations: list[str] = []
-        self.highest = 0
-        self.status: str | None = None
+        self.highest: dict[str, int] = {}
+        self.status: dict[str, str] = {}
         self.cancelled = False
         body = "".join(json.dumps(f"https://example.com/{i}") + "\n" for i in range(TASKS))
         etag = self.s3.put_object(Bucket=BUCKET, Key=KEY, Body=body.encode())["ETag"]
@@ -268,17 +271,23 @@ class ChainMachine(RuleBasedStateMachine):
             "Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": record}]
         }
 
-    # the processor: every task checks that its leg owns the run (an assert here would
-    # only become the task's error row, so violations are kept for the invariant)
+    # the processor: every task checks that its leg owns the chain whose range holds it
+    # (an assert here would only become the task's error row, so violations are kept)
     def process(self, task: Task, ctx: TaskContext) -> dict[str, Any]:
         invocation = self.working[-1]
-        cp = self.checkpoint()
         request = invocation.context.aws_request_id
-        if cp is None or cp.owner is None or not cp.owner.startswith(request + "/"):
-            owner = cp and cp.owner
-            self.violations.append(f"task {task.index} worked by {request} while {owner} owns")
-        elif self.clock.now >= cp.lease_until_ms:
-            self.violations.append(f"task {task.index} worked by {request} on an expired lease")
+        holders = [cp for cp in self.chains() if cp.start <= task.index < cp.range_end]
+        if len(holders) != 1:
+            ranges = [(cp.chain, cp.start, cp.range_end) for cp in self.chains()]
+            self.violations.append(f"task {task.index} is in {len(holders)} ranges: {ranges}")
+        else:
+            [cp] = holders
+            if cp.owner is None or not cp.owner.startswith(request + "/"):
+                self.violations.append(
+                    f"task {task.index} worked by {request} while {cp.owner} owns {cp.chain}"
+                )
+            elif self.clock.now >= cp.lease_until_ms:
+                self.violations.append(f"task {task.index} worked by {request} on an expired lease")
         invocation.tasks += 1
         if invocation.nest_at == invocation.tasks and self.pending:
             self.deliver_in(1, self.pending.pop(0))
@@ -378,56 +387,91 @@ class ChainMachine(RuleBasedStateMachine):
 
     @invariant()
     def position_only_moves_forward_and_an_end_is_final(self) -> None:
-        cp = self.checkpoint()
-        if cp is None:
-            return
-        assert cp.position >= self.highest, f"position moved back: {self.highest} -> {cp.position}"
-        self.highest = cp.position
-        if self.status in TERMINAL:
-            assert cp.status == self.status, f"run ended {self.status}, then became {cp.status}"
-        self.status = cp.status
+        for cp in self.chains():
+            highest = self.highest.get(cp.chain, cp.start)
+            assert cp.position >= highest, f"{cp.chain} moved back: {highest} -> {cp.position}"
+            self.highest[cp.chain] = cp.position
+            ended = self.status.get(cp.chain)
+            if ended in TERMINAL:
+                assert cp.status == ended, f"{cp.chain} ended {ended}, then became {cp.status}"
+            self.status[cp.chain] = cp.status
 
     @invariant()
-    def results_hold_each_index_at_most_once_and_nothing_below_the_checkpoint_is_missing(
+    def results_hold_each_index_at_most_once_and_nothing_below_a_checkpoint_is_missing(
         self,
     ) -> None:
-        cp = self.checkpoint()
-        if cp is None:
+        run_id = self.run_id()
+        if run_id is None:
             return
-        indices = self.result_indices(cp.run_id)
+        indices = self.result_indices(run_id)
         assert len(indices) == len(set(indices)), f"an index is in the results twice: {indices}"
-        missing = set(range(cp.position)) - set(indices)
-        assert not missing, f"below the checkpoint {cp.position}, missing {sorted(missing)}"
+        for cp in self.chains():
+            missing = set(range(cp.start, cp.position)) - set(indices) - set(cp.holes)
+            assert not missing, f"below {cp.chain}'s position {cp.position}: {sorted(missing)}"
 
     # the end
     def drive_to_the_end(self) -> None:
         """Only deliveries and sweeps now (Lambda and the schedule): the run must end."""
-        if self.checkpoint() is None and not self.pending:
+        if self.run_id() is None and not self.pending:
             self.pending.append(Pending(self.upload))  # redriven from the dead-letter queue
-        for _ in range(200):
-            cp = self.checkpoint()
-            if cp is not None and cp.status in TERMINAL and self.store.load_summary(cp.run_id):
+        for _ in range(300):
+            run_id = self.run_id()
+            if run_id is not None and self.store.load_summary(run_id):
                 break
             if self.pending:
                 self.deliver_in(0, self.pending.pop(0))
             else:
-                self.clock.now += TIMEOUT_MS + SETTINGS.lease_slack_ms + SETTINGS.stall_after_ms
+                settle = TIMEOUT_MS + self.SETTINGS.lease_slack_ms + self.SETTINGS.stall_after_ms
+                self.clock.now += settle
                 self.sweep()
             self.position_only_moves_forward_and_an_end_is_final()
         self.only_the_owner_works_and_only_on_a_live_lease()
-        cp = self.checkpoint()
-        assert cp is not None, "the upload never started a run"
-        event(f"run ended {cp.status} after {cp.leg + 1} legs, {cp.sweeps} sweeps")
-        assert cp.status in TERMINAL, f"the run never ended: {cp}"
-        indices = self.result_indices(cp.run_id)
-        assert sorted(indices) == list(range(cp.position)), "results are not exactly once"
-        if cp.status == "done":
-            assert cp.position == TASKS
+        run_id = self.run_id()
+        assert run_id is not None, "the upload never started a run"
+        chains = self.chains()
+        event(f"run of {len(chains)} ranges ended after {sum(cp.leg + 1 for cp in chains)} legs")
+        assert all(cp.status in TERMINAL for cp in chains), f"the run never ended: {chains}"
+        indices = self.result_indices(run_id)
+        worked = {i for cp in chains for i in range(cp.start, cp.position)}
+        assert sorted(indices) == sorted(worked), "results are not exactly once"
+        if any(cp.status != "done" for cp in chains):
+            assert self.cancelled, chains
+            assert {cp.status for cp in chains} <= {"done", "cancelled"}, chains
         else:
-            assert (cp.status, self.cancelled) == ("cancelled", True), cp
-        summary = self.store.load_summary(cp.run_id)
-        assert summary is not None
-        assert (summary["status"], summary["ok"] + summary["failed"]) == (cp.status, cp.position)
+            assert sorted(indices) == list(range(TASKS))
+        summary = self.store.load_summary(run_id)
+        assert summary is not None, "every range ended, and no summary"
+        assert summary["ok"] + summary["failed"] == len(indices)
+        assert self.notifier.sent, "the run ended and no notice was sent"
+        assert not self.notifier.early, self.notifier.early
+
+    # helpers
+    def run_id(self) -> str | None:
+        runs = [k for k in self.s3.objects if k.endswith("/run.json")]
+        return runs[0].split("/")[1] if runs else None
+
+    def chains(self) -> list[Checkpoint]:
+        run_id = self.run_id()
+        return [] if run_id is None else self.store.load_chains(run_id)
+
+    def result_indices(self, run_id: str) -> list[int]:
+        return [row["index"] for row in self.store.rows(run_id)]
+
+
+class CheckingNotifier:
+    """Takes completion notices, and notes any sent before every range of the run ended."""
+
+    def __init__(self, machine: ChainMachine) -> None:
+        self.machine = machine
+        self.sent: list[dict[str, Any]] = []
+        self.early: list[str] = []
+
+    def send(self, detail: dict[str, Any]) -> list[str]:
+        unfinished = [cp.chain for cp in self.machine.chains() if not cp.finished]
+        if unfinished:
+            self.early.append(f"notice for {detail.get('run_id')} while {unfinished} run")
+        self.sent.append(detail)
+        return ["recorded"]
 
     # helpers
     def run_id(self) -> str | None:
@@ -444,10 +488,20 @@ class ChainMachine(RuleBasedStateMachine):
         return [row["index"] for row in self.store.rows(run_id)]
 
 
-ChainMachine.TestCase.settings = settings(
+class FanOutMachine(ChainMachine):
+    """The same rules over a run of three chains: splits, steals and completion among
+    the crashes, duplicates and lost answers."""
+
+    SETTINGS = replace(SETTINGS, chains=3)
+
+
+MACHINE_SETTINGS = settings(
     max_examples=100,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+ChainMachine.TestCase.settings = MACHINE_SETTINGS
+FanOutMachine.TestCase.settings = MACHINE_SETTINGS
 test_chaos_properties_chain_state_machine = ChainMachine.TestCase
+test_chaos_properties_fan_out_state_machine = FanOutMachine.TestCase
