@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.budget import TimeBudget
+from worker.budget import RESORT_EVERY, WINDOW, TimeBudget
 
 
 def test_budget_fixed_margin_stops_below_the_floor() -> None:
@@ -60,3 +60,16 @@ def test_budget_non_adaptive_plans_the_initial_size() -> None:
     budget = TimeBudget(margin_ms=1_000, adaptive=False, initial_plan=25)
     budget.record_rate(tasks=1_000, seconds=1.0)
     assert budget.plan_size(3_000, level=8) == 25
+
+
+def test_budget_slow_task_follows_a_long_window_without_sorting_it_every_turn() -> None:
+    budget = TimeBudget(margin_ms=1_000)
+    for _ in range(WINDOW):
+        budget.record_task(100.0)
+    assert budget.slow_task_ms() == 100.0
+    for _ in range(RESORT_EVERY - 1):
+        budget.record_task(5_000.0)
+    assert budget.slow_task_ms() == 100.0  # at most RESORT_EVERY - 1 samples behind
+    for _ in range(WINDOW // 5):
+        budget.record_task(5_000.0)
+    assert budget.slow_task_ms() == 5_000.0
