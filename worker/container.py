@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from worker.config import Settings
 from worker.fetch import Fetcher, FetchPolicy
 from worker.handoff import Invoker, LambdaInvoker
 from worker.hosts import Hosts
+from worker.inflight import InFlight
 from worker.netguard import NetPolicy
 from worker.notice import AwsNotifier, Notifier
 from worker.processor import Processor, load_processor
@@ -59,6 +61,8 @@ class Container:
     """Small S3 reads that overlap the leg's own S3 writes."""
     cache: ObjectCache = field(default_factory=object_cache)
     clock: Clock = SYSTEM_CLOCK
+    in_flight: Callable[[], InFlight] = InFlight
+    """A leg's set of tasks in flight (the simulator's waits in virtual time)."""
     recursion_checked: bool = False
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     """Tells this container's legs from another's: duplicate deliveries share a request id."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -23,7 +22,8 @@ from worker.events import LegEvent
 from worker.exceptions import ConflictError, InputChangedError, TaskListError, TransientError
 from worker.handoff import HandoffError, recursion_allowed
 from worker.hosts import TaskQueue
-from worker.processor import Outcome, TaskContext, run_one
+from worker.inflight import InFlight
+from worker.processor import TaskContext, run_one
 from worker.steal import ensure_split_ranges, steal
 from worker.store import LAYOUT_VERSION, RunRecord, RunStore, Versioned
 from worker.summary import tally_failures
@@ -288,7 +288,7 @@ class Leg:
         queue.extend(_tasks_at(tasks, first))
         if not careful:
             queue.extend(tasks[cp.position : planned])
-        in_flight: dict[Future[Outcome], tuple[Task, str]] = {}
+        in_flight = self.c.in_flight()
         done_before = self.processed
         started = last_commit = self._last_commit_at = self.clock.monotonic()
         stopping = False
@@ -324,7 +324,7 @@ class Leg:
                     planned = self._commit(window, tasks, queue, planned)
                     last_commit = self.clock.monotonic()
         finally:
-            for _, host in in_flight.values():  # only when the loop raised
+            for host in in_flight.hosts():  # only when the loop raised
                 self.c.hosts.abandoned(host)
         queue.drain()
         busy_ms = self._elapsed_since(started)
@@ -341,7 +341,7 @@ class Leg:
     def _start(
         self,
         task: Task,
-        in_flight: dict[Future[Outcome], tuple[Task, str]],
+        in_flight: InFlight,
         now: float,
         remaining_ms: int,
     ) -> None:
@@ -352,11 +352,11 @@ class Leg:
             self.first_window_ms = window_ms
         context = TaskContext(self.c.fetcher, now + window_ms / 1000, self.clock)
         future = self.c.pool.submit(run_one, task, self.c.processor, context)
-        in_flight[future] = (task, host)
+        in_flight.add(future, task, host)
 
     def _collect(
         self,
-        in_flight: dict[Future[Outcome], tuple[Task, str]],
+        in_flight: InFlight,
         window: Window,
         now: float,
         remaining_ms: int,
@@ -370,12 +370,10 @@ class Leg:
             self.clock.sleep(max(0.0, min(paused_until - now, remaining_ms / 1000, 0.5)))
             return False
         timeout = min(self.c.autoscaler.interval_s, self.budget.commit_interval_ms / 1000)
-        finished, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        finished = in_flight.finished(timeout)
         at = self.clock.monotonic()
         out_of_time = False
-        for future in finished:
-            task, host = in_flight.pop(future)
-            outcome = future.result()
+        for task, host, outcome in finished:
             row = outcome.row
             late = outcome.deferred
             if row is None and late and late.tried and self._had_fair_share(outcome.left_ms):

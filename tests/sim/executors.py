@@ -1,6 +1,7 @@
 """The clock and the executors a simulated container runs on: virtual time, no real threads.
 
-A leg submits each task to `container.pool` and waits with `concurrent.futures.wait`.
+A leg submits each task to `container.pool` and waits for the first to finish
+(`worker.inflight`); `SimInFlight` waits in virtual time.
 `TaskPool` runs the task inline, at once, with the clock shifted forward by the
 task's own virtual time (the processor sleeps on the clock), and completes its
 future at that virtual time by a scheduler timer. The processor touches no shared
@@ -16,11 +17,14 @@ HEAD happens just before the PUT instead of beside it, one of the real orders.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from tests.sim.scheduler import Actor, Scheduler, SimEvent, _ceil_ms
+from worker.inflight import InFlight
+from worker.processor import Outcome
 
 T = TypeVar("T")
 
@@ -139,3 +143,26 @@ class InlineExecutor(ThreadPoolExecutor):
         except Exception as exc:
             future.set_exception(exc)
         return future
+
+
+class SimInFlight(InFlight):
+    """A leg's tasks in flight, waited for in virtual time: each finished future wakes the
+    leg through a `SimEvent`; they come back in the order their timers fired."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        super().__init__()
+        self._done: deque[Future[Outcome]] = deque()
+        self._event = SimEvent(scheduler)
+
+    def _arrived(self, future: Future[Outcome]) -> None:
+        self._done.append(future)
+        self._event.set()
+
+    def _wait_first(self, timeout: float) -> Future[Outcome] | None:
+        if not self._done:
+            self._event.clear()
+            self._event.wait(timeout)
+        return self._poll()
+
+    def _poll(self) -> Future[Outcome] | None:
+        return self._done.popleft() if self._done else None

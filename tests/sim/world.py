@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from cache import ObjectCache
 from tests.fakes import Killed
-from tests.sim.executors import InlineExecutor, SimClock, TaskPool
+from tests.sim.executors import InlineExecutor, SimClock, SimInFlight, TaskPool
 from tests.sim.faults import FaultPlan
 from tests.sim.lam import Invocation, SimContainer, SimInvoker, SimLambda
 from tests.sim.oracle import (
@@ -332,6 +332,7 @@ class World:
         container.cache = ObjectCache()
         container.pool = TaskPool(self.scheduler, self.clock, self.kill_by_task)
         container.io = InlineExecutor()
+        container.in_flight = lambda: SimInFlight(self.scheduler)
         container.processor = self.processor
         container.budget = TimeBudget(
             margin_ms=settings.margin_ms,
