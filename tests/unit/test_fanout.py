@@ -274,3 +274,22 @@ def test_fanout_a_leg_claiming_at_its_range_end_adopts_nothing_of_the_next_chain
     assert (cp["status"], cp["position"], cp["ok"]) == ("done", 20, 20)
     assert sorted(h.result_indices(run_id)) == list(range(40))
     assert h.summary(run_id)["ok"] == 40
+
+
+def test_fanout_a_steal_never_takes_a_dead_legs_careful_range(h: Harness) -> None:
+    # Chain 0001's leg died somewhere in its plan [20, 38): the next owner counted a strike and
+    # works that range one task at a time, its plan one task long. A thief must not split the
+    # careful range off into a chain with no strikes, or the killer task in it kills again and
+    # again (the simulator found a killer dying 4 times in chains 0003, 0003.1 and 0003.1.1).
+    answer = start(h, 2)
+    run_id = answer["run_id"]
+    first, _ = (payload for _, payload in h.invoker.calls)
+    h.invoker.calls.clear()
+    current = h.store.load_checkpoint(run_id, "0001")
+    struck = current.checkpoint.evolve(strikes=1, careful_until=38, batch_end=21, leg=1)
+    h.store.swap(current, struck)
+    assert struck.stealable == 2
+    h.drive(first)
+    splits = h.checkpoint(run_id, "0001")["splits"]
+    assert splits
+    assert all(split["start"] >= 38 for split in splits)
