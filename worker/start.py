@@ -69,6 +69,10 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
         record = _new_record(
             container, store, request=request, etag=etag, run_id=found.run_id, chains=chains
         )
+        # Marked active before run.json exists: a start that dies after writing it is then
+        # always seen by the sweep, which makes the checkpoints still missing (a marker whose
+        # run.json never landed is tidied away by the sweep).
+        store.mark_active(found.run_id)
         if store.create_run(record):
             found = _Fresh(found.run_id, found.note, record)
             break
