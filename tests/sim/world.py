@@ -118,7 +118,14 @@ class Params:
     def _fan_out(self, rng: random.Random) -> Params:
         roll = rng.random()
         chains = 1 if roll < 0.5 else rng.randint(2, 8) if roll < 0.97 else rng.randint(9, 32)
-        tasks = self.tasks if chains <= 8 else max(self.tasks, 2 * chains + rng.randint(0, 30))
+        # Kept small (the CI budget): a fanned-out world costs about twice a one-chain world
+        # of the same size; wide worlds get at least two tasks a chain.
+        if chains == 1:
+            tasks = self.tasks
+        elif chains <= 8:
+            tasks = min(self.tasks, rng.randint(2 * chains, 36))
+        else:
+            tasks = 2 * chains + rng.randint(0, 16)
         how = rng.random()
         max_chains = 1_000 if rng.random() < 0.85 else rng.randint(2, 8)
         if chains == 1:
