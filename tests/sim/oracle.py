@@ -219,8 +219,8 @@ class OwnerLedger:
     resets: list[str] = field(default_factory=list)
     """Strikes forgotten by a write that moved nothing (an empty commit)."""
     resumes: Counter[str] = field(default_factory=Counter)
-    """Strikes forgiven by a resume (a manual start of a stalled run), by run: each buys a
-    killer task another round of deaths."""
+    """Chains resumed (a manual start of a stopped run), by run: each forgives strikes and
+    buys a killer task another round of deaths."""
     violations: list[Violation] = field(default_factory=list)
     summaries: dict[str, bytes | None] = field(default_factory=dict)
     manifests: dict[str, bytes] = field(default_factory=dict)
@@ -239,6 +239,11 @@ class OwnerLedger:
         new: dict[str, Any] = json.loads(after) if after else {}
         self._span(chain, new)
         self._ended(chain, old, new, writer, at_ms)
+        manual = writer is not None and writer.event.source == "manual"
+        if manual and old and new.get("leg", 0) > old.get("leg", 0):
+            # A resume (a manual start of a stopped run, or Lambda's retry of one): its new
+            # leg forgives the chain's strikes and a dead owner not yet struck, by design.
+            self.resumes[chain[0]] += 1
         old_owner, new_owner = old.get("owner"), new.get("owner")
         holder = self.holders.get(chain)
         if new_owner is not None and new_owner != old_owner:
@@ -266,9 +271,8 @@ class OwnerLedger:
             and new.get("status") == "running"
             and (old.get("position"), old.get("holes")) == (new.get("position"), new.get("holes"))
         ):
-            if writer is not None and writer.event.source == "manual":
-                self.resumes[chain[0]] += 1  # a resume forgives strikes, by design
-                return None
+            if manual:
+                return None  # a resume, counted above
             self.resets.append(
                 f"{chain[0]} chain {chain[1]}: {writer.name if writer else '?'} reset "
                 f"{old['strikes']} strikes at +{at_ms} without moving past position "
