@@ -109,14 +109,20 @@ class Checkpoint:
         return self.position >= self.range_end and not self.holes
 
     @property
+    def steal_line(self) -> int:
+        """No steal splits below this: the plan (the owner may be working anything under it)
+        and a dead leg's careful range (its suspect tasks stay with the chain that counts
+        their strikes, or a killer among them would kill again in a fresh chain)."""
+        return max(self.position, self.batch_end, self.careful_until)
+
+    @property
     def stealable(self) -> int:
-        """Tasks past the plan that a thief could take half of."""
-        return max(0, self.range_end - max(self.position, self.batch_end))
+        """Tasks past the steal line that a thief could take half of."""
+        return max(0, self.range_end - self.steal_line)
 
     def split(self, thief_chain: str, at: int) -> Checkpoint:
-        """Give [at, end) to `thief_chain`; `at` is never below the plan (the owner may be
-        working everything below it)."""
-        assert max(self.position, self.batch_end) <= at < self.range_end, (at, self)
+        """Give [at, end) to `thief_chain`; `at` is never below the steal line."""
+        assert self.steal_line <= at < self.range_end, (at, self)
         record = {"chain": thief_chain, "start": at, "end": self.range_end}
         return replace(self, end=at, splits=[*self.splits, record])
 

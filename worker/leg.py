@@ -238,7 +238,8 @@ class Leg:
 
         That is a results object at the position (its missing indices become holes)
         and objects of holes (the holes they hold are done). Only the checkpoint is
-        written: the objects are already in place.
+        written: the objects are already in place. An object at or past the range's end
+        is the next chain's, never an orphan of this one.
         """
         cp = self._checkpoint
         window = Window(cp.position, list(cp.holes))
@@ -246,7 +247,7 @@ class Leg:
         for start, end, key in self.store.result_keys(cp.run_id, start_after=cp.position - 1):
             if start < window.position:  # StartAfter "...{p-1}" still lists "{p-1}-{p-1}"
                 continue
-            if start > window.position:
+            if start > window.position or start >= cp.range_end:
                 break
             rows = self.store.read_rows(key)
             log.info("run %s: adopting results %s written by a leg that died", cp.run_id, key)

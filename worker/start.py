@@ -69,6 +69,10 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
         record = _new_record(
             container, store, request=request, etag=etag, run_id=found.run_id, chains=chains
         )
+        # Marked active before run.json exists: a start that dies after writing it is then
+        # always seen by the sweep, which makes the checkpoints still missing (a marker whose
+        # run.json never landed is tidied away by the sweep).
+        store.mark_active(found.run_id)
         if store.create_run(record):
             found = _Fresh(found.run_id, found.note, record)
             break
@@ -236,12 +240,25 @@ def _identity(store: RunStore, request: StartRequest, etag: str) -> _Fresh | _Re
             )
             return _Fresh(run_id, note, record)
         summary = store.load_summary(run_id)
+        if summary is None and _half_made(store, record):
+            # A start that died after run.json (or whose answer to it was lost): finish it,
+            # as an upload's start does; it is no finished run to refuse.
+            return _Fresh(run_id, note, record)
         if summary is None:
             return _Resume(
                 StartRequest(request.bucket, request.key, request.position, etag, run_id)
             )
         note = f"run {run_id} of this list is {summary['status']}; this start is a new run"
     raise AssertionError("the manual generations never end")
+
+
+def _half_made(store: RunStore, record: RunRecord) -> bool:
+    """Whether the run's start died (or lost an answer) before it made every checkpoint."""
+    if record.version < LAYOUT_VERSION:
+        return not store.has_checkpoint(record.run_id, FIRST_CHAIN)
+    made = set(store.chain_ids(record.run_id))
+    first = ranges(record.start_position, record.total, record.chains)
+    return not {f"{number:04d}" for number in range(len(first))} <= made
 
 
 def _manual_nonces() -> Iterator[str]:

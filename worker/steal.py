@@ -2,7 +2,8 @@
 
 A split is two writes. First a CAS on the victim's checkpoint: its range ends at
 the split point, never below its plan (the owner may be working anything under
-the plan), and the split is recorded in it. Then the stolen range's checkpoint,
+the plan) nor inside a dead leg's careful range (its strikes stay with it), and
+the split is recorded in it. Then the stolen range's checkpoint,
 created with `IfNoneMatch="*"`. A thief that dies between the two loses
 nothing: whoever reads the victim next (its owner finishing, the sweep) sees the
 recorded split and creates the missing range, which the sweep then resumes.
@@ -60,7 +61,7 @@ def _split(store: RunStore, victim: Versioned, clock: Clock) -> Checkpoint | Non
         cp = victim.checkpoint
         if cp.finished or cp.stealable < MIN_STEAL:
             return None
-        at = max(cp.position, cp.batch_end) + cp.stealable // 2
+        at = cp.steal_line + cp.stealable // 2
         chain = f"{cp.chain}.{len(cp.splits) + 1}"
         end = cp.range_end
         try:

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 class FaultKind:
     name: str
     layer: str
-    """s3 | lambda | world | processor"""
+    """s3 | lambda | world | notice | processor"""
     per: str
     """What the rate is the chance of: call (an S3 call), write (an S3 write), invoke,
     event (an accepted async event), world (once in a world, up to `count` times),
-    attempt (a task attempt), task (a task of the list)."""
+    notice (a completion notice sent), attempt (a task attempt), task (a task of the
+    list)."""
     low: float
     high: float
     off: float
@@ -74,8 +75,8 @@ FAULTS: tuple[FaultKind, ...] = (
     FaultKind("duplicate_upload_event", "world", "world", 0.1, 0.1, 0.0,
               "S3 sends the upload's notification twice"),
     FaultKind("deploy", "world", "world", 0.1, 0.1, 0.0,
-              "a deploy mid-run that changes the leg payload's version (a no-op hook "
-              "until fan-out's v2 payloads land)"),
+              "the first run was made by 0.1 (layout 1: one checkpoint.json) and worked for "
+              "a while; then a deploy: its v1 leg payloads still in Lambda's queue"),
     FaultKind("task_error", "processor", "attempt", 0.02, 0.2, 0.2,
               "the task fails: an error row (HTTP 500, or the processor raises)"),
     FaultKind("task_throttled", "processor", "attempt", 0.01, 0.1, 0.5,
@@ -86,6 +87,9 @@ FAULTS: tuple[FaultKind, ...] = (
               "the task runs out of the leg's time (OutOfTimeError: deferred to the next leg)"),
     FaultKind("task_killer", "processor", "task", 0.01, 0.05, 0.7,
               "the task kills its process every time it runs (found by strikes and skipped)"),
+    FaultKind("notice_refused", "notice", "notice", 0.1, 0.6, 0.4,
+              "the completion notice's target refuses it (or takes it and answers with an "
+              "error): the sweep sends it again"),
 )
 # fmt: on
 KINDS = {kind.name: kind for kind in FAULTS}

@@ -40,6 +40,8 @@ RETRY_DELAYS_MS = (60_000, 120_000)
 """Lambda's two retries of a failed asynchronous invocation."""
 MAX_THROTTLE_BACKOFF_MS = 300_000
 RECURSION_HOPS = 16
+USER_SOURCES = ("s3", "manual")
+"""Events a person or S3 sent: never silently dropped (the dead-letter queue keeps them)."""
 
 
 @dataclass
@@ -49,7 +51,8 @@ class AsyncEvent:
     created_ms: int
     hop: int
     source: str
-    """s3 (an upload's notification), invoke (a self-invoke), schedule (the sweep tick)."""
+    """s3 (an upload's notification), manual (the user's start payload), invoke (a
+    self-invoke), schedule (the sweep tick)."""
     attempt: int = 0
     throttles: int = 0
     copy: int = 0
@@ -62,7 +65,13 @@ class AsyncEvent:
             return f"upload {obj['key']} seq {obj['sequencer']}"
         if payload.get("action") == "sweep":
             return "sweep"
-        return f"leg {payload.get('leg')} of {payload.get('run_id')} at {payload.get('position')}"
+        if "v" not in payload:
+            return f"start {payload.get('key')} with {payload.get('chains')} chains"
+        chain = f" chain {payload['chain']}" if "chain" in payload else f" (v{payload.get('v')})"
+        return (
+            f"leg {payload.get('leg')} of {payload.get('run_id')}{chain} "
+            f"at {payload.get('position')}"
+        )
 
 
 @dataclass
@@ -142,10 +151,10 @@ class SimLambda:
             self.faults.counts["recursion_cutoff"] += 1
             self.trace.add("aws", f"event {event.request_id} stopped: recursive loop, {hop} hops")
             return
-        if source != "s3" and self.faults.hit("event_drop"):
+        if source not in USER_SOURCES and self.faults.hit("event_drop"):
             self.trace.add("aws", f"event {event.request_id} DROPPED")
             return
-        if source == "s3" and self.faults.hit("event_drop"):
+        if source in USER_SOURCES and self.faults.hit("event_drop"):
             self.trace.add("aws", f"event {event.request_id} not delivered: to the DLQ")
             self.dead_letters.append(event)
             return
@@ -260,11 +269,11 @@ class SimLambda:
 
     def redrive(self) -> int:
         """The operator redrives the dead-letter queue's uploads (legs are the sweep's)."""
-        uploads = [e for e in self.dead_letters if e.source == "s3"]
-        self.dead_letters = [e for e in self.dead_letters if e.source != "s3"]
+        uploads = [e for e in self.dead_letters if e.source in USER_SOURCES]
+        self.dead_letters = [e for e in self.dead_letters if e.source not in USER_SOURCES]
         for event in uploads:
             self.trace.add("operator", f"redrive {event.request_id}: {event.label}")
-            fresh = AsyncEvent(event.payload, event.request_id, self.scheduler.now, 0, "s3")
+            fresh = AsyncEvent(event.payload, event.request_id, self.scheduler.now, 0, event.source)
             self._queue(fresh, self.rng.randint(5, 120))
         return len(uploads)
 

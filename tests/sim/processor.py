@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,14 +64,24 @@ def draw_plan(rng: random.Random, rates: dict[str, float]) -> TaskPlan:
 class SimProcessor:
     """`container.processor`: `fn(task, ctx) -> dict`, as the runtime calls it."""
 
-    def __init__(self, clock: SimClock, plans: dict[str, TaskPlan], faults: FaultPlan) -> None:
+    def __init__(
+        self,
+        clock: SimClock,
+        plans: dict[str, TaskPlan],
+        faults: FaultPlan,
+        on_start: Callable[[Task], None] | None = None,
+    ) -> None:
         self.clock = clock
         self.plans = plans
         self.faults = faults
+        self.on_start = on_start
+        """Told of every attempt as it starts (the oracle checks who works it)."""
         self.tries: Counter[str] = Counter()
 
     def __call__(self, task: Task, ctx: TaskContext) -> dict[str, Any]:
         assert task.url is not None
+        if self.on_start is not None:
+            self.on_start(task)
         plan = self.plans[task.url]
         attempt = plan.attempts[min(self.tries[task.url], ATTEMPTS - 1)]
         self.tries[task.url] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import random
@@ -20,10 +21,13 @@ from tests.sim.s3 import MemoryS3, etag_of
 from tests.sim.scheduler import Actor, Scheduler
 from tests.sim.soak import soak
 from tests.sim.world import simulate
+from worker import completion, leg, steal, sweep
 from worker.checkpoint import Checkpoint, Plan
+from worker.clock import Clock
 from worker.exceptions import ConflictError, InputChangedError
+from worker.notice import Notifier
 from worker.s3 import ObjectNotFoundError, ObjectStore
-from worker.store import RunStore
+from worker.store import RunRecord, RunStore, Versioned
 
 SIM_RUNS = int(os.environ.get("SIM_RUNS", "10000"))
 """Seeds the CI run simulates (1..SIM_RUNS); `make sim RUNS=n` soaks more."""
@@ -31,6 +35,12 @@ REPLAY_SEED = 67
 """A busy world: a replaced list (two runs), lost answers, kills, killer tasks, strikes."""
 LIVELOCK_SEED = 48
 """The world that found leaked host slots (a leg that raised mid-window)."""
+ADOPTION_SEED = 6
+"""A fanned-out world where a leg claims a chain at its range's end: orphan adoption used to
+take the next chain's results objects and count their rows twice."""
+CAREFUL_STEAL_SEED = 1094
+"""A fanned-out world with a killer task: a thief used to split a dead leg's careful range off
+into a chain with no strikes, and the killer killed more than max_task_attempts + 1 times."""
 
 
 @pytest.mark.timeout(900)
@@ -142,6 +152,103 @@ def test_sim_catches_orphan_adoption_that_stops_at_the_object_below(
 
     monkeypatch.setattr(RunStore, "result_keys", stops_early)
     assert _first_caught("duplicated", range(1, 1501)) is not None  # about 1 world in 150
+
+
+# --------------------------------------------------------------------------------------
+# teeth for fan-out: bugs in the fan-out protocol planted (in this process only) are caught
+# within the first few hundred seeds, far inside the CI's ten thousand
+# --------------------------------------------------------------------------------------
+
+
+def test_sim_catches_a_steal_that_splits_below_the_victims_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The victim's owner works everything under its plan: a split there hands its tasks to a
+    second owner (a task started outside its holder's range, rows past the range's end)."""
+    monkeypatch.setattr(Checkpoint, "steal_line", property(lambda self: self.position))
+    assert _first_caught("forks", range(1, 201)) is not None  # seed 13 today
+
+
+def test_sim_catches_a_summary_written_before_the_last_chain_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Completion that does not wait for every chain (done markers, terminal checkpoints)."""
+
+    def any_time(store: RunStore, record: RunRecord) -> list[Checkpoint] | None:
+        return store.load_chains(record.run_id) or None
+
+    monkeypatch.setattr(completion, "finished_chains", any_time)
+    assert _first_caught("completed_early", range(1, 51)) is not None  # seed 1 today
+
+
+def test_sim_catches_a_split_that_ignores_the_victims_lost_race(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thief whose CAS on the victim failed (its owner moved its plan on, or another thief
+    split it first) creates the stolen range anyway: two chains own the same indices."""
+
+    def blind(store: RunStore, victim: Versioned, clock: Clock) -> Checkpoint | None:
+        cp = victim.checkpoint
+        if cp.finished or cp.stealable < steal.MIN_STEAL:
+            return None
+        at = cp.steal_line + cp.stealable // 2
+        chain = f"{cp.chain}.{len(cp.splits) + 1}"
+        with contextlib.suppress(ConflictError):  # the planted bug: a lost race, taken anyway
+            store.swap(victim, cp.split(chain, at))
+        child = steal._range(cp, chain, at, cp.range_end, clock.now_ms())
+        store.create_checkpoint(child)
+        return child
+
+    monkeypatch.setattr(steal, "_split", blind)
+    assert _first_caught("forks", range(1, 401)) is not None  # seed 58 today
+
+
+def test_sim_catches_a_sweep_that_never_sends_a_refused_notice_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refused notice must still go out once, by the sweep: one that only tidies misses it."""
+    repair = sweep.repair
+
+    def tidy_only(
+        store: RunStore, record: RunRecord, notifier: Notifier, at_ms: int, **kw: Any
+    ) -> str | None:
+        if store.load_summary(record.run_id) is not None:
+            store.mark_inactive(record.run_id)
+            return "tidied"
+        return repair(store, record, notifier, at_ms, **kw)
+
+    monkeypatch.setattr(sweep, "repair", tidy_only)
+    assert _first_caught("unfinished", range(1, 201)) is not None  # seed 13 today
+
+
+def test_sim_orphan_adoption_stays_inside_the_chains_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seed 6: a leg claims a chain at its range's end; adopting orphans past it (the runtime
+    before the fix) counted the next chain's rows twice."""
+    assert [str(v) for v in simulate(ADOPTION_SEED).violations] == []
+    adopt = leg.Leg.adopt_orphans
+
+    def unbounded(self: leg.Leg) -> None:  # adoption as if the range never ended
+        end = self._checkpoint.range_end
+        with monkeypatch.context() as patched:
+            patched.setattr(Checkpoint, "range_end", property(lambda _: end + 10**9))
+            adopt(self)
+
+    monkeypatch.setattr(leg.Leg, "adopt_orphans", unbounded)
+    assert any(v.category == "counts" for v in simulate(ADOPTION_SEED).violations)
+
+
+def test_sim_a_steal_leaves_a_dead_legs_careful_range_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seed 1094: the steal line without careful_until (the runtime before the fix) let a
+    killer task kill again in the chain split off with its suspect range."""
+    assert [str(v) for v in simulate(CAREFUL_STEAL_SEED).violations] == []
+    monkeypatch.setattr(
+        Checkpoint, "steal_line", property(lambda self: max(self.position, self.batch_end))
+    )
+    assert any(v.category == "killer_deaths" for v in simulate(CAREFUL_STEAL_SEED).violations)
 
 
 # --------------------------------------------------------------------------------------

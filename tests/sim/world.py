@@ -5,9 +5,15 @@ seeded through SHA-512, so no process's hash seed matters): the world's paramete
 the fault plan, the fault draws, the workload, Lambda's delays, S3's latencies and
 the scheduler's tie-breaks.
 
-The timeline: the list is uploaded and S3 notifies Lambda; the sweep ticks every
-minute; world faults (extra sweeps, a cancel, a replaced list, a duplicate
-notification, a deploy) happen at random moments until the world turns calm. From
+The timeline: the list is uploaded and S3 notifies Lambda (or the user sends the
+manual payload `{"bucket", "key", "chains"}`); the sweep ticks every minute; world
+faults (extra sweeps, a cancel, a replaced list, a duplicate notification) happen at
+random moments until the world turns calm. About half the worlds start a run of one
+chain and the rest C = 2..8 chains (a few up to 32), asked for the ways users do:
+the upload's `baton-chains` metadata (sometimes above `BATON_MAX_CHAINS`, or not a
+number), the manual payload, or `BATON_CHAINS`. A world with a `deploy` started its
+first run on 0.1: layout 1 (one `runs/{id}/checkpoint.json`), worked by old legs,
+then deployed, with the old code's v1 leg payloads still in Lambda's queue. From
 then on only Lambda and the sweep act (and the operator redrives uploads from the
 dead-letter queue), and every run must end: the world has settled when nothing is
 queued or running and every run is terminal, summarised and tidied.
@@ -21,7 +27,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -31,14 +37,15 @@ from cache import ObjectCache
 from tests.fakes import Killed
 from tests.sim.executors import InlineExecutor, SimClock, SimInFlight, TaskPool
 from tests.sim.faults import FaultPlan
-from tests.sim.lam import Invocation, SimContainer, SimInvoker, SimLambda
+from tests.sim.lam import USER_SOURCES, Invocation, SimContainer, SimInvoker, SimLambda
 from tests.sim.oracle import (
     OwnerLedger,
     Violation,
     chain_of,
-    chain_of_rows,
     judge,
+    rows_of,
     runs_settled,
+    unended,
 )
 from tests.sim.processor import SimProcessor, TaskPlan, draw_plan
 from tests.sim.s3 import MemoryS3, Stored, client_error
@@ -46,11 +53,14 @@ from tests.sim.scheduler import Actor, Scheduler
 from tests.sim.trace import Trace
 from worker.autoscale import Autoscaler
 from worker.budget import TimeBudget
-from worker.checkpoint import Checkpoint
 from worker.config import Settings
 from worker.container import Container
 from worker.events import derive_run_id
-from worker.store import SUMMARY_FILE, RunStore
+from worker.notice import NoticeError
+from worker.start import CHAINS_METADATA
+from worker.store import MANIFEST_FILE, SUMMARY_FILE, RunStore
+from worker.summary import tally_failures
+from worker.tasks import Task, parse_task_list
 
 BUCKET = "sim"
 TICK_MS = 60_000
@@ -69,6 +79,8 @@ class Upload:
     run_id: str
     version: int
     tasks: int
+    manual: bool = False
+    """Started by the manual payload instead of the upload's notification."""
 
     @property
     def label(self) -> str:
@@ -92,9 +104,45 @@ class Params:
     json_array: bool
     objects: bool
     bad_entry: bool
+    chains: int = 1
+    """The chains the user asks for (C = 1 for about half the worlds)."""
+    chains_by: str = "none"
+    """How: `metadata` (baton-chains on the upload), `payload` (the manual start),
+    `setting` (BATON_CHAINS), `bad-metadata` (not a number: ignored), `none`."""
 
     @classmethod
     def draw(cls, rng: random.Random) -> Params:
+        params = cls._draw(rng)
+        return params._fan_out(rng)  # drawn last: the fields above are as they were
+
+    def _fan_out(self, rng: random.Random) -> Params:
+        roll = rng.random()
+        chains = 1 if roll < 0.5 else rng.randint(2, 8) if roll < 0.97 else rng.randint(9, 32)
+        # Kept small (the CI budget): a fanned-out world costs about twice a one-chain world
+        # of the same size; wide worlds get at least two tasks a chain.
+        if chains == 1:
+            tasks = self.tasks
+        elif chains <= 8:
+            tasks = min(self.tasks, rng.randint(2 * chains, 36))
+        else:
+            tasks = 2 * chains + rng.randint(0, 16)
+        how = rng.random()
+        max_chains = 1_000 if rng.random() < 0.85 else rng.randint(2, 8)
+        if chains == 1:
+            by = "metadata" if how < 0.1 else "bad-metadata" if how < 0.13 else "none"
+        else:
+            by = "metadata" if how < 0.5 else "payload" if how < 0.75 else "setting"
+            if by == "metadata" and how < 0.05:
+                by = "bad-metadata"
+        if by in ("payload", "setting"):
+            max_chains = max(max_chains, chains)  # above the cap, these are refused outright
+        settings = replace(
+            self.settings, chains=chains if by == "setting" else 1, max_chains=max_chains
+        )
+        return replace(self, tasks=tasks, chains=chains, chains_by=by, settings=settings)
+
+    @classmethod
+    def _draw(cls, rng: random.Random) -> Params:
         indexed = rng.random() < 0.25
         settings = Settings(
             bucket=BUCKET,
@@ -135,12 +183,16 @@ class Params:
 class Notice:
     run_id: str
     at_ms: int
-    chains_finished: bool
-    """Whether every chain's checkpoint was terminal when the notice went out."""
+    status: str
+    delivered: bool
+    """The target took it (it may still have answered with an error)."""
+    unended: str | None
+    """Why the run had not ended when the notice was sent (None: every chain had)."""
 
 
 class SimNotifier:
-    """Records each completion notice with what S3 held when it was sent."""
+    """Records each completion notice with what S3 held when it was sent; the target refuses
+    some (`notice_refused`), or takes one and answers with an error."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -148,16 +200,19 @@ class SimNotifier:
     def send(self, detail: dict[str, Any]) -> list[str]:
         world = self.world
         run_id = str(detail["run_id"])
-        run = f"{world.settings.results_prefix}{run_id}/"
-        keys = [k for k in world.s3.keys(world.bucket, run) if k.endswith("checkpoint.json")]
-        finished = all(_terminal(world.s3.body(world.bucket, key)) for key in keys)
-        world.notices.append(Notice(run_id, world.clock.now_ms(), bool(keys) and finished))
-        world.trace.add("notice", f"{run_id} {detail['status']}")
+        why = unended(world.s3, world.bucket, world.settings.results_prefix, run_id)
+        refused = world.faults.hit("notice_refused")
+        delivered = not refused or world.faults.rng.random() < 0.5
+        at = world.clock.now_ms() - world.start_ms
+        world.notices.append(Notice(run_id, at, str(detail["status"]), delivered, why))
+        actor = world.scheduler.current
+        who = actor.name if actor is not None else "notice"
+        if refused:
+            what = "delivered, answer lost" if delivered else "refused"
+            world.trace.add(who, f"notice {run_id} {detail['status']}: {what} (fault)")
+            raise NoticeError(f"notice {what} (simulated)")
+        world.trace.add(who, f"notice {run_id} {detail['status']}")
         return ["sim"]
-
-
-def _terminal(body: bytes | None) -> bool:
-    return body is not None and Checkpoint.from_json(json.loads(body)).finished
 
 
 class World:
@@ -189,9 +244,11 @@ class World:
         self.lam = SimLambda(self)
         self.invoker = SimInvoker(self)
         self.plans: dict[str, TaskPlan] = {}
-        self.processor = SimProcessor(self.clock, self.plans, self.faults)
-        self.killer_deaths: Counter[str] = Counter()
+        self.processor = SimProcessor(self.clock, self.plans, self.faults, self._task_started)
+        self.killer_deaths: Counter[tuple[str, str]] = Counter()
+        """Deaths by (run, the killer task's reason): a list started twice has two runs."""
         self.uploads: list[Upload] = []
+        self.old_upload: tuple[Upload, bytes] | None = None
         self.excused_strikes = 0
         self.redrives = 0
         self.settled = False
@@ -200,12 +257,18 @@ class World:
         self.notes: list[str] = []
         self.notices: list[Notice] = []
         self.notifier = SimNotifier(self)
+        self.legacy = bool(self.faults.occurrences("deploy"))
+        """The first run was made by 0.1 (layout 1, v1 legs), and a deploy came mid-run."""
 
     # the world's moves
     def run(self) -> list[Violation]:
         params = self.params
         self.trace.add("world", self._describe())
-        self.upload(version=1)
+        if self.legacy:
+            self.upload(version=1, by_old_code=True)
+            self._deploy()  # at the world's start: 0.1's legs are its past
+        else:
+            self.upload(version=1)
         calm_at = self.start_ms + params.calm_after_ms
         rng = self.world_rng
 
@@ -220,8 +283,6 @@ class World:
             self.scheduler.at(sometime(), lambda: self.upload(version=2))
         if self.faults.occurrences("duplicate_upload_event"):
             self.scheduler.at(sometime(), self._duplicate_notification)
-        if self.faults.occurrences("deploy"):
-            self.scheduler.at(sometime(), self._deploy)
         self.scheduler.at(calm_at, self._calm)
         self.scheduler.after(rng.randint(0, TICK_MS), self._tick)
         try:
@@ -238,7 +299,7 @@ class World:
             self.trace.add("oracle", str(violation))
         return self.violations
 
-    def upload(self, version: int) -> None:
+    def upload(self, version: int, by_old_code: bool = False) -> None:
         params = self.params
         total = (
             params.tasks if version == 1 else max(5, params.tasks + self.world_rng.randint(-8, 8))
@@ -254,13 +315,31 @@ class World:
             body = json.dumps(entries).encode()
         else:
             body = "".join(json.dumps(e) + "\n" for e in entries).encode()
-        etag = self.s3.put_object(Bucket=BUCKET, Key=params.key, Body=body)["ETag"]
+        metadata = {}
+        if params.chains_by == "metadata" and not by_old_code:
+            metadata[CHAINS_METADATA] = str(params.chains)  # as `baton submit --chains` does
+        elif params.chains_by == "bad-metadata" and not by_old_code:
+            metadata[CHAINS_METADATA] = "many"
+        etag = self.s3.put_object(Bucket=BUCKET, Key=params.key, Body=body, Metadata=metadata)[
+            "ETag"
+        ]
         sequencer = f"{self.seed:08X}{version:08X}"
-        run_id = derive_run_id(BUCKET, params.key, etag, sequencer)
-        upload = Upload(params.key, etag, sequencer, run_id, version, total)
+        manual = params.chains_by == "payload" and not by_old_code
+        run_id = derive_run_id(BUCKET, params.key, etag, "" if manual else sequencer)
+        upload = Upload(params.key, etag, sequencer, run_id, version, total, manual)
         self.uploads.append(upload)
-        self.trace.add("world", f"upload {upload.label}: run {run_id}")
-        self.lam.send(self._notification(upload), source="s3", by="s3")
+        asked = f", {CHAINS_METADATA}={metadata[CHAINS_METADATA]}" if metadata else ""
+        self.trace.add("world", f"upload {upload.label}{asked}: run {run_id}")
+        if by_old_code:
+            self.old_upload = (upload, body)
+        elif manual:
+            self._manual_start(upload)
+        else:
+            self.lam.send(self._notification(upload), source="s3", by="s3")
+
+    def _manual_start(self, upload: Upload) -> None:
+        payload = {"bucket": BUCKET, "key": upload.key, "chains": self.params.chains}
+        self.lam.send(payload, source="manual", by="user")
 
     def _notification(self, upload: Upload) -> dict[str, Any]:
         obj = {
@@ -282,6 +361,10 @@ class World:
 
     def _duplicate_notification(self) -> None:
         upload = self.world_rng.choice(self.uploads)
+        if upload.manual:
+            self.trace.add("world", f"the user sends the start of {upload.label} again")
+            self._manual_start(upload)
+            return
         self.trace.add("world", f"S3 notifies {upload.label} again")
         self.lam.send(self._notification(upload), source="s3", by="s3")
 
@@ -294,8 +377,104 @@ class World:
         RunStore.over(self.s3, BUCKET, self.settings.results_prefix).request_cancel(run_id)
 
     def _deploy(self) -> None:
-        # Fan-out's deploy changes leg payloads to v2 mid-run; with v1 only, nothing to switch.
-        self.trace.add("world", "deploy: the payload version stays 1 (no-op until fan-out)")
+        """0.1 took the upload and worked some legs; now the current code is deployed.
+
+        What 0.1 left, written as it wrote it: run.json without a layout version, the
+        one checkpoint `runs/{id}/checkpoint.json` (0.1's fields: no chain, range or
+        holes), a results object per batch it worked, `_active/` and `_sources/`
+        markers. Its last leg handed off: that v1 payload (no `chain`) waits in
+        Lambda's queue (sometimes with an older leg's late duplicate, sometimes lost:
+        the sweep resumes the run), and the current code must finish the run as chain
+        0000 of a one-chain run.
+        """
+        assert self.old_upload is not None
+        upload, body = self.old_upload
+        rng, prefix = self.world_rng, self.settings.results_prefix
+        run_id, now = upload.run_id, self.clock.now_ms()
+        tasks = parse_task_list(body)
+        position = rng.randint(0, len(tasks) - 1)
+        leg = rng.randint(0, 3) + (position > 0)
+        created = now - rng.randint(1_000, 60_000)
+
+        def put(key: str, data: Any) -> None:
+            raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+            self.s3.put_object(Bucket=BUCKET, Key=f"{prefix}{key}", Body=raw)
+
+        record = {
+            "run_id": run_id,
+            "bucket": BUCKET,
+            "key": upload.key,
+            "etag": upload.etag,
+            "total": len(tasks),
+            "start_position": 0,
+            "created_ms": created,
+            "source": "s3",
+            "config": {"batch_size": self.settings.batch_size, "processor": "default"},
+        }
+        put(f"{run_id}/run.json", record)
+        rows = [_old_row(task) for task in tasks[:position]]
+        size = self.settings.batch_size
+        for first in range(0, position, size):
+            batch = rows[first : first + size]
+            lines = b"".join(json.dumps(r).encode() + b"\n" for r in batch)
+            put(f"{run_id}/results/{first:010d}-{first + len(batch) - 1:010d}.jsonl", lines)
+        kinds: dict[str, int] = {}
+        samples: list[dict[str, Any]] = []
+        failed = tally_failures(kinds, samples, rows)
+        checkpoint = {
+            "run_id": run_id,
+            "total": len(tasks),
+            "position": position,
+            "leg": leg,
+            "status": "running",
+            "ok": position - failed,
+            "failed": failed,
+            "owner": None,
+            "lease_until_ms": 0,
+            "handed_off_ms": now,
+            "heartbeat_ms": now,
+            "strikes": 0,
+            "careful_until": 0,
+            "batch_end": position,
+            "sweeps": 0,
+            "crashes": 0,
+            "failure_kinds": kinds,
+            "failure_samples": samples,
+            "reason": None,
+            "started_ms": created,
+            "finished_ms": 0,
+            "leg_ms_total": now - created,
+            "task_ms_total": 0,
+        }
+        put(f"{run_id}/checkpoint.json", checkpoint)
+        store = RunStore.over(self.s3, BUCKET, prefix)
+        store.mark_active(run_id)
+        store.mark_source(run_id, upload.key, upload.etag)
+        self.trace.add(
+            "world",
+            f"deploy: 0.1 made {run_id} (layout 1) and worked it to {position} in {leg} legs; "
+            "the current code takes over",
+        )
+
+        def v1(at: int, of_leg: int) -> dict[str, Any]:
+            return {
+                "v": 1,
+                "run_id": run_id,
+                "bucket": BUCKET,
+                "key": upload.key,
+                "etag": upload.etag,
+                "position": at,
+                "leg": of_leg,
+            }
+
+        roll = rng.random()
+        if roll < 0.15:
+            self.trace.add("world", "0.1's last hand-off was lost: the sweep must resume it")
+        else:
+            self.lam.send(v1(position, leg), source="invoke", hop=leg, by="0.1")
+        if leg > 0 and rng.random() < 0.25:
+            earlier = max(0, position - rng.randint(1, size))
+            self.lam.send(v1(earlier, leg - 1), source="invoke", hop=leg - 1, by="0.1")
 
     def _calm(self) -> None:
         self.faults.active = False
@@ -304,7 +483,7 @@ class World:
     def _tick(self) -> None:
         if not self.faults.active and self.lam.idle:
             if (
-                any(e.source == "s3" for e in self.lam.dead_letters)
+                any(e.source in USER_SOURCES for e in self.lam.dead_letters)
                 and self.redrives < MAX_REDRIVES
             ):
                 self.redrives += 1
@@ -354,7 +533,7 @@ class World:
         invocation: Invocation = actor.data
         if not invocation.alive or actor.killed is not None:
             return
-        self.killer_deaths[reason] += 1
+        self.killer_deaths[str(invocation.event.payload.get("run_id")), reason] += 1
         self.faults.counts["task_killer"] += 1
         self.trace.add(invocation.name, f"KILLED: {reason}")
         self.scheduler.kill(actor, reason)
@@ -363,11 +542,12 @@ class World:
         prefix = self.settings.results_prefix
         actor = self.scheduler.current
         writer: Invocation | None = actor.data if actor is not None else None
-        if key.endswith("/" + SUMMARY_FILE):
-            self.ledger.wrote_summary(key, after.body if after else None)
-        rows = chain_of_rows(key, prefix)
+        at = self.scheduler.now - self.start_ms
+        if key.endswith(("/" + SUMMARY_FILE, "/" + MANIFEST_FILE)) and key.startswith(prefix):
+            self._completed(key, after, writer, at)
+        rows = rows_of(key, prefix)
         if rows is not None and writer is not None and after is not None:
-            self.ledger.wrote_rows(rows, key, writer, self.scheduler.now - self.start_ms)
+            self.ledger.wrote_rows(rows, key, writer, at)
         chain = chain_of(key, prefix)
         if chain is None:
             return
@@ -385,6 +565,38 @@ class World:
         else:
             self.notes.append(note)  # traced after the call that landed it
 
+    def _completed(
+        self, key: str, after: Stored | None, writer: Invocation | None, at: int
+    ) -> None:
+        """A summary or manifest lands only once the run has ended (every chain terminal, no
+        range left to create), and never changes."""
+        body = after.body if after else None
+        if key.endswith(SUMMARY_FILE):
+            self.ledger.wrote_summary(key, body)
+        else:
+            self.ledger.wrote_manifest(key, body)
+        if body is None:
+            return
+        prefix = self.settings.results_prefix
+        run_id = key[len(prefix) :].split("/", 1)[0]
+        why = unended(self.s3, self.bucket, prefix, run_id)
+        if why is not None:
+            who = writer.name if writer else "?"
+            name = key.rsplit("/", 1)[-1]
+            self.ledger.violations.append(
+                Violation("completed_early", f"{who} wrote {run_id}'s {name} at +{at}: {why}")
+            )
+
+    def _task_started(self, task: Task) -> None:
+        """The oracle's view of who works what: a task starts only in its chain's holder."""
+        actor = self.scheduler.current
+        invocation: Invocation | None = actor.data if actor is not None else None
+        run_id = invocation.event.payload.get("run_id") if invocation is not None else None
+        if invocation is None or run_id is None:
+            return
+        at = self.scheduler.now - self.start_ms
+        self.ledger.started_task(str(run_id), task.index, invocation, at)
+
     def _describe(self) -> str:
         p, s = self.params, self.settings
         rates = self.faults.rates
@@ -398,9 +610,20 @@ class World:
             f"{p.reserved_concurrency}, event age {p.max_event_age_ms} ms, lease slack "
             f"{s.lease_slack_ms} ms, stall after {s.stall_after_ms} ms, max attempts "
             f"{s.max_task_attempts}, max legs {s.max_legs}, indexed "
-            f"{s.index_threshold_bytes < 1_000_000}, calm after {p.calm_after_ms} ms; "
-            f"faults: {on or 'none'}"
+            f"{s.index_threshold_bytes < 1_000_000}, calm after {p.calm_after_ms} ms, "
+            f"chains {p.chains} by {p.chains_by} (max {s.max_chains})"
+            f"{', first run on 0.1' if self.legacy else ''}; faults: {on or 'none'}"
         )
+
+
+def _old_row(task: Task) -> dict[str, Any]:
+    """A row as 0.1 wrote it for a task it worked."""
+    row = task.result_base()
+    if task.error is not None:
+        row["error"] = task.error
+    else:
+        row.update(status=200, title=f"page {task.index}", bytes=1000 + task.index)
+    return row
 
 
 class SimNetwork:

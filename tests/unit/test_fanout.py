@@ -250,3 +250,46 @@ def test_fanout_a_version_1_run_in_flight_finishes_under_the_new_code(h: Harness
     assert sorted(h.result_indices(record.run_id)) == list(range(40))
     assert h.summary(record.run_id)["status"] == "done"
     assert [n["run_id"] for n in h.notifier.sent] == [record.run_id]
+
+
+def test_fanout_a_leg_claiming_at_its_range_end_adopts_nothing_of_the_next_chain(
+    h: Harness,
+) -> None:
+    # Chain 0000 worked its whole range [0, 20), but its leg died before the final CAS (or
+    # handed off there): the next leg claims at position 20, its range's end. Chain 0001's
+    # first results object starts at 20: it is not an orphan of chain 0000 (the simulator's
+    # seed 4 found the leg adopting the next chain's objects and counting them twice).
+    answer = start(h, 2)
+    run_id = answer["run_id"]
+    first, second = (payload for _, payload in h.invoker.calls)
+    h.invoker.calls.clear()
+    assert (first["chain"], second["chain"]) == ("0000", "0001")
+    h.store.put_results(run_id, 0, 19, [{"index": i, "error": None} for i in range(20)])
+    current = h.store.load_checkpoint(run_id, "0000")
+    h.store.swap(current, current.checkpoint.evolve(position=20, ok=20, leg=1, batch_end=20))
+    h.drive(second)
+    assert h.store.load_summary(run_id) is None
+    h.drive({**first, "position": 20, "leg": 1})
+    cp = h.checkpoint(run_id, "0000")
+    assert (cp["status"], cp["position"], cp["ok"]) == ("done", 20, 20)
+    assert sorted(h.result_indices(run_id)) == list(range(40))
+    assert h.summary(run_id)["ok"] == 40
+
+
+def test_fanout_a_steal_never_takes_a_dead_legs_careful_range(h: Harness) -> None:
+    # Chain 0001's leg died somewhere in its plan [20, 38): the next owner counted a strike and
+    # works that range one task at a time, its plan one task long. A thief must not split the
+    # careful range off into a chain with no strikes, or the killer task in it kills again and
+    # again (the simulator found a killer dying 4 times in chains 0003, 0003.1 and 0003.1.1).
+    answer = start(h, 2)
+    run_id = answer["run_id"]
+    first, _ = (payload for _, payload in h.invoker.calls)
+    h.invoker.calls.clear()
+    current = h.store.load_checkpoint(run_id, "0001")
+    struck = current.checkpoint.evolve(strikes=1, careful_until=38, batch_end=21, leg=1)
+    h.store.swap(current, struck)
+    assert struck.stealable == 2
+    h.drive(first)
+    splits = h.checkpoint(run_id, "0001")["splits"]
+    assert splits
+    assert all(split["start"] >= 38 for split in splits)

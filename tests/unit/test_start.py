@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import put_tasks
 from tests.unit.harness import Harness, settings
+from worker.store import RunRecord, RunStore
 
 URLS = [f"https://example.com/{i}" for i in range(23)]
 
@@ -166,3 +167,58 @@ def test_start_answers_at_once_and_hands_leg_0_off(h: Harness) -> None:
     [(_, leg)] = h.invoker.calls
     assert (leg["run_id"], leg["leg"], leg["position"]) == (answer["run_id"], 0, 0)
     assert list(h.store.result_keys(answer["run_id"])) == []
+
+
+def _dies_after_run_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    create = RunStore.create_run
+
+    def dies(self: RunStore, record: RunRecord) -> bool:
+        create(self, record)
+        raise RuntimeError("killed after run.json")
+
+    monkeypatch.setattr(RunStore, "create_run", dies)
+
+
+def test_start_manual_that_died_after_run_json_is_finished_by_its_retry(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The start wrote run.json and died before its checkpoints (or run.json's answer was
+    # lost and botocore's retry got a 412): Lambda's retry of the same payload must finish
+    # the start, as an upload's does, not take the run for a finished one (the simulator's
+    # manual-start worlds found it refused "run ... is done" and the run stranded).
+    with monkeypatch.context() as patched:
+        _dies_after_run_json(patched)
+        with pytest.raises(RuntimeError):
+            h.invoke({"bucket": h.bucket, "key": "tasks/list.jsonl", "chains": 3})
+    run_id = next(h.store.run_ids())
+    assert h.store.chain_ids(run_id) == []
+    answer = h.invoke({"bucket": h.bucket, "key": "tasks/list.jsonl", "chains": 3})
+    assert answer["ok"], answer
+    assert (answer["results"][0]["outcome"], answer["results"][0]["run_id"]) == ("started", run_id)
+    assert len(h.store.chain_ids(run_id)) == 3
+    assert run_id in set(h.store.active_runs())
+    while h.invoker.calls:
+        h.drive(h.invoker.pop())
+    assert sorted(h.result_indices(run_id)) == list(range(23))
+
+
+def test_start_that_died_after_run_json_is_finished_by_the_sweep_without_a_retry(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No retry ever comes (its event aged out in Lambda's queue): the run is marked active
+    # before run.json is written, so the sweep finds it and makes its checkpoints.
+    h = Harness(h.s3, h.bucket, settings(bucket=h.bucket, stall_after_ms=0), timeout_ms=1_600)
+    with monkeypatch.context() as patched:
+        _dies_after_run_json(patched)
+        with pytest.raises(RuntimeError):
+            h.invoke({"bucket": h.bucket, "key": "tasks/list.jsonl", "chains": 3})
+    run_id = next(h.store.run_ids())
+    assert run_id in set(h.store.active_runs())
+    h.clock.advance(1_000)
+    h.invoke({"action": "sweep"})
+    assert len(h.store.chain_ids(run_id)) == 3
+    h.invoke({"action": "sweep"})
+    while h.invoker.calls:
+        h.drive(h.invoker.pop())
+    assert sorted(h.result_indices(run_id)) == list(range(23))
+    assert h.summary(run_id)["status"] == "done"
