@@ -38,7 +38,11 @@ class TimeBudget:
     """Long enough that per-commit S3 writes stay cheap, short enough to checkpoint often."""
     _task_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     _rate: float = 0.0
-    """Tasks finished per second by the last legs (an exponential average)."""
+    """Tasks finished per second by the last legs on `_rate_of` (an exponential average)."""
+    _rate_of: str = ""
+    """The work (a run's chain) the rate was measured on: a container works many chains,
+    and a rate learned on fast pages planned a slow chain's whole range at once, leaving
+    nothing for a thief to take (the fan-out bench's straggler)."""
     _slow_ms: float = 0.0
     _unsorted: int = 0
     """Samples recorded since `_slow_ms` was computed."""
@@ -68,19 +72,22 @@ class TimeBudget:
         self._task_ms.append(elapsed_ms)
         self._unsorted += 1
 
-    def record_rate(self, tasks: int, seconds: float) -> None:
+    def record_rate(self, tasks: int, seconds: float, work: str = "") -> None:
         if tasks <= 0 or seconds <= 0:
             return
         rate = tasks / seconds
-        self._rate = rate if self._rate == 0 else 0.7 * self._rate + 0.3 * rate
+        known = self._rate > 0 and work == self._rate_of
+        self._rate = 0.7 * self._rate + 0.3 * rate if known else rate
+        self._rate_of = work
 
     @property
     def rate(self) -> float:
         return self._rate
 
-    def plan_size(self, remaining_ms: float, level: int) -> int:
-        """How many tasks past the position the next plan covers (at least `level`)."""
-        if not self.adaptive or self._rate <= 0:
+    def plan_size(self, remaining_ms: float, level: int, work: str = "") -> int:
+        """How many tasks past the position the next plan covers (at least `level`); a rate
+        measured on other work than `work` is not used."""
+        if not self.adaptive or self._rate <= 0 or work != self._rate_of:
             return max(self.initial_plan, level)
         work_s = max(0.0, self.work_deadline_ms(remaining_ms) - self.slow_task_ms()) / 1000
         horizon_s = min(work_s, 2 * self.commit_interval_ms / 1000)

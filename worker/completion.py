@@ -34,6 +34,12 @@ def finished_chains(store: RunStore, record: RunRecord) -> list[Checkpoint] | No
     if not chains or not set(chains) <= done:
         return None
     checkpoints = [store.load_checkpoint(record.run_id, chain).checkpoint for chain in chains]
+    for cp in checkpoints:
+        if not cp.finished:  # a marker written from a read made before a resume reopened it
+            log.warning(
+                "run %s: chain %s is marked done but %s", record.run_id, cp.chain, cp.status
+            )
+            store.clear_chain_done(record.run_id, cp.chain)  # the sweep sees it again
     return checkpoints if all(cp.finished for cp in checkpoints) else None
 
 

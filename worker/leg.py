@@ -157,6 +157,8 @@ class Leg:
                 if not self.work(tasks) or self.out_of_time:
                     return self.hand_off()
         except _Quiet as quiet:
+            if quiet.exit is Exit.ALREADY_FINISHED:
+                self._finish_what_a_dead_leg_left(first.checkpoint)
             return self._result(first.checkpoint, quiet.exit, quiet.reason)
         except ConflictError as exc:
             log.info("leg %s of %s lost the checkpoint: %s", self.event.leg, self.event.run_id, exc)
@@ -188,7 +190,7 @@ class Leg:
                 + self.context.get_remaining_time_in_millis()
                 + self.settings.lease_slack_ms,
                 plan=lambda position, careful: self._plan(
-                    position, careful, current.checkpoint.range_end
+                    position, careful, current.checkpoint.range_end, current.checkpoint.chain
                 ),
             )
         except ClaimRefused as refused:
@@ -205,13 +207,20 @@ class Leg:
         self._swap(claimed)
         return self.held
 
-    def _plan(self, position: int, careful_until: int, end: int | None = None) -> int:
+    def _plan(
+        self, position: int, careful_until: int, end: int | None = None, chain: str | None = None
+    ) -> int:
         """The plan end written with a CAS before any task at or past `position` starts."""
         end = self._checkpoint.range_end if end is None else end
         if position < careful_until:
             return min(end, position + 1)
         remaining = self.context.get_remaining_time_in_millis()
-        return min(end, position + self.budget.plan_size(remaining, self._level()))
+        planned = self.budget.plan_size(remaining, self._level(), self._work_key(chain))
+        return min(end, position + planned)
+
+    def _work_key(self, chain: str | None = None) -> str:
+        """What the budget's rate is measured on: one chain of one run."""
+        return f"{self.event.run_id}/{chain or self._checkpoint.chain}"
 
     def check_recursion_once(self) -> None:
         if self.c.recursion_checked or not self.settings.check_recursion:
@@ -393,7 +402,7 @@ class Leg:
         cp = self._checkpoint
         commit = window.commit()
         now = self.clock.monotonic()
-        self.budget.record_rate(len(commit.rows), now - self._last_commit_at)
+        self.budget.record_rate(len(commit.rows), now - self._last_commit_at, self._work_key())
         self._last_commit_at = now
         self._commit_state(
             commit, 0, planned=max(planned, self._plan(commit.end, cp.careful_until))
@@ -522,6 +531,21 @@ class Leg:
             cp.leg + 1,
             reason,
             extra={"event": "chain_finished", "run_id": cp.run_id, "chain": cp.chain},
+        )
+
+    def _finish_what_a_dead_leg_left(self, cp: Checkpoint) -> None:
+        """The chain's last leg died after its final CAS (Lambda retries it into here): its
+        split ranges, done marker and the run's completion are each idempotent, so they
+        are done now rather than a sweep later."""
+        if self.record is None or self.record.version < LAYOUT_VERSION:
+            return
+        if cp.status is not RunStatus.DONE or self.store.load_summary(cp.run_id) is not None:
+            return  # a cancelled or failed chain may be resumed since this leg read it
+        for orphan in ensure_split_ranges(self.store, cp, self.clock.now_ms()):
+            self._invoke(orphan, within_s=self._handoff_window_s())
+        self.store.mark_chain_done(cp.run_id, cp.chain)
+        try_complete(
+            self.store, self.record, self.c.notifier, self.clock.now_ms(), self.settings.presign_s
         )
 
     def completed(self, exit: Exit, reason: str | None = None) -> LegResult:

@@ -43,6 +43,17 @@ def test_budget_plan_covers_two_commit_intervals_at_the_observed_rate() -> None:
     assert budget.plan_size(600_000, level=8) == 100 * 10 + 8
 
 
+def test_budget_plan_uses_only_a_rate_measured_on_the_same_chain() -> None:
+    # A container that worked a fast chain must not plan a slow chain's whole range from
+    # that rate: a thief could then take nothing from the straggler (the fan-out bench).
+    budget = TimeBudget(margin_ms=1_000, initial_plan=25, commit_interval_ms=5_000)
+    budget.record_rate(tasks=1_000, seconds=10.0, work="run/0001")
+    assert budget.plan_size(600_000, level=8, work="run/0001") == 100 * 10 + 8
+    assert budget.plan_size(600_000, level=8, work="run/0002") == 25
+    budget.record_rate(tasks=30, seconds=10.0, work="run/0002")  # a fresh rate, not averaged
+    assert budget.plan_size(600_000, level=8, work="run/0002") == 3 * 10 + 8
+
+
 def test_budget_plan_never_outruns_the_time_left() -> None:
     budget = TimeBudget(margin_ms=1_000, commit_interval_ms=5_000)
     budget.record_rate(tasks=1_000, seconds=10.0)

@@ -416,8 +416,8 @@ class ChainMachine(RuleBasedStateMachine):
             self.pending.append(Pending(self.upload))  # redriven from the dead-letter queue
         for _ in range(300):
             run_id = self.run_id()
-            if run_id is not None and self.store.load_summary(run_id):
-                break
+            if run_id is not None and self.store.load_summary(run_id) and self.notifier.sent:
+                break  # a notice a dead leg did not send goes out with a later sweep
             if self.pending:
                 self.deliver_in(0, self.pending.pop(0))
             else:

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import put_tasks
+from tests.fakes import Killed
 from tests.unit.harness import Harness, settings
 from worker.checkpoint import Checkpoint
 from worker.start import ranges
-from worker.store import RunRecord
+from worker.store import DONE_DIR, RunRecord
 
 URLS = [f"https://example.com/{i}" for i in range(40)]
 
@@ -293,3 +294,63 @@ def test_fanout_a_steal_never_takes_a_dead_legs_careful_range(h: Harness) -> Non
     splits = h.checkpoint(run_id, "0001")["splits"]
     assert splits
     assert all(split["start"] >= 38 for split in splits)
+
+
+class _DiesAtTheDoneMarker:
+    """S3 whose first done-marker PUT kills the leg: it dies just after its chain's final CAS."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.killed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def put_object(self, **params: Any) -> Any:
+        if f"/{DONE_DIR}" in params["Key"] and not self.killed:
+            self.killed = True
+            raise Killed("the leg died after its chain's final CAS")
+        return self._client.put_object(**params)
+
+
+def test_fanout_lambdas_retry_of_a_leg_that_died_after_its_final_cas_completes_the_run(
+    s3: Any, bucket: str
+) -> None:
+    # Found by the fan-out bench: the retry exited "already finished" and the run waited
+    # for the sweep (a minute on AWS) for its summary and notice.
+    put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    dies = _DiesAtTheDoneMarker(s3)
+    h = Harness(dies, bucket, settings(bucket=bucket), timeout_ms=60_000)
+    answer = start(h, 1)
+    leg = h.invoker.pop()
+    with pytest.raises(Killed):
+        h.invoke(leg)
+    assert dies.killed
+    assert h.store.load_summary(answer["run_id"]) is None
+
+    retried = h.invoke(leg)["results"][0]
+
+    assert retried["exit"] == "already_finished"
+    assert h.summary(answer["run_id"])["status"] == "done"
+    assert [notice["run_id"] for notice in h.notifier.sent] == [answer["run_id"]]
+
+
+def test_fanout_a_done_marker_on_a_running_chain_is_cleared_and_the_chain_resumed(
+    h: Harness,
+) -> None:
+    # A marker written from a read made before a resume reopened the chain (the simulator,
+    # seed 5280) hid the chain from the sweep: the run stalled with no summary, forever.
+    answer = start(h, 2)
+    run_id = answer["run_id"]
+    first, _lost = (payload for _, payload in h.invoker.calls)
+    h.invoker.calls.clear()
+    h.drive(first)
+    h.store.mark_chain_done(run_id, "0001")  # stale: 0001 never ran
+    h.clock.advance(20_000)
+    h.invoke({"action": "sweep"})
+    assert "0001" not in h.store.done_chains(run_id)
+    swept = h.invoke({"action": "sweep"})["results"][0]
+    assert any(r.startswith(run_id) for r in swept["resumed"])
+    h.drive(h.invoker.pop())
+    assert sorted(h.result_indices(run_id)) == list(range(40))
+    assert h.summary(run_id)["status"] == "done"
