@@ -976,7 +976,7 @@ def _fanout(f: Any) -> dict[str, Any]:
                 _fmt(cell["legs_median"]),
                 f"{_fmt(cell['ranges_median'])} ({_fmt(cell['steals_median'])})",
                 _fmt(cell["invocations_median"]),
-                cell["cold_starts"],
+                f"{cell['cold_starts']} ({cell.get('timeouts', 0)})",
                 f"{num(cell['cpu_s_median'], 1)} ({num(cell['cpu_ms_per_page_median'], 1)})",
                 other(cell),
             ]
@@ -1070,7 +1070,7 @@ def _fanout(f: Any) -> dict[str, Any]:
             slow_origin=f["origins"]["fanout-slow"],
             concurrency=cfg["concurrency"],
             timeout_s=f"{cfg['timeout_s']:g}",
-            leg_work_s=f"{cfg['timeout_s'] - (cfg['margin_ms'] or 2000) / 1000:g}",
+            leg_s=f"{cfg.get('leg_s', cfg['timeout_s']):g}",
             max_concurrency=cfg["max_concurrency"],
             warm=fragment(
                 "fanout_warm",
@@ -1098,7 +1098,7 @@ def _fanout(f: Any) -> dict[str, Any]:
             cost_rows=rows(rows_cost),
             cost_notes=fragment(
                 "fanout_cost_notes",
-                timeout_s=f"{cfg['timeout_s']:g}",
+                leg_s=f"{cfg.get('leg_s', cfg['timeout_s']):g}",
                 legs_per_million=f"{per_task.get('legs', 0) * 1e6:,.0f}",
                 legs_900=legs_900,
                 transitions=assumptions.get("transitions_per_child", "n/a"),
