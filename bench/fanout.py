@@ -179,6 +179,7 @@ class FanRun:
     steal: bool
     round: int
     tasks: int
+    run_id: str = ""
     status: str = ""
     wall_s: float = 0.0
     """Upload to summary.json readable (polled every 50 ms)."""
@@ -202,6 +203,8 @@ class FanRun:
     """Invocations killed at the function's timeout (the sweep repaired their chains)."""
     s3_requests: dict[str, int] = field(default_factory=dict)
     chain_ends_s: list[float] = field(default_factory=list)
+    chain0_leg_tasks: list[int] = field(default_factory=list)
+    """Tasks each leg of chain 0000 did, in order (the straggler's chain)."""
     """When each range ended, seconds after the upload, in order."""
     container_cpu_s: float = 0.0
     host_cpu_s: float = 0.0
@@ -290,6 +293,7 @@ class Bench:
                 Bucket=self.bucket, Key=key, Body=body, Metadata={CHAINS_METADATA: str(chains)}
             )["ETag"]
             run_id = self._wait(lambda: next(iter(self.store.runs_for_source(key, etag)), None))
+            run.run_id = run_id
             summary = self._wait(lambda: self.store.load_summary(run_id), every_s=0.05)
             run.wall_s = round(time.time() - upload, 3)
             self.stack.runtime.wait_idle(60)
@@ -350,6 +354,8 @@ class Bench:
                     run.quiet_legs += 1
                 else:
                     run.legs += 1
+                    if line.get("chain") == "0000":
+                        run.chain0_leg_tasks.append(int(line.get("processed") or 0))
             elif event == "stole":
                 run.steals += 1
             elif event == "chain_finished":
@@ -452,6 +458,7 @@ def _cell(runs: list[FanRun]) -> dict[str, Any]:
             statistics.median(c * 1000 / r.tasks for c, r in zip(cpu, ok, strict=True)), 2
         ),
         "chain_ends_s": median_run.chain_ends_s,
+        "chain0_leg_tasks": median_run.chain0_leg_tasks,
         "other_runnable_median": round(statistics.median(load), 2) if load else None,
         "failed": sum(r.failed for r in ok),
     }

@@ -937,6 +937,7 @@ def _fanout(f: Any) -> dict[str, Any]:
             "fanout_tasks": "n/a",
             "fanout_concurrency": "n/a",
             "fanout_cost_usd": "n/a",
+            "fanout_cost_900_usd": "n/a",
             "fanout_sfn_usd": "n/a",
             "fanout_sfn_batched_usd": "n/a",
             "fanout_durable_usd": "n/a",
@@ -963,7 +964,7 @@ def _fanout(f: Any) -> dict[str, Any]:
     overheads = []
     for c, cell in scaling.items():
         if "missing" in cell:
-            scaling_rows.append([c, "n/a", num(cell.get("ideal_wall_s")), *["n/a"] * 8])
+            scaling_rows.append([c, "n/a", num(cell.get("ideal_wall_s")), *["n/a"] * 9])
             continue
         e = eff.get(c) or {}
         scaling_rows.append(
@@ -977,6 +978,7 @@ def _fanout(f: Any) -> dict[str, Any]:
                 f"{_fmt(cell['ranges_median'])} ({_fmt(cell['steals_median'])})",
                 _fmt(cell["invocations_median"]),
                 f"{cell['cold_starts']} ({cell.get('timeouts', 0)})",
+                _ends(cell.get("chain_ends_s") or []),
                 f"{num(cell['cpu_s_median'], 1)} ({num(cell['cpu_ms_per_page_median'], 1)})",
                 other(cell),
             ]
@@ -991,7 +993,21 @@ def _fanout(f: Any) -> dict[str, Any]:
             else fragment("fanout_missed", value=num(value), gap=num(0.8 - value))
         )
     cpu_note = _fanout_cpu_note(scaling)
-    verdict += " " + fragment("fanout_why", overheads=", ".join(overheads), cpu_note=cpu_note)
+    firsts, tails = [], []
+    for c, cell in scaling.items():
+        ends = cell.get("chain_ends_s") or []
+        if "missing" in cell or not ends:
+            continue
+        firsts.append(f"{ends[0]:.1f} s at C={c} (ideal {cell['ideal_wall_s']:.2f} s)")
+        tails.append(f"{cell['wall_s_min'] - ends[-1]:.1f} s at C={c}")
+    verdict += " " + fragment(
+        "fanout_why",
+        overheads=", ".join(overheads),
+        cpu_note=cpu_note,
+        first_ends=", ".join(firsts) or "n/a",
+        tails=", ".join(tails) or "n/a",
+        legs_1=_fmt((scaling.get("1") or {}).get("legs_median")),
+    )
     strag = f.get("straggler") or {}
     on, off = strag.get("steal") or {}, strag.get("no_steal") or {}
     straggler_rows = [
@@ -1016,6 +1032,24 @@ def _fanout(f: Any) -> dict[str, Any]:
             steals=_fmt(on["steals_median"]),
             on_spread=num(_spread(on.get("chain_ends_s") or []), 1),
             off_spread=num(_spread(off.get("chain_ends_s") or []), 1),
+        )
+    if on and "missing" not in on and not on.get("steals_median"):
+        fast_rate = cfg["concurrency"] / (mean_ms / 1000)
+        slow_rate = cfg["concurrency"] / (sum(cfg["slow_latency_ms"]) / 2 / 1000)
+        horizon = cfg.get("leg_s", cfg["timeout_s"]) - 3
+        straggler_verdict += "\n\n" + fragment(
+            "straggler_no_steals",
+            steals=_fmt(on.get("steals_median")),
+            slow_legs=f", though its legs did {', '.join(map(str, legs))} tasks each"
+            if (legs := on.get("chain0_leg_tasks"))
+            else "",
+            slow_tasks=f["slow_tasks"],
+            fast_rate=f"{fast_rate:.0f}",
+            concurrency=cfg["concurrency"],
+            fast_ms=f"{mean_ms:g}",
+            slow_rate=f"{slow_rate:.1f}",
+            horizon_s=f"{horizon:g}",
+            planned=f"{fast_rate * horizon:.0f}",
         )
     count_rows = [
         [
@@ -1061,6 +1095,7 @@ def _fanout(f: Any) -> dict[str, Any]:
         "fanout_tasks": f"{cfg['tasks']:,}",
         "fanout_concurrency": cfg["concurrency"],
         "fanout_cost_usd": usd("baton"),
+        "fanout_cost_900_usd": usd("baton_900s"),
         "fanout_sfn_usd": usd("sfn_standard"),
         "fanout_sfn_batched_usd": usd("sfn_standard_batched"),
         "fanout_durable_usd": usd("durable"),
@@ -1091,6 +1126,7 @@ def _fanout(f: Any) -> dict[str, Any]:
             straggler_rows=rows(straggler_rows),
             straggler_verdict=straggler_verdict,
             count_rows=rows(count_rows),
+            sweep_s=f"{cfg.get('sweep_s', 0):g}",
             cost_at=f.get("cost_counts_at", "n/a"),
             prices_read=(cost.get("sources") or {}).get("read", "n/a"),
             page_ms=f"{assumptions.get('page_ms', 0):g}",
@@ -1132,18 +1168,18 @@ def _fanout(f: Any) -> dict[str, Any]:
 
 
 def _fanout_cpu_note(scaling: dict[str, Any]) -> str:
-    """Was the largest C short of CPU? Its CPU seconds against what two cores give."""
-    cells = [(int(c), cell) for c, cell in scaling.items() if "missing" not in cell]
-    if not cells:
-        return ""
-    c, cell = max(cells)
-    cores = cell["cpu_s_median"] / cell["wall_s_median"] if cell["wall_s_median"] else 0.0
-    return (
-        f"at C={c} the containers and the stack used {num(cell['cpu_s_median'], 1)} CPU s "
-        f"in {num(cell['wall_s_median'], 1)} s of wall time ({num(cores, 2)} of the 2 cores, "
-        f"which other work shared: {num(cell.get('other_runnable_median'))} runnable threads "
-        "outside the bench on average)."
-    )
+    """Were the larger Cs short of CPU? Their CPU seconds against the wall time."""
+    cells = {int(c): cell for c, cell in scaling.items() if "missing" not in cell}
+    parts = []
+    for c in sorted({16, max(cells, default=0)} & set(cells)):
+        cell = cells[c]
+        cores = cell["cpu_s_median"] / cell["wall_s_median"] if cell["wall_s_median"] else 0.0
+        parts.append(
+            f"at C={c} the containers and the stack used {num(cell['cpu_s_median'], 1)} CPU s "
+            f"in {num(cell['wall_s_median'], 1)} s ({num(cores, 2)} cores, with "
+            f"{num(cell.get('other_runnable_median'))} runnable threads of other work on the 2)"
+        )
+    return "; ".join(parts) + "." if parts else ""
 
 
 def _ends(ends: list[float]) -> str:
