@@ -143,3 +143,160 @@ def _cost(
         "share": {name: round(value / total, 4) for name, value in parts.items()},
         "total_usd": round(total, 4),
     }
+
+
+# --- fan-out: baton against what users would pick instead (bench/fanout.py) -----------
+
+ALTERNATIVE_PRICES = {
+    "sfn_transition": 0.025 / 1000,
+    "sfn_express_request": 1.00 / 1e6,
+    "sfn_express_gb_s": 0.00001667,
+    "durable_operation": 8.00 / 1e6,
+}
+"""us-east-1, read 2026-11-29 (stored copies of the pages in `PRICE_SOURCES`)."""
+PRICE_SOURCES = {
+    "read": "2026-11-29",
+    "step_functions": (
+        "https://aws.amazon.com/step-functions/pricing/: Standard $0.025 per 1,000 state "
+        "transitions (retries count); Express $1.00 per million requests and $0.06 per GB-hour "
+        "for the first 1,000 GB-hours a month ($0.00001667 per GB-s), duration rounded up to "
+        "100 ms, memory billed in 64 MB chunks"
+    ),
+    "lambda": (
+        "https://aws.amazon.com/lambda/pricing/: x86 $0.0000166667 per GB-s, $0.20 per "
+        "million requests (as `PRICES`); durable functions $8.00 per million durable "
+        "operations, as transcribed from that page by api-evangelist/aws-lambda "
+        "(plans/aws-lambda-plans-pricing.yml, page read 2026-09-20); their data written and "
+        "retained are charged per GB too, at rates not confirmed in what was read, so not priced"
+    ),
+    "s3": "S3 Standard: $0.005 per 1,000 PUT/COPY/POST/LIST, $0.0004 per 1,000 GET/HEAD",
+}
+PAGE_MS = 250.0
+"""The work of one task (bench.budget.PAGE_MS_REAL): a real page's fetch, mostly waiting."""
+ITEMS_PER_BATCH = 100
+"""Distributed Map's ItemBatcher MaxItemsPerBatch in the batched rows."""
+TRANSITIONS_PER_CHILD = 2
+"""A child workflow with one Task state (invoke the worker): assumed two transitions."""
+EXPRESS_MEMORY_MB = 64
+"""An Express child's billed memory: 50 MB + definition + payload, in 64 MB chunks."""
+LEG_S_PRODUCTION = 900.0
+COMMIT_S = 10.0
+"""worker.budget's commit interval: a leg commits about every 10 s."""
+
+
+def fanout_cost(per_task: dict[str, float], *, concurrency: int) -> dict[str, Any]:
+    """Dollars per million tasks at fan-out: baton from the counts measured per task, the
+    alternatives from their published prices; every row does the same work (a task is
+    `PAGE_MS` of mostly waiting in a Lambda at `MEMORY_MB`, `concurrency` at a time where
+    one invocation works many tasks, one at a time where an invocation has one task)."""
+    p, a = PRICES, ALTERNATIVE_PRICES
+    million = 1e6
+    gb = MEMORY_MB / 1024
+
+    def work(in_flight: int) -> float:
+        return million * PAGE_MS / 1000 / in_flight * gb * p["lambda_gb_s"]
+
+    def row(basis: str, **parts: float) -> dict[str, Any]:
+        total = sum(parts.values())
+        return {
+            "basis": basis,
+            "usd": {k: round(v, 4) for k, v in parts.items()},
+            "total_usd": round(total, 4),
+        }
+
+    legs = per_task.get("legs") or 0.0
+    s3_put, s3_get = per_task.get("s3_put_list", 0.0), per_task.get("s3_get_head", 0.0)
+    invokes = per_task.get("invocations", 0.0)
+    # 900 s legs: the per-leg requests measured here (chain overheads included) over far
+    # more tasks a leg, plus each leg's extra commits (results PUT, CAS; cancel HEAD).
+    tasks_per_leg = (LEG_S_PRODUCTION - 2.0) * concurrency / (PAGE_MS / 1000)
+    legs_900 = million / tasks_per_leg
+    commits_900 = legs_900 * (LEG_S_PRODUCTION / COMMIT_S - 1)
+    per_leg = {
+        "put": s3_put / legs if legs else 0.0,
+        "get": s3_get / legs if legs else 0.0,
+        "invokes": invokes / legs if legs else 0.0,
+    }
+    single = million * PAGE_MS / 1000 * gb * p["lambda_gb_s"]  # one task per invocation
+    batches = million / ITEMS_PER_BATCH
+    batch_s = ITEMS_PER_BATCH * PAGE_MS / 1000 / concurrency
+    express_gb = EXPRESS_MEMORY_MB / 1024
+    rows = {
+        "baton": row(
+            f"as measured: {invokes:.4f} invocations, {s3_put:.4f} S3 PUT/LIST and "
+            f"{s3_get:.4f} GET/HEAD per task (legs of this bench's short timeout)",
+            lambda_compute=work(concurrency),
+            lambda_requests=million * invokes * p["lambda_request"],
+            s3_requests=million * (s3_put * p["s3_put"] + s3_get * p["s3_get"]),
+        ),
+        "baton_900s": row(
+            f"the same per leg, legs of 900 s ({legs_900:.0f} legs and "
+            f"{commits_900:.0f} more commits per million)",
+            lambda_compute=work(concurrency),
+            lambda_requests=legs_900 * per_leg["invokes"] * p["lambda_request"],
+            s3_requests=legs_900 * (per_leg["put"] * p["s3_put"] + per_leg["get"] * p["s3_get"])
+            + commits_900
+            * (BATCH_REQUESTS["put"] * p["s3_put"] + BATCH_REQUESTS["get"] * p["s3_get"]),
+        ),
+        "sfn_standard": row(
+            f"Distributed Map, a standard child workflow per task ({TRANSITIONS_PER_CHILD} "
+            "transitions), each invoking the worker Lambda for its one task",
+            orchestration=million * TRANSITIONS_PER_CHILD * a["sfn_transition"],
+            lambda_compute=single,
+            lambda_requests=million * p["lambda_request"],
+        ),
+        "sfn_standard_batched": row(
+            f"the same with ItemBatcher, {ITEMS_PER_BATCH} tasks per child, the Lambda working "
+            f"{concurrency} at a time",
+            orchestration=batches * TRANSITIONS_PER_CHILD * a["sfn_transition"],
+            lambda_compute=work(concurrency),
+            lambda_requests=batches * p["lambda_request"],
+        ),
+        "sfn_express": row(
+            f"Distributed Map, an express child per task ({EXPRESS_MEMORY_MB} MB, its "
+            "duration the task's, rounded up to 100 ms)",
+            orchestration=million
+            * (a["sfn_express_request"] + _up_100ms(PAGE_MS) * express_gb * a["sfn_express_gb_s"]),
+            lambda_compute=single,
+            lambda_requests=million * p["lambda_request"],
+        ),
+        "sfn_express_batched": row(
+            f"express children of {ITEMS_PER_BATCH} tasks, the Lambda working {concurrency} "
+            "at a time",
+            orchestration=batches
+            * (
+                a["sfn_express_request"]
+                + _up_100ms(batch_s * 1000) * express_gb * a["sfn_express_gb_s"]
+            ),
+            lambda_compute=work(concurrency),
+            lambda_requests=batches * p["lambda_request"],
+        ),
+        "durable": row(
+            f"a durable function, one step (one durable operation) per task, {concurrency} "
+            "steps at a time; its checkpoint data not priced",
+            orchestration=million * a["durable_operation"],
+            lambda_compute=work(concurrency),
+            lambda_requests=legs_900 * p["lambda_request"],
+        ),
+    }
+    return {
+        "prices": PRICES | ALTERNATIVE_PRICES,
+        "sources": PRICE_SOURCES,
+        "assumptions": {
+            "page_ms": PAGE_MS,
+            "memory_mb": MEMORY_MB,
+            "concurrency": concurrency,
+            "items_per_batch": ITEMS_PER_BATCH,
+            "transitions_per_child": TRANSITIONS_PER_CHILD,
+            "express_memory_mb": EXPRESS_MEMORY_MB,
+        },
+        "per_task_measured": per_task,
+        "per_leg_measured": {k: round(v, 3) for k, v in per_leg.items()},
+        "legs_900s_per_million": round(legs_900, 1),
+        "rows": rows,
+    }
+
+
+def _up_100ms(ms: float) -> float:
+    """Express duration: seconds, rounded up to the next 100 ms."""
+    return -(-ms // 100) / 10

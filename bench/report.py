@@ -55,6 +55,7 @@ def render(r: dict[str, Any]) -> str:
         | _findings(r)
         | _versus(r)
         | {"profile": _profile(r.get("profile"), r.get("runtime"))}
+        | _fanout(r.get("fanout"))
     )
     return _template("BENCHMARKS.md").substitute(values)
 
@@ -908,6 +909,297 @@ def _profile_contention(runs: list[dict[str, Any]]) -> str:
         low=f"{min(means):.2f}",
         high=f"{max(means):.2f}",
     )
+
+
+FANOUT_COST_LABELS = {
+    "baton": "baton, as measured here",
+    "baton_900s": "baton, 900 s legs",
+    "sfn_standard": "Step Functions Distributed Map, standard children, a task each",
+    "sfn_standard_batched": "... standard children, 100 tasks each",
+    "sfn_express": "... express children, a task each",
+    "sfn_express_batched": "... express children, 100 tasks each",
+    "durable": "Lambda durable functions, a step per task",
+}
+
+
+def _fanout(f: Any) -> dict[str, Any]:
+    """bench/fanout.py's figures: scaling over chains, stragglers, cost against the others."""
+    headline = {
+        "fanout_efficiency_16": num((f or {}).get("fanout_efficiency_16")),
+        "fanout_efficiency_4": num((f or {}).get("fanout_efficiency_4")),
+        "fanout_efficiency_64": num((f or {}).get("fanout_efficiency_64")),
+        "straggler_wall_ratio": num((f or {}).get("straggler_wall_ratio")),
+    }
+    if not isinstance(f, dict) or not f.get("scaling"):
+        return headline | {
+            "fanout": fragment("fanout_absent") + "\n",
+            "fanout_wall_1": "n/a",
+            "fanout_tasks": "n/a",
+            "fanout_concurrency": "n/a",
+            "fanout_cost_usd": "n/a",
+            "fanout_cost_900_usd": "n/a",
+            "fanout_sfn_usd": "n/a",
+            "fanout_sfn_batched_usd": "n/a",
+            "fanout_durable_usd": "n/a",
+        }
+    cfg, scaling, eff = f["config"], f["scaling"], f["efficiency"]
+    cost = f.get("cost") or {}
+    cost_rows = cost.get("rows") or {}
+    mean_ms = sum(cfg["latency_ms"]) / 2
+
+    def usd(key: str) -> str:
+        row = cost_rows.get(key)
+        return f"{row['total_usd']:.2f}" if row else "n/a"
+
+    def minmed(cell: dict[str, Any]) -> str:
+        if "missing" in cell:
+            return "n/a"
+        return f"{cell['wall_s_min']:.2f} / {cell['wall_s_median']:.2f}"
+
+    def other(cell: dict[str, Any]) -> str:
+        value = cell.get("other_runnable_median")
+        return "n/a" if value is None else f"{value:.2f}"
+
+    scaling_rows = []
+    overheads = []
+    for c, cell in scaling.items():
+        if "missing" in cell:
+            scaling_rows.append([c, "n/a", num(cell.get("ideal_wall_s")), *["n/a"] * 9])
+            continue
+        e = eff.get(c) or {}
+        scaling_rows.append(
+            [
+                c,
+                minmed(cell),
+                num(cell["ideal_wall_s"]),
+                num(cell["pages_per_s_median"], 1),
+                f"**{num(e.get('value'))}**; {num(e.get('of_minimums'))}",
+                _fmt(cell["legs_median"]),
+                f"{_fmt(cell['ranges_median'])} ({_fmt(cell['steals_median'])})",
+                _fmt(cell["invocations_median"]),
+                f"{cell['cold_starts']} ({cell.get('timeouts', 0)})",
+                _ends(cell.get("chain_ends_s") or []),
+                f"{num(cell['cpu_s_median'], 1)} ({num(cell['cpu_ms_per_page_median'], 1)})",
+                other(cell),
+            ]
+        )
+        overheads.append(f"{num(cell['wall_s_median'] - cell['ideal_wall_s'], 1)} s at C={c}")
+    value = f.get("fanout_efficiency_16")
+    verdict = ""
+    if value is not None:
+        verdict = (
+            fragment("fanout_met", value=num(value))
+            if value >= 0.8
+            else fragment("fanout_missed", value=num(value), gap=num(0.8 - value))
+        )
+    cpu_note = _fanout_cpu_note(scaling)
+    firsts, tails = [], []
+    for c, cell in scaling.items():
+        ends = cell.get("chain_ends_s") or []
+        if "missing" in cell or not ends:
+            continue
+        firsts.append(f"{ends[0]:.1f} s at C={c} (ideal {cell['ideal_wall_s']:.2f} s)")
+        tails.append(f"{cell['wall_s_min'] - ends[-1]:.1f} s at C={c}")
+    verdict += " " + fragment(
+        "fanout_why",
+        overheads=", ".join(overheads),
+        cpu_note=cpu_note,
+        first_ends=", ".join(firsts) or "n/a",
+        tails=", ".join(tails) or "n/a",
+        legs_1=_fmt((scaling.get("1") or {}).get("legs_median")),
+    )
+    strag = f.get("straggler") or {}
+    on, off = strag.get("steal") or {}, strag.get("no_steal") or {}
+    straggler_rows = [
+        [
+            label,
+            minmed(cell),
+            _fmt(cell.get("legs_median")),
+            f"{_fmt(cell.get('ranges_median'))} ({_fmt(cell.get('steals_median'))})",
+            _ends(cell.get("chain_ends_s") or []),
+            other(cell),
+        ]
+        for label, cell in (("on", on), ("off", off))
+        if "missing" not in cell and cell
+    ]
+    straggler_verdict = ""
+    if f.get("straggler_wall_ratio") is not None:
+        straggler_verdict = fragment(
+            "straggler_verdict",
+            ratio=num(f["straggler_wall_ratio"]),
+            off_s=num(off["wall_s_median"]),
+            on_s=num(on["wall_s_median"]),
+            steals=_fmt(on["steals_median"]),
+            on_spread=num(_spread(on.get("chain_ends_s") or []), 1),
+            off_spread=num(_spread(off.get("chain_ends_s") or []), 1),
+        )
+    if on and "missing" not in on and not on.get("steals_median"):
+        fast_rate = cfg["concurrency"] / (mean_ms / 1000)
+        slow_rate = cfg["concurrency"] / (sum(cfg["slow_latency_ms"]) / 2 / 1000)
+        horizon = cfg.get("leg_s", cfg["timeout_s"]) - 3
+        straggler_verdict += "\n\n" + fragment(
+            "straggler_no_steals",
+            steals=_fmt(on.get("steals_median")),
+            slow_legs=f", though its legs did {', '.join(map(str, legs))} tasks each"
+            if (legs := on.get("chain0_leg_tasks"))
+            else "",
+            slow_tasks=f["slow_tasks"],
+            fast_rate=f"{fast_rate:.0f}",
+            concurrency=cfg["concurrency"],
+            fast_ms=f"{mean_ms:g}",
+            slow_rate=f"{slow_rate:.1f}",
+            horizon_s=f"{horizon:g}",
+            planned=f"{fast_rate * horizon:.0f}",
+        )
+    count_rows = [
+        [
+            c,
+            f"{cell['per_task']['legs']:.4f}",
+            f"{cell['per_task']['invocations']:.4f}",
+            f"{cell['per_task']['s3_put_list']:.3f}",
+            f"{cell['per_task']['s3_get_head']:.3f}",
+        ]
+        for c, cell in scaling.items()
+        if "missing" not in cell
+    ]
+    rows_cost = []
+    for key, label in FANOUT_COST_LABELS.items():
+        row = cost_rows.get(key)
+        if not row:
+            continue
+        parts = row["usd"]
+        rows_cost.append(
+            [
+                label,
+                _usd(parts.get("orchestration")),
+                _usd(parts.get("lambda_compute")),
+                _usd(parts.get("lambda_requests")),
+                _usd(parts.get("s3_requests")),
+                f"**{row['total_usd']:.2f}**",
+            ]
+        )
+    assumptions = cost.get("assumptions") or {}
+    per_task = cost.get("per_task_measured") or {}
+    legs_900 = num(cost.get("legs_900s_per_million"), 0)
+    warm = f.get("warm")
+    slow_low, slow_high = cfg["slow_latency_ms"]
+    slow_alone = f["slow_tasks"] * (slow_low + slow_high) / 2 / 1000 / cfg["concurrency"]
+    contention = f.get("machine", {}).get("other_runnable_processes") or {}
+    runs_load = [
+        cell.get("other_runnable_median")
+        for cell in [*scaling.values(), on, off]
+        if cell.get("other_runnable_median") is not None
+    ]
+    return headline | {
+        "fanout_wall_1": num((scaling.get("1") or {}).get("wall_s_median"), 1),
+        "fanout_tasks": f"{cfg['tasks']:,}",
+        "fanout_concurrency": cfg["concurrency"],
+        "fanout_cost_usd": usd("baton"),
+        "fanout_cost_900_usd": usd("baton_900s"),
+        "fanout_sfn_usd": usd("sfn_standard"),
+        "fanout_sfn_batched_usd": usd("sfn_standard_batched"),
+        "fanout_durable_usd": usd("durable"),
+        "fanout": _template("fanout.md").substitute(
+            tasks=f"{cfg['tasks']:,}",
+            origin=f["origins"]["fanout"],
+            slow_origin=f["origins"]["fanout-slow"],
+            concurrency=cfg["concurrency"],
+            timeout_s=f"{cfg['timeout_s']:g}",
+            leg_s=f"{cfg.get('leg_s', cfg['timeout_s']):g}",
+            max_concurrency=cfg["max_concurrency"],
+            warm=fragment(
+                "fanout_warm",
+                containers=warm["containers"],
+                step=4,
+                seconds=f"{warm['seconds']:.0f}",
+                target=warm["target"],
+            )
+            if warm
+            else fragment("fanout_cold"),
+            rounds=cfg["rounds"],
+            mean_ms=f"{mean_ms:g}",
+            scaling_rows=rows(scaling_rows),
+            verdict=verdict,
+            straggler_chains=cfg["straggler_chains"],
+            slow_tasks=f["slow_tasks"],
+            slow_alone_s=f"{slow_alone:.0f}",
+            straggler_rows=rows(straggler_rows),
+            straggler_verdict=straggler_verdict,
+            count_rows=rows(count_rows),
+            sweep_s=f"{cfg.get('sweep_s', 0):g}",
+            cost_at=f.get("cost_counts_at", "n/a"),
+            prices_read=(cost.get("sources") or {}).get("read", "n/a"),
+            page_ms=f"{assumptions.get('page_ms', 0):g}",
+            memory_mb=f"{assumptions.get('memory_mb', 0):,}",
+            cost_rows=rows(rows_cost),
+            cost_notes=fragment(
+                "fanout_cost_notes",
+                leg_s=f"{cfg.get('leg_s', cfg['timeout_s']):g}",
+                legs_per_million=f"{per_task.get('legs', 0) * 1e6:,.0f}",
+                legs_900=legs_900,
+                transitions=assumptions.get("transitions_per_child", "n/a"),
+                express_mb=assumptions.get("express_memory_mb", "n/a"),
+            ),
+            sources="; ".join(
+                f"{name}: {text}"
+                for name, text in (cost.get("sources") or {}).items()
+                if name != "read"
+            ),
+            contention=(
+                fragment(
+                    "versus_contention",
+                    median=f"{statistics.median(runs_load):.2f}",
+                    low=f"{min(runs_load):.2f}",
+                    high=f"{max(runs_load):.2f}",
+                )
+                if runs_load
+                else ""
+            )
+            + (
+                f" Over the whole bench: {contention['fanout']['mean_runnable']:.2f} "
+                f"runnable threads outside it on average, some in "
+                f"{pct(contention['fanout']['busy_share'], 0)} of "
+                f"{contention['fanout']['seconds']} s."
+                if contention.get("fanout")
+                else ""
+            ),
+        ),
+    }
+
+
+def _fanout_cpu_note(scaling: dict[str, Any]) -> str:
+    """Were the larger Cs short of CPU? Their CPU seconds against the wall time."""
+    cells = {int(c): cell for c, cell in scaling.items() if "missing" not in cell}
+    parts = []
+    for c in sorted({16, max(cells, default=0)} & set(cells)):
+        cell = cells[c]
+        cores = cell["cpu_s_median"] / cell["wall_s_median"] if cell["wall_s_median"] else 0.0
+        parts.append(
+            f"at C={c} the containers and the stack used {num(cell['cpu_s_median'], 1)} CPU s "
+            f"in {num(cell['wall_s_median'], 1)} s ({num(cores, 2)} cores, with "
+            f"{num(cell.get('other_runnable_median'))} runnable threads of other work on the 2)"
+        )
+    return "; ".join(parts) + "." if parts else ""
+
+
+def _ends(ends: list[float]) -> str:
+    if not ends:
+        return "n/a"
+    return f"{ends[0]:.1f}, {statistics.median(ends):.1f}, {ends[-1]:.1f}"
+
+
+def _spread(ends: list[float]) -> float | None:
+    return ends[-1] - ends[0] if ends else None
+
+
+def _usd(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.3f}"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # --- templates and cells ---------------------------------------------------------------

@@ -13,11 +13,15 @@ Runs, in this order (one at a time, so they do not share the two cores):
    the same pages from 16 loopback hosts, with and without latency, interleaved rounds
    (`latency_vs_crawlee_default` and the other issue 15 keys); peers whose virtualenv
    (`--bench-python`, `.venv-bench` from `make bench`) is absent are skipped and said so;
-5. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
+5. `bench.fanout`: one list over C = 1, 4, 16, 64 chains at a fixed per-chain
+   concurrency, a straggler with and without stealing, and the counts the fan-out cost
+   is priced from (`fanout_efficiency_16`, `straggler_wall_ratio`); also written to
+   `bench/results/fanout.json`, which `--render-only` reads back;
+6. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
    (`--quick` in quick mode; `--huge` adds the 10M case that `peak_rss_mb_10m` comes
    from) and `bench.parse_cost`; their `bench/results/*.json` are read back;
-6. the cost per million tasks on Lambda prices, from the figures above;
-7. the last CPU profile of a leg, `bench/results/profile_leg.json`, read back as it is
+7. the cost per million tasks on Lambda prices, from the figures above;
+8. the last CPU profile of a leg, `bench/results/profile_leg.json`, read back as it is
    (`python -m bench.profile_leg --tree before=<worktree>` makes it; it is not run here:
    a "before" needs another commit's worktree), and marked stale in BENCHMARKS.md when
    it measured another worker tree than HEAD's.
@@ -43,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import budget, hop_overhead, throughput, versus
+from bench import budget, fanout, hop_overhead, throughput, versus
 from bench.cost import cost_model, recompute
 from bench.report import render
 from bench.sampler import Contention, machine_facts
@@ -63,6 +67,14 @@ VERSUS_KEYS = (
     "cpu_ms_per_page_plain_loop",
 )
 """Issue 15's keys, copied from the comparison to the top of bench/results.json."""
+FANOUT_KEYS = (
+    "fanout_efficiency_4",
+    "fanout_efficiency_16",
+    "fanout_efficiency_64",
+    "straggler_wall_ratio",
+    "cost_per_million_tasks_fanout_usd",
+)
+"""Issue 11's keys, copied from bench/results/fanout.json to the top of bench/results.json."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the interpreter of the peers' virtualenv (make bench-setup builds .venv-bench)",
     )
     parser.add_argument("--skip-versus", action="store_true", help="no comparison with peers")
+    parser.add_argument("--skip-fanout", action="store_true", help="no fan-out bench")
+    parser.add_argument(
+        "--fanout-only",
+        action="store_true",
+        help="measure only the fan-out bench; keep the rest of bench/results.json as it is",
+    )
     parser.add_argument(
         "--versus-only",
         action="store_true",
@@ -107,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     with Contention() as contention:
         if args.versus_only:
             return versus_only(args, contention)
+        if args.fanout_only:
+            return fanout_only(args, contention)
         return _main(args, contention)
 
 
@@ -146,6 +166,7 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
     )
 
     compared = None if args.skip_versus else run_versus(args, contention)
+    fanned = None if args.skip_fanout else run_fanout(args, contention)
 
     external: dict[str, Any] = {}
     if not args.skip_external:
@@ -186,7 +207,7 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
         "external": {name: _strip(found) for name, found in external.items()},
         "profile": _read_json("profile_leg"),
     }
-    results = _with_versus(results, compared)
+    results = _with_fanout(_with_versus(results, compared), fanned or _read_json("fanout"))
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(f"wrote {RESULTS_JSON.relative_to(REPO_ROOT)} and {BENCHMARKS_MD.name}")
@@ -231,6 +252,45 @@ def _with_versus(results: dict[str, Any], compared: dict[str, Any] | None) -> di
     return results | top | {"runtime": runtime_tree(), "versus": compared}
 
 
+def run_fanout(args: argparse.Namespace, contention: Contention) -> dict[str, Any]:
+    """bench.fanout in this process (one bench at a time); also writes its results file."""
+    config = fanout.QUICK if args.quick else fanout.FULL
+    _say(
+        f"fanout: {config.tasks} tasks over C = {', '.join(map(str, config.chains))}, "
+        f"{config.rounds} rounds, and the straggler at C = {config.straggler_chains} ..."
+    )
+    contention.label = "fanout"
+    mark = len(contention.samples)
+    found = fanout.measure(config, args.workdir, contention, say=_say)
+    found["machine"] = machine_facts() | {
+        "other_runnable_processes": {"fanout": contention.since(mark)}
+    }
+    found["runtime"] = runtime_tree()
+    found["quick"] = args.quick
+    fanout.RESULTS_FILE.write_text(json.dumps(found, indent=2, default=str) + "\n")
+    for key in FANOUT_KEYS:
+        _say(f"  {key}: {found.get(key)}")
+    return found
+
+
+def fanout_only(args: argparse.Namespace, contention: Contention) -> int:
+    """Measure the fan-out bench alone, into the last results (the rest kept as measured)."""
+    results = json.loads(RESULTS_JSON.read_text())
+    results = _with_fanout(results, run_fanout(args, contention))
+    RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    BENCHMARKS_MD.write_text(render(results))
+    _say(f"wrote the fan-out into {RESULTS_JSON.relative_to(REPO_ROOT)} and {BENCHMARKS_MD.name}")
+    return 0
+
+
+def _with_fanout(results: dict[str, Any], fanned: Any) -> dict[str, Any]:
+    """Issue 11's keys at the top, the bench (without its runs) under `fanout`."""
+    if not isinstance(fanned, dict) or not fanned.get("scaling"):
+        return results
+    top = {key: fanned.get(key) for key in FANOUT_KEYS}
+    return results | top | {"fanout": {k: v for k, v in fanned.items() if k != "runs"}}
+
+
 def runtime_tree() -> dict[str, Any]:
     """The commit measured, and the runtime's tree in it (a bar compares these with HEAD's)."""
 
@@ -262,6 +322,7 @@ def render_only() -> int:
         params["max_plan"] = policy.max_plan
     results["cost_per_million_tasks_usd"] = results["cost"]["headline"]["total_usd"]
     results["profile"] = _read_json("profile_leg") or results.get("profile")
+    results = _with_fanout(results, _read_json("fanout"))
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(f"rewrote the cost in {RESULTS_JSON.relative_to(REPO_ROOT)}, and {BENCHMARKS_MD.name}")

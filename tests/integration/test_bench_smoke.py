@@ -9,6 +9,7 @@ import pytest
 from bench import (
     budget,
     cost,
+    fanout,
     hop_overhead,
     profile_leg,
     report,
@@ -241,6 +242,39 @@ def test_bench_report_renders_the_comparison(
     assert "`latency_vs_crawlee_default` | **n/a**" in text
     assert "## Where baton's CPU per page goes" in text
     assert "${" not in text
+
+
+def test_bench_fanout_scales_straggles_and_prices(tmp_path: Any) -> None:
+    """The fan-out bench at a toy size: every cell, the straggler pair, the cost rows, and
+    the section it renders (shapes and invariants only, no timings)."""
+    found = fanout.measure(fanout.SMOKE, tmp_path)
+
+    assert [r["error"] for r in found["runs"]] == [None] * len(found["runs"])
+    assert {r["kind"] for r in found["runs"]} == {"scaling", "straggler"}
+    for c in fanout.SMOKE.chains:
+        cell = found["scaling"][str(c)]
+        assert cell["rounds"] == fanout.SMOKE.rounds
+        assert cell["wall_s_median"] > 0
+        assert cell["ranges_median"] >= c
+        assert cell["per_task"]["legs"] > 0
+        assert cell["per_task"]["s3_put_list"] > 0
+        assert len(cell["chain_ends_s"]) == cell["ranges_median"]
+    assert found["efficiency"]["1"]["value"] == 1.0
+    assert found["efficiency"]["2"]["value"] > 0
+    assert found["fanout_efficiency_16"] is None  # C=16 is not in the toy's list
+    assert found["straggler_wall_ratio"] > 0
+    assert found["slow_tasks"] == fanout.SMOKE.tasks // fanout.SMOKE.straggler_chains
+    assert not any(r["steals"] for r in found["runs"] if not r["steal"])
+    rows = found["cost"]["rows"]
+    assert set(rows) == set(report.FANOUT_COST_LABELS)
+    assert rows["sfn_standard"]["total_usd"] > rows["sfn_standard_batched"]["total_usd"]
+    assert all(row["total_usd"] > 0 for row in rows.values())
+
+    section = report._fanout(found)
+    assert "## Fan-out (issue 11)" in section["fanout"]
+    assert "${" not in section["fanout"]
+    assert section["straggler_wall_ratio"] != "n/a"
+    assert "Not measured" in report._fanout(None)["fanout"]
 
 
 POOL = "_worker (/x/lib/python3.11/concurrent/futures/thread.py:83)"
