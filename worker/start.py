@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import count, pairwise
 from typing import Any
 
@@ -26,6 +26,7 @@ from worker.exceptions import BadEventError, RunNotFoundError, TaskListError
 from worker.handoff import HandoffError
 from worker.leg import LambdaContext
 from worker.s3 import Listed
+from worker.schedule import SCHEDULE_ID, SCHEDULE_METADATA, run_nonce
 from worker.store import LAYOUT_VERSION, RunRecord, RunStore
 from worker.summary import tally_failures
 from worker.tasks import load_task_list
@@ -61,6 +62,7 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
     etag = request.etag or quote_etag(source.etag)
     if request.run_id is not None:
         return resume_run(container, store, request, context)
+    request = scheduled(request, source)
     chains, chains_note = _chains(container, request, source)
     while True:
         found = _identity(store, request, etag)
@@ -382,6 +384,18 @@ def _hand_off(
         )
         return f"leg {cp.leg} of chain {cp.chain} could not be invoked ({exc}); the sweep starts it"
     return None
+
+
+def scheduled(request: StartRequest, source: Listed) -> StartRequest:
+    """An upload the schedule tick made is named by its schedule, not its S3 sequencer: a
+    second copy of one schedule is this same run's start (a duplicate), never a second run."""
+    schedule_id = source.metadata.get(SCHEDULE_METADATA)
+    if request.source != "s3" or schedule_id is None:
+        return request
+    if not SCHEDULE_ID.match(schedule_id):
+        log.warning("ignoring metadata %s=%r: not a schedule id", SCHEDULE_METADATA, schedule_id)
+        return request
+    return replace(request, nonce=run_nonce(schedule_id))
 
 
 def _chains(container: Container, request: StartRequest, source: Listed) -> tuple[int, str | None]:
