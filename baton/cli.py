@@ -18,7 +18,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from baton import local, runs, schedules
+from baton import estimate, local, runs, schedules
 from baton.target import CliError, Target
 from worker.clock import SYSTEM_CLOCK, Clock
 from worker.exceptions import BatonError, TransientError
@@ -143,6 +143,21 @@ def _schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     p.set_defaults(run=schedules.cmd_schedule)
 
+    p = sub.add_parser(
+        "estimate", help="run a few tasks here; predict legs, time and cost on Lambda"
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--memory", type=_memory, default=1024, help="function memory, MB")
+    _chains_option(p)
+    p.add_argument("--timeout-s", type=float, default=900.0, help="the function's timeout")
+    p.add_argument(
+        "--concurrency", type=_position, help="tasks in flight per chain (default: found)"
+    )
+    p.add_argument("--sample", type=_chains, default=20, help="tasks to run here")
+    _allow_loopback(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=estimate.cmd_estimate)
+
     p = sub.add_parser("schedules", help="list schedules, due times in your zone and UTC")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=schedules.cmd_schedules)
@@ -204,6 +219,13 @@ def _chains(text: str) -> int:
     value = _position(text)
     if value < 1:
         raise argparse.ArgumentTypeError("a run needs at least one chain")
+    return value
+
+
+def _memory(text: str) -> int:
+    value = _position(text)
+    if not 128 <= value <= 10_240:
+        raise argparse.ArgumentTypeError("Lambda memory is 128 to 10,240 MB")
     return value
 
 
