@@ -149,7 +149,7 @@ def predict(
         timeout_s=timeout_s,
         concurrency=level,
         tasks_per_s_per_chain=round(rate, 2),
-        tasks_per_leg=round(per_leg, 1),
+        tasks_per_leg=round(min(per_leg, per_chain), 1),
         legs=legs,
         wall_s=round(per_chain / rate + legs_per_chain * LEG_OVERHEAD_S, 1),
         billed_s=round(total / rate + legs * LEG_OVERHEAD_S, 1),
@@ -214,9 +214,10 @@ def report(m: Sample, p: Prediction, cost: dict[str, Any], settings: Settings) -
         f"{LEG_OVERHEAD_S * 1000:.0f} ms per leg for claim and hand-off; "
         f"concurrency {p.concurrency} per chain; prices {cost['prices']['region']} "
         f"read {cost['prices']['read']}",
-        f"predicted: {p.legs} legs over {p.chains} chains, {p.tasks_per_leg:.0f} tasks a leg, "
-        f"{p.tasks_per_s_per_chain:.1f} tasks/s a chain, about {p.wall_s:.0f} s wall, "
-        f"{p.billed_s:.0f} s billed, {sum(p.s3_requests.values())} S3 requests",
+        f"predicted: {p.legs} leg{'s' if p.legs != 1 else ''} over {p.chains} chain"
+        f"{'s' if p.chains != 1 else ''}, {p.tasks_per_leg:.0f} tasks a leg, "
+        f"{p.tasks_per_s_per_chain:.1f} tasks/s a chain, about {p.wall_s:.1f} s wall, "
+        f"{p.billed_s:.1f} s billed, {sum(p.s3_requests.values())} S3 requests",
         f"cost: ${cost['usd_total']:.6f} on Lambda {cost['lambda']['architecture']} "
         f"({cost['lambda']['gb_s']} GB-s) and S3; Step Functions Distributed Map "
         f"${alt['step_functions_standard']['usd']:.6f} standard, "
