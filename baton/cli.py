@@ -18,8 +18,9 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from baton import local, runs
+from baton import estimate, local, runs, schedules
 from baton.target import CliError, Target
+from worker.clock import SYSTEM_CLOCK, Clock
 from worker.exceptions import BatonError, TransientError
 from worker.progress import EXIT_OK
 from worker.s3 import S3Error
@@ -28,8 +29,10 @@ EXIT_AWS = 1
 EXIT_USAGE = 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> int:
+    """`clock` is what "now" means to commands that read it (`schedule --at +1m`)."""
     args = build_parser().parse_args(argv)
+    args.clock = clock
     try:
         target = Target.resolve(args.endpoint_url, args.bucket, args.function, args.prefix)
         result: int = args.run(args, target)
@@ -120,6 +123,48 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     p = sub.add_parser("sweep", help="run the sweep tick now (resumes stalled runs)")
     p.set_defaults(run=runs.cmd_sweep)
+    _schedule_commands(sub)
+
+
+def _schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("schedule", help="start a task list later: once, at a given time")
+    p.add_argument("file", type=Path)
+    p.add_argument(
+        "--at",
+        required=True,
+        help="ISO 8601 with an offset (2026-11-29T14:05:00+01:00, ...Z) or +30s, +5m, +2h, +1d",
+    )
+    p.add_argument("--name", help="target name under tasks/ (default: the file's name)")
+    _chains_option(p)
+    p.add_argument(
+        "--now-if-past",
+        action="store_true",
+        help="a time in the past starts at the next tick (default: refused)",
+    )
+    p.set_defaults(run=schedules.cmd_schedule)
+
+    p = sub.add_parser(
+        "estimate", help="run a few tasks here; predict legs, time and cost on Lambda"
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--memory", type=_memory, default=1024, help="function memory, MB")
+    _chains_option(p)
+    p.add_argument("--timeout-s", type=float, default=900.0, help="the function's timeout")
+    p.add_argument(
+        "--concurrency", type=_position, help="tasks in flight per chain (default: found)"
+    )
+    p.add_argument("--sample", type=_chains, default=20, help="tasks to run here")
+    _allow_loopback(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=estimate.cmd_estimate)
+
+    p = sub.add_parser("schedules", help="list schedules, due times in your zone and UTC")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=schedules.cmd_schedules)
+
+    p = sub.add_parser("unschedule", help="cancel a schedule before it is due")
+    p.add_argument("schedule_id")
+    p.set_defaults(run=schedules.cmd_unschedule)
 
 
 def _local_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -174,6 +219,13 @@ def _chains(text: str) -> int:
     value = _position(text)
     if value < 1:
         raise argparse.ArgumentTypeError("a run needs at least one chain")
+    return value
+
+
+def _memory(text: str) -> int:
+    value = _position(text)
+    if not 128 <= value <= 10_240:
+        raise argparse.ArgumentTypeError("Lambda memory is 128 to 10,240 MB")
     return value
 
 

@@ -8,7 +8,14 @@ from typing import Any, TextIO
 
 from baton.target import CliError
 from worker.exceptions import RunNotFoundError
-from worker.progress import chain_lines, exit_code, load_view, progress_line, summary_lines
+from worker.progress import (
+    chain_lines,
+    cost_line,
+    exit_code,
+    load_view,
+    progress_line,
+    summary_lines,
+)
 from worker.store import RunStore
 
 
@@ -60,7 +67,7 @@ def follow(
 def describe(store: RunStore, run_id: str) -> list[str]:
     """`baton status` for a person: the run's line and, with several chains, theirs."""
     v = load_view(store, run_id)
-    return [progress_line(v), *chain_lines(v)]
+    return [progress_line(v), *chain_lines(v), cost_line(v.cost, so_far=not v.finished)]
 
 
 def say_started(answer: dict[str, Any], out: TextIO) -> None:

@@ -16,15 +16,17 @@ from __future__ import annotations
 from typing import Any
 
 from bench.throughput import BatonRun
+from worker.prices import DEFAULT_PRICES
 
 PRICES = {
-    "lambda_gb_s": 0.0000166667,
-    "lambda_request": 0.20 / 1e6,
-    "s3_put": 0.005 / 1000,
-    "s3_get": 0.0004 / 1000,
-    "logs_gb": 0.50,
+    "lambda_gb_s": DEFAULT_PRICES["lambda_gb_s_x86_64"],
+    "lambda_request": DEFAULT_PRICES["lambda_request"],
+    "s3_put": DEFAULT_PRICES["s3_put"],
+    "s3_get": DEFAULT_PRICES["s3_get"],
+    "logs_gb": DEFAULT_PRICES["logs_gb"],
 }
-"""x86 Lambda and S3 Standard request prices (us-east-1); CloudWatch Logs ingestion."""
+"""x86 Lambda and S3 Standard request prices (us-east-1); CloudWatch Logs ingestion: the
+runtime's one table (worker/prices.py, with the date they were read)."""
 MEMORY_MB = 1024
 """infra/template.yaml's default MemorySize."""
 VCPU_FULL_AT_MB = 1769

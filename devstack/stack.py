@@ -31,6 +31,7 @@ from botocore.config import Config
 from devstack.lambda_runtime import REGION, FunctionConfig, LambdaFaults, LambdaRuntime
 from devstack.s3server import EmbeddedS3, FaultHook
 from devstack.service import Service
+from worker.clock import SYSTEM_CLOCK, Clock
 from worker.names import FUNCTION_NAME, RESULTS_PREFIX, TASKS_PREFIX, TRIGGER_SUFFIXES
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class EmbeddedStack(Service):
         sweep_interval_s: float | None = None,
         s3_port: int = 0,
         lambda_port: int = 0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.bucket = bucket or f"baton-local-{uuid.uuid4().hex[:12]}"
         """Unique by default: moto's state is per process, shared by every stack in it."""
@@ -143,7 +145,10 @@ class EmbeddedStack(Service):
         self.runtime = LambdaRuntime(port=lambda_port, faults=faults, log_file=log_file)
         self.runtime.register(self.function)
         self.sweep_interval_s = sweep_interval_s
-        """The template's SweepTick (every 5 minutes there); None sends none."""
+        """The template's SweepTick (every minute there); None sends none."""
+        self.clock = clock
+        """What time a tick says it is (EventBridge's `time`): a test moves it to make a
+        schedule due without waiting."""
         self._sequence = itertools.count()
         self._stopping = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -281,8 +286,13 @@ class EmbeddedStack(Service):
         return event
 
     def sweep(self) -> str:
-        """Send one sweep tick, as the EventBridge schedule does; returns its request id."""
-        return self.runtime.invoke_async(self.function.name, SWEEP_EVENT)
+        """Send one tick, as the EventBridge rule does (with its `time`, from the stack's
+        clock); returns its request id."""
+        return self.runtime.invoke_async(self.function.name, self.tick_event())
+
+    def tick_event(self) -> dict[str, Any]:
+        at = datetime.fromtimestamp(self.clock.now_ms() // 1000, UTC)
+        return {**SWEEP_EVENT, "time": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     def _tick_every(self, interval_s: float) -> None:
         while not self._stopping.wait(interval_s):

@@ -43,6 +43,8 @@ class FakeContext:
     aws_request_id: str = field(default_factory=lambda: f"req-{next(_ids)}")
     invoked_function_arn: str = FUNCTION_ARN
     function_name: str = "baton"
+    memory_limit_in_mb: str = "1024"
+    """A string, as Lambda's Python runtime gives it."""
 
     def __post_init__(self) -> None:
         self.deadline_ms = self.clock.at_ms + self.timeout_ms

@@ -93,6 +93,9 @@ class Checkpoint:
     finished_ms: int = 0
     leg_ms_total: int = 0
     task_ms_total: int = 0
+    usage: dict[str, int] = field(default_factory=dict)
+    """What the legs that wrote this checkpoint used (`worker.usage.Usage`, and `at_ms`, the
+    last owner's write): each write adds its own, once. A 0.1 checkpoint has none: zero."""
 
     # predicates
     @property

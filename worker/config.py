@@ -10,6 +10,7 @@ from typing import Any
 
 from worker.exceptions import ConfigError
 from worker.names import ENV_PREFIX, RESULTS_PREFIX, TASKS_PREFIX
+from worker.prices import ARCHITECTURES, parse_overrides
 
 DEFAULT_PROCESSOR = "worker.processor:process"
 MAX_PRESIGN_S = 7 * 24 * 3600
@@ -72,6 +73,10 @@ class Settings:
     log_format: str = "json"
     """`json` for CloudWatch, `text` for reading in a terminal."""
     log_level: str = "INFO"
+    architecture: str = ""
+    """`x86_64` or `arm64`, for prices; empty: the machine the function runs on."""
+    prices: str = ""
+    """Overrides of worker.prices.DEFAULT_PRICES, `name=value,...` (dollars per unit)."""
     index_threshold_bytes: int = 32 * 1024 * 1024
     """Task lists up to this size are read whole; larger JSONL lists are indexed and read
     in windows (worker.tasks), and larger JSON arrays are refused."""
@@ -122,6 +127,14 @@ class Settings:
             problems.append(f"webhook_url must be an http(s) URL, got {self.webhook_url!r}")
         if self.webhook_url and not self.webhook_secret:
             problems.append("webhook_url needs a webhook_secret to sign the notice with")
+        if self.architecture not in ("", *ARCHITECTURES):
+            problems.append(
+                f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}"
+            )
+        try:
+            parse_overrides(self.prices)
+        except ValueError as exc:
+            problems.append(f"prices: {exc}")
         if self.log_format not in ("json", "text"):
             problems.append(f"log_format must be 'json' or 'text', got {self.log_format!r}")
         for cidr in self.allow_nets:

@@ -67,6 +67,8 @@ class Container:
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     """Tells this container's legs from another's: duplicate deliveries share a request id."""
     legs_started: int = 0
+    cold: bool = True
+    """No invocation has been metered yet: the first carries the container's INIT time."""
 
     def next_owner_suffix(self) -> str:
         """Unique per leg: this container's id and its count of legs."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from worker.container import Container
 from worker.events import IgnoredEvent, LegEvent, StartRequest, SweepEvent, parse_event
 from worker.exceptions import BadEventError, ConfigError, RunNotFoundError, TaskListError
 from worker.leg import LambdaContext, Leg
+from worker.schedule import TickResult, tick
 from worker.start import start_run
 from worker.sweep import sweep
 
@@ -29,6 +31,12 @@ def dispatch(container: Container, event: Any, context: LambdaContext) -> dict[s
     return {"ok": True, "results": outcomes}
 
 
+def schedule_tick(container: Container, bucket: str, at_ms: int | None) -> TickResult:
+    """The schedule tick rides on the sweep's rule: due schedules move before the sweep."""
+    at = container.clock.now_ms() if at_ms is None else at_ms
+    return tick(container.s3, bucket, datetime.fromtimestamp(at / 1000, UTC))
+
+
 def _act(container: Container, item: Any, context: LambdaContext) -> dict[str, Any]:
     if isinstance(item, IgnoredEvent):
         log.info("ignored: %s", item.reason)
@@ -36,13 +44,16 @@ def _act(container: Container, item: Any, context: LambdaContext) -> dict[str, A
     if isinstance(item, SweepEvent):
         if not container.settings.bucket:
             raise ConfigError("the sweep needs BATON_BUCKET to know which bucket to scan")
-        swept = sweep(container, container.settings.bucket, context.invoked_function_arn)
+        bucket = container.settings.bucket
+        moved = schedule_tick(container, bucket, item.at_ms)
+        swept = sweep(container, bucket, context.invoked_function_arn)
         return {
             "action": "sweep",
+            "scheduled": moved.moved,
             "checked": swept.checked,
             "resumed": swept.resumed,
             "tidied": swept.tidied,
-            "errors": swept.errors,
+            "errors": moved.errors + swept.errors,
         }
     if isinstance(item, StartRequest):
         started = start_run(container, item, context)

@@ -10,6 +10,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -57,7 +58,9 @@ class StartRequest:
 
 @dataclass(frozen=True)
 class SweepEvent:
-    pass
+    at_ms: int | None = None
+    """The tick's time (EventBridge's `time`, the minute the rule fired), which the schedule
+    tick moves what is due at; None: the function's clock."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,8 @@ def parse_event(event: Any, tasks_prefix: str, results_prefix: str) -> list[Even
     if "Records" in event:
         return parse_s3_event(event, tasks_prefix, results_prefix)
     if event.get("action") == "sweep":
-        _no_unknown(event, {"action"}, "sweep event")
-        return [SweepEvent()]
+        _no_unknown(event, {"action", "time"}, "sweep event")
+        return [SweepEvent(_tick_time(event["time"]) if "time" in event else None)]
     if "v" in event or "leg" in event:
         return [parse_leg_event(event)]
     if "bucket" in event or "key" in event or "position" in event:
@@ -190,6 +193,17 @@ def derive_run_id(bucket: str, key: str, etag: str, nonce: str = "") -> str:
     stem = re.sub(r"[^a-z0-9]+", "-", ascii_stem).strip("-")[:40] or "run"
     digest = hashlib.sha256(f"{bucket}\n{key}\n{etag}\n{nonce}".encode()).hexdigest()[:12]
     return f"{stem}-{digest}"
+
+
+def _tick_time(value: Any) -> int:
+    """EventBridge's `time` (ISO 8601, UTC) as epoch milliseconds."""
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise BadEventError(f"sweep event 'time' {value!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise BadEventError(f"sweep event 'time' {value!r} has no offset")
+    return int(when.timestamp() * 1000)
 
 
 def quote_etag(etag: str) -> str:

@@ -29,6 +29,7 @@ from worker.store import LAYOUT_VERSION, RunRecord, RunStore, Versioned
 from worker.summary import tally_failures
 from worker.tasks import Task, TaskList, load_task_list
 from worker.telemetry import emit_metrics
+from worker.usage import ONE_PUT, Usage, dead_leg, start_meter, with_usage
 from worker.window import Commit, Window
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class Leg:
         self.owner = f"{context.aws_request_id}/{container.next_owner_suffix()}"
         self.budget = container.budget
         self.started = self.clock.monotonic()
+        self.meter = start_meter(container, context)
         self.processed = 0
         self.batches = 0
         self.first_window_ms = 0.0
@@ -195,6 +197,13 @@ class Leg:
             )
         except ClaimRefused as refused:
             raise _Quiet(Exit(refused.exit), refused.reason) from None
+        if current.checkpoint.owner not in (None, self.owner):  # it died: it was billed
+            dead = dead_leg(
+                current.checkpoint,
+                lease_slack_ms=self.settings.lease_slack_ms,
+                memory_mb=self.meter.memory_mb,
+            )
+            claimed = with_usage(claimed, dead, at)
         if claimed.strikes > current.checkpoint.strikes:
             log.warning(
                 "run %s: leg %s died at position %s (strike %s)",
@@ -428,6 +437,7 @@ class Leg:
         samples = list(cp.failure_samples)
         failed = tally_failures(kinds, samples, rows)
         self._failed_in_leg += failed
+        self.meter.rows(rows)
         self._swap(
             cp.advance(
                 commit.end,
@@ -482,7 +492,10 @@ class Leg:
         if cp.leg + 1 >= self.settings.max_legs:
             reason = f"reached the maximum of {self.settings.max_legs} legs (BATON_MAX_LEGS)"
             return self.finish(RunStatus.FAILED, reason)
-        nxt = self._swap(cp.hand_off(at_ms=self.clock.now_ms(), leg_ms=self._elapsed_ms()))
+        nxt = self._swap(
+            cp.hand_off(at_ms=self.clock.now_ms(), leg_ms=self._elapsed_ms()),
+            ahead=Usage(invokes=1),  # the invoke below
+        )
         payload = LegEvent(
             run_id=cp.run_id,
             bucket=self.event.bucket,
@@ -505,6 +518,7 @@ class Leg:
                 nxt.position,
             )
             return self._result(nxt, Exit.HANDOFF_FAILED, str(exc))
+        self.meter.invokes += 1
         return self._result(nxt, Exit.HANDED_OFF)
 
     def finish(self, status: RunStatus, reason: str | None = None) -> LegResult:
@@ -517,7 +531,8 @@ class Leg:
         off it has a checkpoint, so a completion check never misses one."""
         cp = self._checkpoint
         final = self._swap(
-            cp.finish(status, at_ms=self.clock.now_ms(), reason=reason, leg_ms=self._elapsed_ms())
+            cp.finish(status, at_ms=self.clock.now_ms(), reason=reason, leg_ms=self._elapsed_ms()),
+            ahead=ONE_PUT if self._record.version >= LAYOUT_VERSION else None,  # done marker
         )
         if self._record.version >= LAYOUT_VERSION:
             for orphan in ensure_split_ranges(self.store, final, self.clock.now_ms()):
@@ -608,6 +623,7 @@ class Leg:
                 "run %s chain %s: invoke failed (%s); left to the sweep", cp.run_id, cp.chain, exc
             )
             return False
+        self.meter.invokes += 1
         return True
 
     @property
@@ -627,7 +643,10 @@ class Leg:
             if current.checkpoint.owner != self.owner:
                 return
             released = current.checkpoint.release(crashed=not isinstance(exc, TransientError))
+            delta = self.meter.pending(ONE_PUT)
+            released = with_usage(released, delta, self.clock.now_ms())
             self.held = self.store.swap(current, released)
+            self.meter.landed(delta)
             if released.crashes >= MAX_CRASHES:
                 self.finish(
                     RunStatus.FAILED,
@@ -681,13 +700,19 @@ class Leg:
         assert self.held is not None, "the leg holds no checkpoint before its claim"
         return self.held.checkpoint
 
-    def _swap(self, new: Checkpoint) -> Checkpoint:
+    def _swap(self, new: Checkpoint, ahead: Usage | None = None) -> Checkpoint:
         """CAS the chain's checkpoint; a steal that landed first shortens the range and the
-        write is redone on top of it (anything else: ConflictError, this leg lost it)."""
+        write is redone on top of it (anything else: ConflictError, this leg lost it).
+
+        Each write carries this leg's usage not yet recorded, and `ahead` (requests
+        that follow it); once it lands, that is recorded (worker.usage)."""
         assert self.held is not None
+        delta = self.meter.pending(ONE_PUT + (ahead or Usage()))
+        new = with_usage(new, delta, self.clock.now_ms())
         for _ in range(MAX_SPLIT_RETRIES):
             try:
                 self.held = self.store.swap(self.held, new)
+                self.meter.landed(delta)
                 return new
             except ConflictError:
                 current = self.store.load_checkpoint(new.run_id, new.chain)

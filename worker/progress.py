@@ -9,7 +9,7 @@ from typing import Any
 from worker.checkpoint import Checkpoint, RunStatus
 from worker.clock import SYSTEM_CLOCK
 from worker.store import RunRecord, RunStore
-from worker.summary import run_status
+from worker.summary import run_cost, run_status
 
 EXIT_OK = 0
 EXIT_CODES = {"failed_tasks": 3, "failed": 4, "cancelled": 5, "superseded": 6, "unfinished": 7}
@@ -128,8 +128,14 @@ class RunView:
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
             "elapsed_s": round(self.elapsed_s, 1),
             "sweeps": sum(cp.sweeps for cp in self.chains),
+            "cost": self.cost,
             "per_chain": [_chain_dict(cp) for cp in self.chains],
         }
+
+    @property
+    def cost(self) -> dict[str, Any]:
+        """What the legs recorded so far, priced (the summary's cost section, so far)."""
+        return run_cost(self.chains, self.record)
 
 
 def view(record: RunRecord, chains: list[Checkpoint], at_ms: int | None = None) -> RunView:
@@ -196,8 +202,24 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f"{kinds['blocked']} tasks were refused by the address guard: allow private "
             "targets with BATON_ALLOW_NETS on the function (or --allow-loopback for baton local)"
         )
+    if summary.get("cost"):
+        lines.append(cost_line(summary["cost"]))
     lines.append(f"results: {summary.get('results')}")
     return lines
+
+
+def cost_line(cost: dict[str, Any], so_far: bool = False) -> str:
+    """Dollars on Lambda and S3, and what the same tasks would cost elsewhere."""
+    lam, s3 = cost["lambda"], cost["s3_requests"]
+    alt = cost["alternatives"]
+    return (
+        f"cost{' so far' if so_far else ''}: ${cost['usd_total']:.6f} on Lambda "
+        f"{lam['architecture']} ({lam['requests']} requests, {lam['gb_s']} GB-s) and S3 "
+        f"({sum(s3.values())} requests); the same tasks on Step Functions Distributed Map "
+        f"${alt['step_functions_standard']['usd']:.6f} standard, "
+        f"${alt['step_functions_express']['usd']:.6f} express; on Lambda durable functions "
+        f"${alt['lambda_durable_functions']['usd']:.6f}"
+    )
 
 
 def exit_code(status: str, failed_tasks: int) -> int:

@@ -14,6 +14,8 @@ here and nowhere else:
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -47,6 +49,9 @@ PRECONDITION_CODES = frozenset({"412", "PreconditionFailed", "ConditionalRequest
 NOT_MODIFIED_CODES = frozenset({"304", "NotModified"})
 """botocore reports a 304 to a conditional GET as a ClientError with code "304"."""
 LIST_PAGE = 1000
+REQUEST_KINDS = ("get", "put", "list", "head", "delete", "copy")
+"""What `ObjectStore.counts()` counts: one per call made (botocore's own retries of a call
+are not seen here), by the request's kind as S3 prices it."""
 
 
 class ObjectNotFoundError(BatonError):
@@ -79,6 +84,17 @@ class ObjectStore:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self._counts: Counter[str] = Counter()
+        self._counting = threading.Lock()
+
+    def counts(self) -> dict[str, int]:
+        """Requests made through this store so far, by kind (a leg takes the difference)."""
+        with self._counting:
+            return {kind: self._counts[kind] for kind in REQUEST_KINDS}
+
+    def _count(self, kind: str) -> None:
+        with self._counting:
+            self._counts[kind] += 1
 
     def get(self, bucket: str, key: str, *, if_match: str | None = None) -> Got:
         """The whole object; with `if_match`, exactly that version or InputChangedError."""
@@ -102,6 +118,7 @@ class ObjectStore:
 
     def unchanged(self, bucket: str, key: str, etag: str) -> None:
         """Revalidate a cached copy: a 304 to `IfNoneMatch=etag` means still that version."""
+        self._count("get")
         try:
             response = self.client.get_object(Bucket=bucket, Key=key, IfNoneMatch=etag)
         except ClientError as exc:
@@ -116,6 +133,7 @@ class ObjectStore:
         )
 
     def head(self, bucket: str, key: str) -> Listed | None:
+        self._count("head")
         try:
             response = self.client.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
@@ -155,6 +173,7 @@ class ObjectStore:
             params["IfNoneMatch"] = "*"
         if metadata:
             params["Metadata"] = metadata
+        self._count("put")
         try:
             return str(self.client.put_object(**params)["ETag"])
         except ClientError as exc:
@@ -163,6 +182,7 @@ class ObjectStore:
             raise TransientError(f"PUT s3://{bucket}/{key} failed: {exc}") from exc
 
     def delete(self, bucket: str, key: str) -> None:
+        self._count("delete")
         try:
             self.client.delete_object(Bucket=bucket, Key=key)
         except ClientError as exc:
@@ -196,6 +216,35 @@ class ObjectStore:
                 return
             params = {**params, "ContinuationToken": page["NextContinuationToken"]}
 
+    def copy(
+        self,
+        bucket: str,
+        source_key: str,
+        key: str,
+        *,
+        metadata: dict[str, str],
+        content_type: str | None = None,
+    ) -> str:
+        """Copy `source_key` to `key` in one bucket, with `metadata` replacing the source's;
+        the new ETag (a single-part copy keeps the source's)."""
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "CopySource": {"Bucket": bucket, "Key": source_key},
+            "MetadataDirective": "REPLACE",
+            "Metadata": metadata,
+        }
+        if content_type:
+            params["ContentType"] = content_type
+        self._count("copy")
+        try:
+            response = self.client.copy_object(**params)
+        except ClientError as exc:
+            raise _convert(exc, f"COPY s3://{bucket}/{source_key} to {key}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"COPY s3://{bucket}/{source_key} failed: {exc}") from exc
+        return str(response["CopyObjectResult"]["ETag"])
+
     def presign(self, bucket: str, key: str, expires_s: int) -> str:
         url: str = self.client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s
@@ -210,6 +259,7 @@ class ObjectStore:
             params["IfMatch"] = if_match
         if byte_range is not None:
             params["Range"] = byte_range
+        self._count("get")
         try:
             return self.client.get_object(**params)
         except ClientError as exc:
@@ -218,6 +268,7 @@ class ObjectStore:
             raise TransientError(f"GET s3://{bucket}/{key} failed: {exc}") from exc
 
     def _list(self, params: dict[str, Any]) -> Any:
+        self._count("list")
         try:
             return self.client.list_objects_v2(**params)
         except ClientError as exc:

@@ -14,21 +14,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import count, pairwise
 from typing import Any
 
 from worker.checkpoint import Checkpoint, RunStatus
 from worker.completion import try_complete
 from worker.container import Container
+from worker.cost import pricing_config
 from worker.events import FIRST_CHAIN, LegEvent, StartRequest, derive_run_id, quote_etag
 from worker.exceptions import BadEventError, RunNotFoundError, TaskListError
 from worker.handoff import HandoffError
 from worker.leg import LambdaContext
+from worker.prices import architecture, parse_overrides
 from worker.s3 import Listed
+from worker.schedule import SCHEDULE_ID, SCHEDULE_METADATA, run_nonce
 from worker.store import LAYOUT_VERSION, RunRecord, RunStore
 from worker.summary import tally_failures
 from worker.tasks import load_task_list
+from worker.usage import Meter, Usage, start_meter, with_usage
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +60,13 @@ class StartResult:
 
 def start_run(container: Container, request: StartRequest, context: LambdaContext) -> StartResult:
     """Create the run (once) and hand its leg 0 off."""
+    meter = start_meter(container, context)
     store = RunStore(container.s3, request.bucket, container.settings.results_prefix)
     source = _source_object(container, request.bucket, request.key)
     etag = request.etag or quote_etag(source.etag)
     if request.run_id is not None:
         return resume_run(container, store, request, context)
+    request = scheduled(request, source)
     chains, chains_note = _chains(container, request, source)
     while True:
         found = _identity(store, request, etag)
@@ -84,7 +90,7 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
         return resume_run(container, store, found.request, context)
     assert found.record is not None
     note = "; ".join(n for n in (found.note, chains_note) if n) or None
-    return _begin(container, store, found.record, context, note)
+    return _begin(container, store, found.record, context, note, meter=meter)
 
 
 def resume_run(
@@ -304,6 +310,9 @@ def _new_record(
             "processor": settings.processor,
             "max_legs": settings.max_legs,
             "stall_after_ms": settings.stall_after_ms,
+            "pricing": pricing_config(
+                architecture(settings.architecture), parse_overrides(settings.prices)
+            ),
         },
         version=LAYOUT_VERSION,
         chains=max(1, min(chains, len(tasks) - position)),
@@ -325,9 +334,15 @@ def _begin(
     record: RunRecord,
     context: LambdaContext,
     note: str | None,
+    *,
+    meter: Meter,
 ) -> StartResult:
     """Create each chain's checkpoint (the missing ones, after a start that died), then
-    invoke the leg 0 of each chain this start created."""
+    invoke the leg 0 of each chain this start created.
+
+    The start's own usage goes in chain 0000's first checkpoint, with the creates, the
+    source marker and the invokes that follow it counted ahead (a start whose chain
+    0000 already exists, a duplicate, records nothing)."""
     store.mark_active(record.run_id)
     at = container.clock.now_ms()
     fresh = [
@@ -345,6 +360,8 @@ def _begin(
             ranges(record.start_position, record.total, record.chains)
         )
     ]
+    ahead = Usage(s3_put=len(fresh) + 1, invokes=len(fresh))
+    fresh[0] = with_usage(fresh[0], meter.pending(ahead), at)
     created = [v.checkpoint for v in container.io.map(store.create_checkpoint, fresh) if v]
     # Only now is the run whole: `baton submit` finds it by this marker.
     store.mark_source(record.run_id, record.key, record.etag)
@@ -399,6 +416,18 @@ def _hand_off(
         )
         return f"leg {cp.leg} of chain {cp.chain} could not be invoked ({exc}); the sweep starts it"
     return None
+
+
+def scheduled(request: StartRequest, source: Listed) -> StartRequest:
+    """An upload the schedule tick made is named by its schedule, not its S3 sequencer: a
+    second copy of one schedule is this same run's start (a duplicate), never a second run."""
+    schedule_id = source.metadata.get(SCHEDULE_METADATA)
+    if request.source != "s3" or schedule_id is None:
+        return request
+    if not SCHEDULE_ID.match(schedule_id):
+        log.warning("ignoring metadata %s=%r: not a schedule id", SCHEDULE_METADATA, schedule_id)
+        return request
+    return replace(request, nonce=run_nonce(schedule_id))
 
 
 def _chains(container: Container, request: StartRequest, source: Listed) -> tuple[int, str | None]:

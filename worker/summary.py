@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from worker.checkpoint import Checkpoint, RunStatus
+from worker.cost import cost_section
 from worker.store import RunRecord, RunStore
+from worker.usage import Usage
 
 MAX_FAILURE_SAMPLES = 20
 MAX_FAILURE_KINDS = 50
@@ -90,8 +92,18 @@ def summarize(chains: list[Checkpoint], record: RunRecord, store: RunStore) -> d
         "finished_ms": finished,
         "duration_s": round(max(0, finished - started) / 1000, 3),
         "task_time_share": round(min(1.0, task_ms / leg_ms), 4) if leg_ms else None,
+        "cost": run_cost(chains, record),
         "results": f"s3://{record.bucket}/{store.run_prefix(record.run_id)}results/",
     }
+
+
+def run_cost(chains: list[Checkpoint], record: RunRecord) -> dict[str, Any]:
+    """The cost section: every chain's usage, priced as the run was started."""
+    total = Usage()
+    for cp in chains:
+        total += Usage.of(cp.usage)
+    memory = total.mb_ms // total.billed_ms if total.billed_ms else 0
+    return cost_section(total, record.config.get("pricing"), memory)
 
 
 def task_time_share(cp: Checkpoint) -> float | None:

@@ -17,3 +17,9 @@ def hang_once(task: Task, ctx: TaskContext) -> dict[str, Any]:
         Path(marker).write_text("hung once\n")
         time.sleep(600)
     return process(task, ctx)
+
+
+def sleep_100ms(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """A task that takes 100 ms of wall time and almost no CPU, on any machine."""
+    time.sleep(0.1)
+    return {"slept_ms": 100}

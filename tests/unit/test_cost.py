@@ -1,0 +1,203 @@
+"""What a run costs: each leg's usage lands in its chain's checkpoint once, the totals add up
+over legs and chains, and the summary prices them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import put_tasks
+from tests.fakes import Killed, ticking_processor
+from tests.unit.harness import Harness, settings
+from worker.checkpoint import Checkpoint
+from worker.cost import cost_section
+from worker.prices import DEFAULT_PRICES, architecture, parse_overrides
+from worker.usage import Usage
+
+URLS = [f"https://example.com/{i}" for i in range(23)]
+QUIET = {"duplicate", "stale", "lost_cas", "already_finished"}
+
+
+def billed_s(legs: list[dict[str, Any]], extra_ms: float = 0) -> Any:
+    """The legs' own wall time (whole ms each: a leg reports it truncated, Lambda bills
+    it rounded up, so one ms per leg either way)."""
+    total = sum(leg["elapsed_ms"] for leg in legs) + extra_ms
+    return pytest.approx(total / 1000, abs=len(legs) / 1000 + 1e-9)
+
+
+def legs_of(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        a["results"][0] for a in answers if a.get("ok") and a["results"][0]["exit"] not in QUIET
+    ]
+
+
+def run_all(h: Harness, chains: int = 1) -> tuple[str, list[dict[str, Any]]]:
+    put_tasks(h.s3, h.bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    answers = h.drive({"bucket": h.bucket, "key": "tasks/list.jsonl", "chains": chains})
+    run_id = answers[0]["results"][0]["run_id"]
+    return run_id, legs_of(answers)
+
+
+@pytest.fixture
+def h(s3: Any, bucket: str) -> Harness:
+    return Harness(s3, bucket, settings(), timeout_ms=1_600)
+
+
+def test_cost_billed_time_is_every_legs_wall_time_once(h: Harness) -> None:
+    run_id, legs = run_all(h)
+    cost = h.summary(run_id)["cost"]
+    assert len(legs) > 3
+    assert cost["lambda"]["billed_s"] == billed_s(legs)  # the start takes no fake time
+    assert cost["lambda"]["gb_s"] == cost["lambda"]["billed_s"]  # at 1024 MB
+
+
+def test_cost_counts_every_invocation_and_every_invoke(h: Harness) -> None:
+    run_id, legs = run_all(h)
+    cost = h.summary(run_id)["cost"]
+    assert cost["lambda"]["requests"] == len(legs) + 1  # and the start
+    assert cost["lambda"]["invokes"] == len(legs)  # leg 0 by the start, then each hand-off
+
+
+def test_cost_counts_s3_requests_by_kind_up_to_the_summary(h: Harness) -> None:
+    run_id, _ = run_all(h)
+    counted = h.summary(run_id)["cost"]["s3_requests"]
+    made = h.container.s3.counts()
+    for kind in ("get", "put", "head", "copy"):
+        assert counted[kind] <= made[kind]
+    # Not counted: the completion's own reads and writes after its chain's last write
+    # (done markers and chains listed, the checkpoint read, the summary, the manifest's
+    # listings and PUT, the notice, the active marker's delete): about ten requests.
+    assert 0 <= sum(made.values()) - sum(counted.values()) <= 12
+    assert counted["put"] >= len(list(h.store.result_keys(run_id)))
+
+
+def test_cost_adds_up_across_chains(h: Harness) -> None:
+    run_id, legs = run_all(h, chains=3)
+    summary = h.summary(run_id)
+    cost = summary["cost"]
+    assert summary["chains"] == 3
+    assert cost["lambda"]["requests"] == len(legs) + 1
+    assert cost["lambda"]["billed_s"] == billed_s(legs)
+    per_chain = [Usage.of(cp.usage) for cp in h.store.load_chains(run_id)]
+    assert sum(u.requests for u in per_chain) == len(legs) + 1
+
+
+class LostAnswers:
+    """An S3 client whose conditional PUTs land, but whose answer is lost once in
+    `every`: botocore's retry then fails its IfMatch on the write itself (a 412)."""
+
+    def __init__(self, client: Any, every: int) -> None:
+        self._client = client
+        self._every = every
+        self._count = 0
+        self.lost = 0
+
+    def put_object(self, **params: Any) -> Any:
+        answer = self._client.put_object(**params)
+        if "IfMatch" in params:
+            self._count += 1
+            if self._count % self._every == 0:
+                self.lost += 1
+                raise ClientError(
+                    {"Error": {"Code": "PreconditionFailed"}, "ResponseMetadata": {}}, "PutObject"
+                )
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_cost_is_not_counted_twice_when_a_write_answer_is_lost(s3: Any, bucket: str) -> None:
+    lossy = LostAnswers(s3, every=3)
+    h = Harness(lossy, bucket, settings(), timeout_ms=1_600)
+    run_id, legs = run_all(h)
+    cost = h.summary(run_id)["cost"]
+    assert lossy.lost > 3
+    assert cost["lambda"]["requests"] == len(legs) + 1
+    assert cost["lambda"]["billed_s"] == billed_s(legs)
+
+
+def test_cost_counts_a_dead_leg_until_its_deadline(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(), timeout_ms=1_600)
+    put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    h.invoke({"bucket": bucket, "key": "tasks/list.jsonl"})
+    leg0 = h.invoker.pop()
+    h.container.processor = ticking_processor(h.clock, 100, kill_on=lambda t: t.index == 3)
+    with pytest.raises(Killed):
+        h.invoke(leg0)  # SIGKILL: no write after its last commit
+    h.container.processor = ticking_processor(h.clock, 100)
+    h.clock.advance(1_600)  # its lease is over: it is dead
+    answers = h.drive(leg0)  # Lambda's retry of the dead leg
+    legs = legs_of(answers)
+    cost = h.summary(leg0["run_id"])["cost"]
+    assert cost["lambda"]["billed_s"] == billed_s(legs, 1_600)  # the dead leg: its timeout
+    assert cost["lambda"]["dead_legs_s"] > 0
+    assert cost["lambda"]["requests"] == len(legs) + 2  # the start, the dead leg, the rest
+
+
+def test_cost_prices_the_run_as_it_was_started(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(architecture="arm64", prices="s3_put=0.00001"))
+    run_id, _ = run_all(h)
+    cost = h.summary(run_id)["cost"]
+    assert cost["lambda"]["architecture"] == "arm64"
+    assert cost["prices"]["lambda_gb_s_arm64"] == DEFAULT_PRICES["lambda_gb_s_arm64"]
+    assert cost["prices"]["s3_put"] == 0.00001
+    gb_s = cost["lambda"]["gb_s"]
+    assert cost["usd"]["compute"] == pytest.approx(gb_s * 0.0000133334, abs=1e-6)
+    puts = sum(cost["s3_requests"][k] for k in ("put", "list", "copy"))
+    gets = sum(cost["s3_requests"][k] for k in ("get", "head"))
+    assert cost["usd"]["s3"] == pytest.approx(puts * 0.00001 + gets * 0.0000004, abs=1e-6)
+
+
+def test_cost_section_names_its_prices_date_and_sources(h: Harness) -> None:
+    run_id, _ = run_all(h)
+    cost = h.summary(run_id)["cost"]
+    assert cost["prices"]["read"] == "2026-11-29"
+    assert "aws.amazon.com/step-functions/pricing" in json.dumps(cost["prices"]["sources"])
+    assert cost["usd_total"] == pytest.approx(sum(cost["usd"].values()), abs=1e-6)
+
+
+def test_cost_alternatives_price_the_same_tasks() -> None:
+    usage = Usage(
+        requests=10, billed_ms=100_000, mb_ms=100_000 * 1024, items=1_000, item_ms=500_000
+    )
+    alt = cost_section(usage, None, 1024)["alternatives"]
+    standard = alt["step_functions_standard"]
+    assert standard["state_transitions"] == 2 * 1_000 + 3
+    lambda_part = 500 * 0.0000166667 + 1_000 * 0.2e-6
+    assert standard["usd"] == pytest.approx(2_003 * 0.000025 + lambda_part, abs=1e-6)
+    express = alt["step_functions_express"]
+    express_duration = 1_000 * 0.5 * 64 / 1024 * 0.00001667
+    assert express["usd"] == pytest.approx(
+        1_003 * 0.000025 + 1_000 * 1e-6 + express_duration + lambda_part, abs=1e-6
+    )
+    durable = alt["lambda_durable_functions"]
+    assert durable["usd"] == pytest.approx(
+        1_000 * 8e-6 + 100 * 0.0000166667 + 10 * 0.2e-6, abs=1e-6
+    )
+
+
+def test_cost_an_old_checkpoint_reads_as_zero_usage() -> None:
+    old = {"run_id": "r", "total": 5, "position": 2, "leg": 1}
+    cp = Checkpoint.from_json(old)
+    assert Usage.of(cp.usage) == Usage()
+
+
+def test_prices_overrides_refuse_unknown_names_and_negative_prices() -> None:
+    assert parse_overrides("s3_put=0.00001, lambda_request=0") == {
+        "s3_put": 0.00001,
+        "lambda_request": 0.0,
+    }
+    with pytest.raises(ValueError, match="expected name=price"):
+        parse_overrides("s3_puts=1")
+    with pytest.raises(ValueError, match="negative"):
+        parse_overrides("s3_put=-1")
+
+
+def test_prices_architecture_comes_from_the_setting_or_the_machine() -> None:
+    assert architecture("arm64", "x86_64") == "arm64"
+    assert architecture("", "aarch64") == "arm64"
+    assert architecture("", "x86_64") == "x86_64"

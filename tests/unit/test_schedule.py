@@ -1,0 +1,275 @@
+"""One-time schedules: keys that sort by due time, a tick that moves only what is due, and
+exactly one run per schedule however many times it is moved."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.unit.harness import Harness, settings
+from worker.s3 import ObjectStore
+from worker.schedule import (
+    SCHEDULE_METADATA,
+    SCHEDULES_PREFIX,
+    Schedule,
+    ScheduleError,
+    due_schedules,
+    parse_due,
+    target_name,
+    tick,
+)
+
+NOW = datetime(2026, 11, 29, 14, 5, 0, tzinfo=UTC)
+URLS = [f"https://example.com/{i}" for i in range(7)]
+
+
+@pytest.fixture
+def h(s3: Any, bucket: str) -> Harness:
+    return Harness(s3, bucket, settings(bucket=bucket), timeout_ms=60_000)
+
+
+def put_schedule(h: Harness, due: datetime, name: str = "nightly.json", **meta: str) -> Schedule:
+    schedule = Schedule.new(due, name)
+    h.s3.put_object(
+        Bucket=h.bucket, Key=schedule.key, Body=json.dumps(URLS).encode(), Metadata=meta
+    )
+    return schedule
+
+
+def tick_at(h: Harness, when: datetime) -> dict[str, Any]:
+    event = {"action": "sweep", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    answer = h.invoke(event)
+    assert answer["ok"], answer
+    result: dict[str, Any] = answer["results"][0]
+    return result
+
+
+def copied_upload(h: Harness, name: str, sequencer: str) -> dict[str, Any]:
+    """The S3 notification of a copy to tasks/ (moto sends none: the test delivers it)."""
+    etag = h.s3.head_object(Bucket=h.bucket, Key=f"tasks/{name}")["ETag"]
+    return h.upload_event(f"tasks/{name}", etag, sequencer=sequencer)
+
+
+def keys(h: Harness, prefix: str) -> list[str]:
+    return [
+        o["Key"] for o in h.s3.list_objects_v2(Bucket=h.bucket, Prefix=prefix).get("Contents", [])
+    ]
+
+
+def test_schedule_key_sorts_by_due_time_in_utc() -> None:
+    later = Schedule.new(datetime(2026, 11, 29, 15, 0, tzinfo=UTC), "a.json", "aaaaaa")
+    earlier_in_paris = Schedule.new(
+        datetime.fromisoformat("2026-11-29T15:30:00+01:00"), "b.json", "bbbbbb"
+    )
+    assert earlier_in_paris.key == "schedules/2026-11-29T14:30:00Z/bbbbbb/b.json"
+    assert sorted([later.key, earlier_in_paris.key]) == [earlier_in_paris.key, later.key]
+
+
+def test_schedule_key_round_trips_and_names_its_target() -> None:
+    schedule = Schedule.new(NOW, "list.jsonl", "abc123")
+    assert Schedule.from_key(schedule.key) == schedule
+    assert schedule.target == "tasks/list.jsonl"
+
+
+def test_schedule_from_key_refuses_other_objects() -> None:
+    assert Schedule.from_key("schedules/readme.txt") is None
+    assert Schedule.from_key("schedules/2026-13-40T99:00:00Z/abc123/x.json") is None
+    assert Schedule.from_key("schedules/2026-11-29T14:05:00Z/abc123/sub/x.json") is None
+
+
+def test_parse_due_reads_relative_times() -> None:
+    assert parse_due("+1m", NOW) == NOW + timedelta(minutes=1)
+    assert parse_due("+2h", NOW) == NOW + timedelta(hours=2)
+    assert parse_due("+90s", NOW) == NOW + timedelta(seconds=90)
+    assert parse_due("+1d", NOW) == NOW + timedelta(days=1)
+
+
+def test_parse_due_reads_iso_8601_with_an_offset_into_utc() -> None:
+    assert parse_due("2026-11-29T16:00:00+01:00", NOW) == datetime(2026, 11, 29, 15, tzinfo=UTC)
+    assert parse_due("2026-11-29T15:00:00Z", NOW) == datetime(2026, 11, 29, 15, tzinfo=UTC)
+
+
+def test_parse_due_rounds_a_fraction_of_a_second_up() -> None:
+    assert parse_due("2026-11-29T15:00:00.2Z", NOW) == datetime(2026, 11, 29, 15, 0, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["tomorrow", "+5x", "2026-11-29 25:00", "+", ""])
+def test_parse_due_refuses_what_it_cannot_read(text: str) -> None:
+    with pytest.raises(ScheduleError, match="cannot read the time"):
+        parse_due(text, NOW)
+
+
+def test_parse_due_refuses_a_time_without_an_offset() -> None:
+    with pytest.raises(ScheduleError, match="no offset"):
+        parse_due("2026-11-29T16:00:00", NOW)
+
+
+def test_parse_due_refuses_a_time_in_the_past() -> None:
+    with pytest.raises(ScheduleError, match=r"in the past.*--now-if-past"):
+        parse_due("2026-11-29T14:00:00Z", NOW)
+
+
+def test_parse_due_takes_a_past_time_as_now_when_asked() -> None:
+    assert parse_due("2026-11-29T14:00:00Z", NOW, now_if_past=True) == NOW
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("runs/x.json", "outside tasks/"),
+        ("other/x.json", "outside tasks/"),
+        ("tasks/sub/x.json", "has a '/'"),
+        ("../x.json", "outside tasks/"),
+        ("x y.json", "not safe"),
+        (".hidden.json", "not safe"),
+        ("x..json", "not safe"),
+        ("x.csv", "must end with"),
+    ],
+)
+def test_target_name_refuses_bad_targets(target: str, message: str) -> None:
+    with pytest.raises(ScheduleError, match=message):
+        target_name(target)
+
+
+def test_target_name_takes_a_key_under_tasks_or_a_bare_name() -> None:
+    assert target_name("tasks/list.jsonl") == "list.jsonl"
+    assert target_name("list.jsonl") == "list.jsonl"
+
+
+def test_due_schedules_lists_only_what_is_due(h: Harness) -> None:
+    due = put_schedule(h, NOW - timedelta(minutes=3))
+    exactly_now = put_schedule(h, NOW, "now.json")
+    put_schedule(h, NOW + timedelta(seconds=1), "later.json")
+    put_schedule(h, NOW + timedelta(days=1), "tomorrow.json")
+    found = due_schedules(ObjectStore(h.s3), h.bucket, NOW)
+    assert [s.id for s in found] == [due.id, exactly_now.id]
+
+
+def test_due_schedules_reads_no_content(h: Harness) -> None:
+    for minutes in range(5):
+        put_schedule(h, NOW + timedelta(minutes=minutes - 2), f"l{minutes}.json")
+    objects = ObjectStore(h.s3)
+    due_schedules(objects, h.bucket, NOW)
+    counts = objects.counts()
+    assert counts["list"] == 1
+    assert counts["get"] == counts["head"] == 0
+
+
+def test_tick_moves_a_due_schedule_to_its_target_with_its_id(h: Harness) -> None:
+    schedule = put_schedule(h, NOW - timedelta(seconds=30), "nightly.json", **{"baton-chains": "2"})
+    answer = tick_at(h, NOW)
+    assert answer["scheduled"] == [schedule.id]
+    head = h.s3.head_object(Bucket=h.bucket, Key="tasks/nightly.json")
+    assert head["Metadata"] == {SCHEDULE_METADATA: schedule.id, "baton-chains": "2"}
+    body = h.s3.get_object(Bucket=h.bucket, Key="tasks/nightly.json")["Body"].read()
+    assert json.loads(body) == URLS
+    assert keys(h, SCHEDULES_PREFIX) == []
+
+
+def test_tick_leaves_a_schedule_that_is_not_due(h: Harness) -> None:
+    schedule = put_schedule(h, NOW + timedelta(minutes=1))
+    assert tick_at(h, NOW)["scheduled"] == []
+    assert keys(h, "tasks/") == []
+    assert keys(h, SCHEDULES_PREFIX) == [schedule.key]
+    assert tick_at(h, NOW + timedelta(minutes=1))["scheduled"] == [schedule.id]
+
+
+def test_tick_without_a_time_uses_the_function_clock(h: Harness) -> None:
+    now = datetime.fromtimestamp(h.clock.now_ms() / 1000, UTC)
+    schedule = put_schedule(h, now + timedelta(minutes=1))
+    assert h.invoke({"action": "sweep"})["results"][0]["scheduled"] == []
+    h.clock.advance(60_000)
+    assert h.invoke({"action": "sweep"})["results"][0]["scheduled"] == [schedule.id]
+
+
+def test_a_scheduled_upload_starts_a_run_named_by_its_schedule(h: Harness) -> None:
+    put_schedule(h, NOW)
+    tick_at(h, NOW)
+    started = h.invoke(copied_upload(h, "nightly.json", "00A1"))["results"][0]
+    assert started["action"] == "started"
+    assert started["run_id"].startswith("nightly-")
+    assert started["total"] == len(URLS)
+
+
+def test_two_copies_of_one_schedule_start_one_run(h: Harness) -> None:
+    """Two ticks at once, or a tick Lambda retried: each copies, each copy is notified."""
+    schedule = put_schedule(h, NOW)
+    store = ObjectStore(h.s3)
+    due = due_schedules(store, h.bucket, NOW)
+    first = h.s3.copy_object(  # a concurrent tick's copy, before this tick's
+        Bucket=h.bucket,
+        Key=schedule.target,
+        CopySource={"Bucket": h.bucket, "Key": schedule.key},
+        MetadataDirective="REPLACE",
+        Metadata={SCHEDULE_METADATA: schedule.id},
+    )
+    assert due == [schedule]
+    tick_at(h, NOW)
+    one = h.invoke(copied_upload(h, "nightly.json", "00A1"))["results"][0]
+    two = h.invoke(copied_upload(h, "nightly.json", "00B2"))["results"][0]
+    assert first["CopyObjectResult"]["ETag"]
+    assert (one["action"], two["action"]) == ("started", "duplicate")
+    assert one["run_id"] == two["run_id"]
+    assert len(h.invoker.calls) == 1  # one leg 0
+    assert len(list(h.store.run_ids())) == 1
+
+
+def test_a_tick_that_died_between_copy_and_delete_starts_no_second_run(h: Harness) -> None:
+    schedule = put_schedule(h, NOW)
+    h.s3.copy_object(  # the dead tick's copy; its delete never happened
+        Bucket=h.bucket,
+        Key=schedule.target,
+        CopySource={"Bucket": h.bucket, "Key": schedule.key},
+        MetadataDirective="REPLACE",
+        Metadata={SCHEDULE_METADATA: schedule.id},
+    )
+    first = h.invoke(copied_upload(h, "nightly.json", "00A1"))["results"][0]
+    h.drive(h.invoker.pop())  # the run goes on, and even finishes, before the next tick
+    assert tick_at(h, NOW + timedelta(minutes=1))["scheduled"] == [schedule.id]
+    again = h.invoke(copied_upload(h, "nightly.json", "00C3"))["results"][0]
+    assert again["action"] == "duplicate"
+    assert again["run_id"] == first["run_id"]
+    assert h.invoker.calls == []
+    assert sorted(h.result_indices(first["run_id"])) == list(range(len(URLS)))
+
+
+def test_a_plain_upload_of_the_same_list_is_its_own_run(h: Harness) -> None:
+    """Without the schedule's metadata, each upload is its own run, as before."""
+    h.s3.put_object(Bucket=h.bucket, Key="tasks/nightly.json", Body=json.dumps(URLS).encode())
+    one = h.invoke(copied_upload(h, "nightly.json", "00A1"))["results"][0]
+    two = h.invoke(copied_upload(h, "nightly.json", "00B2"))["results"][0]
+    assert (one["action"], two["action"]) == ("started", "started")
+    assert one["run_id"] != two["run_id"]
+
+
+def test_tick_ignores_objects_that_are_not_schedules(h: Harness) -> None:
+    h.s3.put_object(Bucket=h.bucket, Key="schedules/notes.txt", Body=b"hello")
+    schedule = put_schedule(h, NOW)
+    assert tick_at(h, NOW)["scheduled"] == [schedule.id]
+    assert keys(h, SCHEDULES_PREFIX) == ["schedules/notes.txt"]
+
+
+def test_tick_reports_a_schedule_it_could_not_move_and_keeps_it(h: Harness) -> None:
+    schedule = put_schedule(h, NOW)
+    objects = ObjectStore(h.s3)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        from worker.s3 import S3Error
+
+        raise S3Error("AccessDenied (test)")
+
+    objects.copy = refuse  # type: ignore[method-assign]
+    result = tick(objects, h.bucket, NOW)
+    assert result.moved == []
+    assert result.errors
+    assert schedule.id in result.errors[0]
+    assert keys(h, SCHEDULES_PREFIX) == [schedule.key]
+
+
+def test_sweep_event_refuses_a_bad_time(h: Harness) -> None:
+    answer = h.invoke({"action": "sweep", "time": "yesterday"})
+    assert not answer["ok"]
+    assert "not an ISO 8601 time" in answer["error"]
