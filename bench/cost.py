@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.throughput import BatonRun
-from worker.prices import DEFAULT_PRICES
+from worker.prices import DEFAULT_PRICES, PRICES_READ
 
 PRICES = {
     "lambda_gb_s": DEFAULT_PRICES["lambda_gb_s_x86_64"],
@@ -150,14 +150,12 @@ def _cost(
 # --- fan-out: baton against what users would pick instead (bench/fanout.py) -----------
 
 ALTERNATIVE_PRICES = {
-    "sfn_transition": 0.025 / 1000,
-    "sfn_express_request": 1.00 / 1e6,
-    "sfn_express_gb_s": 0.00001667,
-    "durable_operation": 8.00 / 1e6,
+    name: DEFAULT_PRICES[name]
+    for name in ("sfn_transition", "sfn_express_request", "sfn_express_gb_s", "durable_operation")
 }
-"""us-east-1, read 2026-11-29 (stored copies of the pages in `PRICE_SOURCES`)."""
+"""The runtime's table (worker/prices.py); `PRICE_SOURCES` says where each was read."""
 PRICE_SOURCES = {
-    "read": "2026-11-29",
+    "read": PRICES_READ,
     "step_functions": (
         "https://aws.amazon.com/step-functions/pricing/: Standard $0.025 per 1,000 state "
         "transitions (retries count); Express $1.00 per million requests and $0.06 per GB-hour "
