@@ -78,7 +78,7 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
         # Marked active before run.json exists: a start that dies after writing it is then
         # always seen by the sweep, which makes the checkpoints still missing (a marker whose
         # run.json never landed is tidied away by the sweep).
-        store.mark_active(found.run_id)
+        store.mark_active(found.run_id, container.clock.now_ms())
         if store.create_run(record):
             found = _Fresh(found.run_id, found.note, record)
             break
@@ -142,7 +142,7 @@ def resume_run(
         )
     store.clear_cancel(record.run_id)
     store.clear_completion(record.run_id)
-    store.mark_active(record.run_id)
+    store.mark_active(record.run_id, at)
     notes = []
     for current in chains:
         cp = current.checkpoint
@@ -343,8 +343,8 @@ def _begin(
     The start's own usage goes in chain 0000's first checkpoint, with the creates, the
     source marker and the invokes that follow it counted ahead (a start whose chain
     0000 already exists, a duplicate, records nothing)."""
-    store.mark_active(record.run_id)
     at = container.clock.now_ms()
+    store.mark_active(record.run_id, at)
     fresh = [
         Checkpoint(
             run_id=record.run_id,

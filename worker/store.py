@@ -290,8 +290,17 @@ class RunStore:
         digest = hashlib.sha256(f"{self.bucket}\n{key}\n{etag}".encode()).hexdigest()[:16]
         return f"{self.prefix}{SOURCES_DIR}{digest}/"
 
-    def mark_active(self, run_id: str) -> None:
-        self.objects.put(self.bucket, f"{self.prefix}{ACTIVE_DIR}{run_id}", b"")
+    def mark_active(self, run_id: str, at_ms: int) -> None:
+        """The sweep's list of runs to watch; the marker holds when it was written."""
+        self.objects.put(self.bucket, f"{self.prefix}{ACTIVE_DIR}{run_id}", str(at_ms).encode())
+
+    def active_since(self, run_id: str) -> int | None:
+        """When the run's marker was written (0 if before markers held it); None if gone."""
+        try:
+            body = self.objects.get(self.bucket, f"{self.prefix}{ACTIVE_DIR}{run_id}").body
+        except ObjectNotFoundError:
+            return None
+        return int(body) if body.strip().isdigit() else 0
 
     def mark_inactive(self, run_id: str) -> None:
         self.objects.delete(self.bucket, f"{self.prefix}{ACTIVE_DIR}{run_id}")

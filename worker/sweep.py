@@ -45,6 +45,9 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
         try:
             record = store.load_run(run_id)
         except RunNotFoundError:
+            since = store.active_since(run_id)
+            if since and at - since < settings.stall_after_ms:
+                continue  # a start under way marks the run before it writes run.json
             store.mark_inactive(run_id)
             result.tidied.append(run_id)
             continue

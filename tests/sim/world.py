@@ -447,8 +447,8 @@ class World:
             "task_ms_total": 0,
         }
         put(f"{run_id}/checkpoint.json", checkpoint)
+        self.s3.put_object(Bucket=BUCKET, Key=f"{prefix}_active/{run_id}", Body=b"")  # 0.1's
         store = RunStore.over(self.s3, BUCKET, prefix)
-        store.mark_active(run_id)
         store.mark_source(run_id, upload.key, upload.etag)
         self.trace.add(
             "world",

@@ -68,7 +68,7 @@ def test_sweep_resumes_a_run_whose_owner_died_after_lambdas_retries(h: Harness) 
 def test_sweep_tidies_the_active_index_of_finished_runs(h: Harness) -> None:
     lost = lose_handoff(h)
     h.drive(lost)
-    h.store.mark_active(lost["run_id"])  # as if the finishing leg died before tidying
+    h.store.mark_active(lost["run_id"], h.clock.now_ms())  # the finishing leg died before tidying
     answer = h.invoke({"action": "sweep"})["results"][0]
     assert answer["tidied"] == [lost["run_id"]]
     assert list(h.store.active_runs()) == []
@@ -82,3 +82,14 @@ def test_sweep_without_a_configured_bucket_is_a_clear_error(s3: Any, bucket: str
         "error_type": "ConfigError",
         "error": "the sweep needs BATON_BUCKET to know which bucket to scan",
     }
+
+
+def test_sweep_leaves_the_marker_of_a_start_still_writing_its_run(s3: Any, bucket: str) -> None:
+    # A start marks the run active before it writes run.json; a sweep between the two
+    # deleted the marker, and the run, once started, was never watched (simulator, seed 2676).
+    h = Harness(s3, bucket, settings(bucket=bucket, stall_after_ms=10_000))
+    h.store.mark_active("list-0123456789ab", h.clock.now_ms())
+    assert h.invoke({"action": "sweep"})["results"][0]["tidied"] == []
+    assert list(h.store.active_runs()) == ["list-0123456789ab"]
+    h.clock.advance(h.settings.stall_after_ms)
+    assert h.invoke({"action": "sweep"})["results"][0]["tidied"] == ["list-0123456789ab"]
