@@ -93,6 +93,12 @@ class Checkpoint:
     finished_ms: int = 0
     leg_ms_total: int = 0
     task_ms_total: int = 0
+    listing: dict[str, Any] | None = None
+    """The lister of a prefix run (chain 0000) only: `after` (the last key listed), `listed`,
+    `done`, `pending` (segments whose work chain may not exist yet), `segments`, `pages`."""
+    segment: dict[str, Any] | None = None
+    """A prefix run's work chain: the segment its tasks are read from (`key`, `etag`,
+    `first`, `count`); ranges stolen from it keep it."""
 
     # predicates
     @property

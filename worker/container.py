@@ -28,7 +28,9 @@ BOTO_CONFIG = Config(
     connect_timeout=5,
     read_timeout=30,
     max_pool_connections=32,
+    signature_version="s3v4",
 )
+"""SigV4 everywhere, presigned URLs included (their lifetime is capped at 7 days)."""
 INVOKE_CONFIG = Config(
     retries={"total_max_attempts": 1},
     connect_timeout=5,
@@ -63,6 +65,15 @@ class Container:
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     """Tells this container's legs from another's: duplicate deliveries share a request id."""
     legs_started: int = 0
+    signer: ObjectStore | None = None
+    """Signs presigned URLs when not the function's own credentials (see the README)."""
+    _named: dict[str, Processor] = field(default_factory=dict)
+
+    def named_processor(self, name: str) -> Processor:
+        """A processor a run names (a prefix run's `presign`, `sha256`), loaded once."""
+        if name not in self._named:
+            self._named[name] = load_processor(name)
+        return self._named[name]
 
     def next_owner_suffix(self) -> str:
         """Unique per leg: this container's id and its count of legs."""

@@ -20,10 +20,27 @@ from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus, redo_after_sp
 from worker.completion import try_complete
 from worker.container import Container
 from worker.events import LegEvent
-from worker.exceptions import ConflictError, InputChangedError, TaskListError, TransientError
+from worker.exceptions import (
+    ConflictError,
+    InputChangedError,
+    RunNotFoundError,
+    TaskListError,
+    TransientError,
+)
 from worker.handoff import HandoffError, recursion_allowed
 from worker.hosts import TaskQueue
-from worker.processor import Outcome, TaskContext, run_one
+from worker.listing import (
+    chain_state,
+    dequeue,
+    encode_segment,
+    list_block,
+    load_segment,
+    segment_chain,
+    segment_checkpoint,
+    segment_key,
+    waiting,
+)
+from worker.processor import Outcome, Processor, TaskContext, run_one
 from worker.steal import ensure_split_ranges, steal
 from worker.store import LAYOUT_VERSION, RunRecord, RunStore, Versioned
 from worker.summary import tally_failures
@@ -39,6 +56,8 @@ MAX_SPLIT_RETRIES = 5
 """Steals a single write may absorb before the leg gives up the checkpoint."""
 MAX_CRASHES = 5
 """Unexpected errors in a row at one position before the run fails (see `Leg.release`)."""
+QUEUE_TRIES = 3
+"""Queued chains a finished leg tries to claim before it looks for a steal instead."""
 
 
 class LambdaContext(Protocol):
@@ -137,6 +156,12 @@ class Leg:
             self.record = self._matching_record()
             self.held = self.claim(first)
             self.check_recursion_once()
+            if self._checkpoint.listing is not None:
+                ended = self.list_prefix()
+                if ended is not None:
+                    return ended
+                if not self.take_another_range():
+                    return self.completed(Exit.DONE)
             tasks = self.load_tasks()
             self.adopt_orphans()
             self.c.autoscaler.resume_from(self._checkpoint.level)
@@ -144,7 +169,9 @@ class Leg:
                 cp = self._checkpoint
                 if cp.exhausted:
                     self.end_chain(RunStatus.DONE)
-                    if self.take_a_stolen_range():
+                    if self.take_another_range():
+                        if self._record.listing is not None:
+                            tasks = self.load_tasks()  # another segment's
                         continue
                     return self.completed(Exit.DONE)
                 if self._cancel_requested(cp.run_id):
@@ -220,6 +247,21 @@ class Leg:
         recursion_allowed(self.c.lambda_client, self.context.invoked_function_arn)
 
     def load_tasks(self) -> TaskList:
+        segment = self._checkpoint.segment
+        if self._record.listing is not None:
+            if segment is None:
+                raise TaskListError(
+                    f"chain {self._checkpoint.chain} of a prefix run has no segment"
+                )
+            found, self.cache_hit = load_segment(
+                self.c.cache, self.c.s3, self.event.bucket, segment
+            )
+            if self._checkpoint.range_end > len(found):
+                raise TaskListError(
+                    f"segment {segment['key']} ends at {len(found)}, "
+                    f"chain {self._checkpoint.chain} at {self._checkpoint.range_end}"
+                )
+            return found
         tasks, self.cache_hit = load_task_list(
             self.c.cache,
             self.c.s3,
@@ -350,8 +392,15 @@ class Leg:
         window_ms = self.budget.work_deadline_ms(remaining_ms)
         if not self.first_window_ms:
             self.first_window_ms = window_ms
-        context = TaskContext(self.c.fetcher, now + window_ms / 1000, self.clock)
-        future = self.c.pool.submit(run_one, task, self.c.processor, context)
+        context = TaskContext(
+            self.c.fetcher,
+            now + window_ms / 1000,
+            self.clock,
+            s3=self.c.s3,
+            presign_s=self._presign_s,
+            signer=self.c.signer,
+        )
+        future = self.c.pool.submit(run_one, task, self._processor, context)
         in_flight[future] = (task, host)
 
     def _collect(
@@ -538,6 +587,46 @@ class Leg:
             reason = reason or f"completed the run: {summary['status']}"
         return self._result(self._checkpoint, exit, reason)
 
+    def take_another_range(self) -> bool:
+        """A finished chain goes on: a prefix run's queued segment first, else a steal."""
+        return self.take_a_queued_range() or self.take_a_stolen_range()
+
+    def take_a_queued_range(self) -> bool:
+        """With time left, claim the first segment chain of a prefix run waiting in its queue
+        (the lister queues chains past the run's `chains`); this leg goes on there."""
+        record = self._record
+        if record.listing is None:
+            return False
+        if not self.budget.can_start(self.context.get_remaining_time_in_millis()):
+            return False
+        for chain in self.store.queued_chains(record.run_id)[:QUEUE_TRIES]:
+            self.store.unqueue(record.run_id, chain)
+            try:
+                current = self.store.load_checkpoint(record.run_id, chain)
+            except RunNotFoundError:
+                continue
+            if not waiting(current.checkpoint):
+                continue
+            before = (self.event, self.held)
+            self.event = replace(
+                self.event, chain=chain, leg=0, position=current.checkpoint.position
+            )
+            try:
+                self.held = self.claim(current)
+            except (_Quiet, ConflictError):
+                self.event, self.held = before
+                continue
+            log.info(
+                "run %s: took queued chain %s (%s-%s)",
+                record.run_id,
+                chain,
+                current.checkpoint.position,
+                current.checkpoint.range_end,
+                extra={"event": "dequeued", "run_id": record.run_id, "chain": chain},
+            )
+            return True
+        return False
+
     def take_a_stolen_range(self) -> bool:
         """With time left, take half of the largest range another chain has not planned yet.
 
@@ -586,6 +675,127 @@ class Leg:
             )
             return False
         return True
+
+    @property
+    def _processor(self) -> Processor:
+        """The run's processor: a prefix run names its own (pinned in run.json)."""
+        name = (self._record.listing or {}).get("processor")
+        if name is None or name == self.settings.processor:
+            return self.c.processor
+        return self.c.named_processor(str(name))
+
+    @property
+    def _presign_s(self) -> int:
+        return int((self._record.listing or {}).get("presign_s") or self.settings.presign_s)
+
+    # prefix runs: the lister
+    def list_prefix(self) -> LegResult | None:
+        """The lister's leg: list blocks of pages into segments, each with its work chain,
+        until the listing ends (None: the chain ended done, this leg may go on working)
+        or the leg must stop (its result)."""
+        cp = self._checkpoint
+        if cp.strikes >= self.settings.max_task_attempts:
+            return self.finish(
+                RunStatus.FAILED, f"listing killed its leg {cp.strikes} times; the run stops"
+            )
+        self.place_pending()
+        while not self._listing["done"]:
+            if self._cancel_requested(cp.run_id):
+                return self.finish(RunStatus.CANCELLED, "cancel requested")
+            if not self.budget.can_start(self.context.get_remaining_time_in_millis()):
+                return self.hand_off()
+            self.list_one_block()
+            self.place_pending()
+        self.end_chain(RunStatus.DONE)
+        return None
+
+    @property
+    def _listing(self) -> dict[str, Any]:
+        listing = self._checkpoint.listing
+        assert listing is not None, "only the lister lists"
+        return listing
+
+    def list_one_block(self) -> None:
+        """Pages into one segment (written before the CAS that records it as pending)."""
+        record, listing = self._record, self._listing
+        assert record.listing is not None
+        block = list_block(
+            self.c.s3,
+            record.bucket,
+            record.listing,
+            listing["after"],
+            page_size=self.settings.list_page_size,
+            max_pages=self.settings.segment_pages,
+            can_go=lambda: self.budget.can_start(self.context.get_remaining_time_in_millis()),
+        )
+        pending = list(listing["pending"])
+        first = int(listing["listed"])
+        if block.objects:
+            key = segment_key(self.store, record.run_id, first, self.owner)
+            etag = self.store.put_segment(key, encode_segment(block.objects))
+            pending.append({"key": key, "etag": etag, "first": first, "count": len(block.objects)})
+        self._swap(
+            self._checkpoint.evolve(
+                listing={
+                    **listing,
+                    "after": block.after,
+                    "listed": first + len(block.objects),
+                    "done": block.exhausted,
+                    "pending": pending,
+                    "segments": int(listing["segments"]) + bool(block.objects),
+                    "pages": int(listing["pages"]) + block.pages,
+                    "too_new": int(listing.get("too_new", 0)) + block.too_new,
+                },
+                heartbeat_ms=self.clock.now_ms(),
+                strikes=0,
+                crashes=0,
+                careful_until=0,
+            )
+        )
+        log.info(
+            "run %s: listed %s keys (%s kept, %s too new) in %s pages, up to %r",
+            record.run_id,
+            len(block.objects) + block.too_new,
+            len(block.objects),
+            block.too_new,
+            block.pages,
+            block.after,
+            extra={
+                "event": "listed",
+                "run_id": record.run_id,
+                "listed": first + len(block.objects),
+            },
+        )
+
+    def place_pending(self) -> None:
+        """Create the work chain of every pending segment (queued past the run's chains),
+        start queued chains while there is room, then clear the pending list."""
+        record, listing = self._record, self._listing
+        state = chain_state(self.store, record.run_id)
+        live, queue = state.live, list(state.queued)
+        within = self._handoff_window_s()
+        at = self.clock.now_ms()
+        for segment in listing["pending"]:
+            chain = segment_chain(int(segment["first"]))
+            if self.store.has_checkpoint(record.run_id, chain):
+                continue  # made by a leg that died before clearing it (its invoke, or the sweep)
+            start_now = live < record.chains and not queue  # first come, first started
+            if not start_now:
+                self.store.queue_chain(record.run_id, chain)  # before the chain: never lost
+            made = self.store.create_checkpoint(segment_checkpoint(record, segment, at))
+            if made is None:
+                continue
+            if start_now:
+                self._invoke(made.checkpoint, within_s=within)
+                live += 1
+            else:
+                queue.append(chain)
+        room = record.chains - live
+        if room > 0 and queue:
+            for cp in dequeue(self.store, record.run_id, queue[:room], at):
+                self._invoke(cp, within_s=within)
+        if listing["pending"]:
+            self._swap(self._checkpoint.evolve(listing={**self._listing, "pending": []}))
 
     @property
     def _record(self) -> RunRecord:

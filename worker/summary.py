@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from worker.checkpoint import Checkpoint, RunStatus
+from worker.listing import total_listed
 from worker.store import RunRecord, RunStore
 
 MAX_FAILURE_SAMPLES = 20
@@ -69,13 +70,26 @@ def summarize(chains: list[Checkpoint], record: RunRecord, store: RunStore) -> d
     finished = max(cp.finished_ms for cp in chains)
     leg_ms = sum(cp.leg_ms_total for cp in chains)
     task_ms = sum(cp.task_ms_total for cp in chains)
+    listed = total_listed(chains)
+    extra: dict[str, Any] = {}
+    if record.listing is not None:
+        lister = next((cp.listing for cp in chains if cp.listing is not None), None) or {}
+        extra["listing"] = {
+            "prefix": record.listing["prefix"],
+            "suffix": record.listing.get("suffix"),
+            "processor": record.listing.get("processor"),
+            "listed": listed,
+            "pages": lister.get("pages", 0),
+            "segments": lister.get("segments", 0),
+            "left_out_newer": lister.get("too_new", 0),
+        }
     return {
         "run_id": record.run_id,
         "status": status,
         "reason": reason,
-        "source": f"s3://{record.bucket}/{record.key}",
+        "source": source_url(record),
         "etag": record.etag,
-        "total": record.total,
+        "total": record.total if listed is None else listed,
         "start_position": record.start_position,
         "processed": ok + failed,
         "ok": ok,
@@ -91,7 +105,15 @@ def summarize(chains: list[Checkpoint], record: RunRecord, store: RunStore) -> d
         "duration_s": round(max(0, finished - started) / 1000, 3),
         "task_time_share": round(min(1.0, task_ms / leg_ms), 4) if leg_ms else None,
         "results": f"s3://{record.bucket}/{store.run_prefix(record.run_id)}results/",
+        **extra,
     }
+
+
+def source_url(record: RunRecord) -> str:
+    """What the run works on: its task list, or the prefix it lists."""
+    if record.listing is not None:
+        return f"s3://{record.bucket}/{record.listing['prefix']}"
+    return f"s3://{record.bucket}/{record.key}"
 
 
 def task_time_share(cp: Checkpoint) -> float | None:
