@@ -132,7 +132,7 @@ class ObjectReader:
     def _retrying(
         self, fn: Callable[[str | None], tuple[BinaryIO, int]], byte_range: str | None
     ) -> tuple[BinaryIO, int]:
-        backoff = wait_exponential_jitter(initial=READ_BACKOFF_S, max=2.0, jitter=READ_BACKOFF_S)
+        backoff = wait_exponential_jitter(multiplier=READ_BACKOFF_S, max=2.0, jitter=READ_BACKOFF_S)
 
         def wait(state: RetryCallState) -> float:
             delay: float = backoff(state)
