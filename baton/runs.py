@@ -167,9 +167,9 @@ def cmd_results(args: argparse.Namespace, target: Target) -> int:
 
 def cmd_cancel(args: argparse.Namespace, target: Target) -> int:
     store = target.store()
-    checkpoint = store.load_checkpoint(args.run_id).checkpoint
-    if checkpoint.finished:
-        raise CliError(f"run {args.run_id} already ended: {checkpoint.status}")
+    v = load_view(store, args.run_id)  # every chain: chain 0000 may end long before the run
+    if v.finished:
+        raise CliError(f"run {args.run_id} already ended: {v.status}")
     store.request_cancel(args.run_id)
     print(f"run {args.run_id}: cancel requested; it stops at its next batch")
     return EXIT_OK

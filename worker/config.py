@@ -61,6 +61,10 @@ class Settings:
     """Keys per ListObjectsV2 page of a prefix run's listing (1 to 1,000)."""
     segment_pages: int = 10
     """Listing pages per segment: each segment of keys becomes one work chain's range."""
+    signing_secret_id: str = ""
+    """A Secrets Manager secret (`{"access_key_id", "secret_access_key"}`) of a dedicated IAM
+    user whose keys sign the `presign` processor's URLs: they then live their full expiry
+    (up to 7 days) instead of ending with the function role's session."""
     max_legs: int = 10_000
     max_task_attempts: int = 3
     """A task that kills its leg this many times is recorded as failed and skipped."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -9,12 +10,14 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cache import ObjectCache, object_cache
 from worker.autoscale import Autoscaler, cpu_share
 from worker.budget import TimeBudget
 from worker.clock import SYSTEM_CLOCK, Clock
 from worker.config import Settings
+from worker.exceptions import ConfigError
 from worker.fetch import Fetcher, FetchPolicy
 from worker.handoff import Invoker, LambdaInvoker
 from worker.hosts import Hosts
@@ -105,6 +108,9 @@ class Container:
         )
         return cls(
             settings=settings,
+            signer=signing_store(settings.signing_secret_id)
+            if settings.signing_secret_id
+            else None,
             s3=ObjectStore(s3),
             lambda_client=lambda_client,
             clock=clock,
@@ -141,3 +147,28 @@ class Container:
         self.pool.shutdown(wait=True)
         self.io.shutdown(wait=True)
         self.fetcher.close()
+
+
+def signing_store(secret_id: str) -> ObjectStore:
+    """An S3 door that only signs, with a dedicated IAM user's long-term keys.
+
+    URLs signed with the function role's temporary credentials stop working when that
+    session ends (hours); an IAM user's keys keep them valid for their whole expiry.
+    """
+    try:
+        raw = boto3.client("secretsmanager", config=INVOKE_CONFIG).get_secret_value(
+            SecretId=secret_id
+        )["SecretString"]
+        keys = json.loads(raw)
+        client = boto3.client(
+            "s3",
+            aws_access_key_id=keys["access_key_id"],
+            aws_secret_access_key=keys["secret_access_key"],
+            config=BOTO_CONFIG,
+        )
+    except (BotoCoreError, ClientError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"BATON_SIGNING_SECRET_ID {secret_id!r}: cannot read signing keys from it "
+            f'(want a JSON secret {{"access_key_id", "secret_access_key"}}): {exc}'
+        ) from exc
+    return ObjectStore(client)

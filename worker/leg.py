@@ -551,7 +551,27 @@ class Leg:
     def finish(self, status: RunStatus, reason: str | None = None) -> LegResult:
         """End this chain with `status`, and the run with it if it was the last chain."""
         self.end_chain(status, reason)
+        if status is RunStatus.CANCELLED and self._record.listing is not None:
+            self.cancel_queued(reason)
         return self.completed(FINISHING[status], reason)
+
+    def cancel_queued(self, reason: str | None) -> None:
+        """A cancelled prefix run ends its queued chains too (each by a CAS, so a leg that
+        claimed one first keeps it and sees the cancel itself), or they would wait for
+        slots one sweep at a time before ending."""
+        run_id, at = self._record.run_id, self.clock.now_ms()
+        for chain in self.store.queued_chains(run_id):
+            self.store.unqueue(run_id, chain)
+            try:
+                current = self.store.load_checkpoint(run_id, chain)
+                if waiting(current.checkpoint):
+                    ended = current.checkpoint.finish(
+                        RunStatus.CANCELLED, at_ms=at, reason=reason, leg_ms=0
+                    )
+                    self.store.swap(current, ended)
+                    self.store.mark_chain_done(run_id, chain)
+            except (ConflictError, RunNotFoundError):
+                continue
 
     def end_chain(self, status: RunStatus, reason: str | None = None) -> None:
         """The chain's final CAS, then (layout 2) its done marker: after every range split

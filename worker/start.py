@@ -319,12 +319,12 @@ def _new_prefix_record(
     are not in it). A spec that cannot be used still gets a run, failed with the reason."""
     settings = container.settings
     source = request.prefix
+    if request.position:
+        raise BadEventError(f"{request.key} is a prefix spec: a prefix run has no position")
     try:
         if source is None:
             body = container.s3.get(request.bucket, request.key, if_match=etag).body
             source = parse_spec(body, request.key)
-            if request.position:
-                raise ValueError("a prefix run has no position: it lists as it goes")
         refuse_loops(source.prefix, settings.tasks_prefix, settings.results_prefix)
     except ValueError as exc:
         error = TaskListError(str(exc))

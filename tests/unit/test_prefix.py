@@ -8,14 +8,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.fakes import Killed
 from tests.unit.harness import Harness, settings
 from worker.events import parse_event
-from worker.exceptions import BadEventError
+from worker.exceptions import BadEventError, ConfigError
 from worker.leg import Leg
 from worker.listing import LISTER, segment_chain
+from worker.progress import chain_lines, progress_line, view
 from worker.store import RunStore
 
 KEYS = [f"data/{i:03d}.bin" for i in range(23)]
@@ -345,3 +347,55 @@ def test_prefix_presign_run_writes_presigned_jsonl_in_index_order(h: Harness) ->
     [notice] = h.notifier.sent
     assert notice["presigned_key"] == f"runs/{run_id}/presigned.jsonl"
     assert "https://" not in json.dumps(notice)  # no bearer URL unless BATON_PRESIGN_S opts in
+
+
+def test_prefix_cancel_ends_queued_chains_too_and_notifies_once(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = start(h, chains=1)
+    monkeypatch.setattr(Leg, "take_another_range", lambda self: False)
+    h.invoke(h.invoker.pop())  # the lister: s0 invoked, the rest queued
+    h.store.request_cancel(run_id)
+    h.drive(h.invoker.pop())  # s0 sees the cancel
+    assert h.store.queued_chains(run_id) == []
+    summary = h.summary(run_id)
+    assert summary["status"] == "cancelled"
+    assert [n["status"] for n in h.notifier.sent] == ["cancelled"]
+
+
+def test_prefix_status_counts_keys_listed_so_far_while_listing(h: Harness) -> None:
+    slow_listing(h, 1_500)
+    h.timeout_ms = 5_000
+    run_id = start(h, chains=8)
+    h.invoke(h.invoker.pop())  # the lister's first leg only
+    v = view(h.store.load_run(run_id), h.store.load_chains(run_id), h.clock.now_ms())
+    assert not v.listing_done
+    assert 0 < v.total < 23
+    assert v.eta_s is None  # no end known while listing
+    assert f"/{v.total} listed so far" in progress_line(v)
+    assert any("listing" in line for line in chain_lines(v))
+    h.drive(h.invoker.pop())
+    while h.invoker.calls:
+        h.drive(h.invoker.pop())
+    v = view(h.store.load_run(run_id), h.store.load_chains(run_id), h.clock.now_ms())
+    assert (v.listing_done, v.total, v.done, v.as_dict()["total"]) == (True, 23, 23, 23)
+
+
+def test_prefix_presign_signs_with_the_signing_users_keys_when_set(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="data/a.bin", Body=b"a")
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    keys = {"access_key_id": "AKIASIGNINGUSER00001", "secret_access_key": "s" * 40}
+    secrets.create_secret(Name="baton-signer", SecretString=json.dumps(keys))
+    h = Harness(s3, bucket, settings(bucket=bucket, signing_secret_id="baton-signer"))
+    h.clock.at_ms = time.time() * 1000 + 1000
+    run_id = start(h)
+    h.drive(h.invoker.pop())
+    [row] = h.store.rows(run_id)
+    assert "AKIASIGNINGUSER00001" in row["presigned_url"]
+
+
+def test_prefix_a_signing_secret_that_cannot_be_read_fails_the_cold_start(
+    s3: Any, bucket: str
+) -> None:
+    with pytest.raises(ConfigError, match="BATON_SIGNING_SECRET_ID 'missing'"):
+        Harness(s3, bucket, settings(bucket=bucket, signing_secret_id="missing"))
