@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,7 +17,7 @@ from tests.unit.harness import Harness, settings
 from worker.events import parse_event
 from worker.exceptions import BadEventError, ConfigError
 from worker.leg import Leg
-from worker.listing import LISTER, segment_chain
+from worker.listing import LISTER, PrefixSource, segment_chain
 from worker.progress import chain_lines, progress_line, view
 from worker.store import RunStore
 
@@ -399,3 +400,23 @@ def test_prefix_a_signing_secret_that_cannot_be_read_fails_the_cold_start(
 ) -> None:
     with pytest.raises(ConfigError, match="BATON_SIGNING_SECRET_ID 'missing'"):
         Harness(s3, bucket, settings(bucket=bucket, signing_secret_id="missing"))
+
+
+def test_prefix_manual_event_file_parses_to_a_prefix_start() -> None:
+    event = json.loads((Path(__file__).parent.parent / "events" / "manual_prefix.json").read_text())
+    (request,) = parse(event)
+    assert (request.bucket, request.key, request.chains) == ("baton-example", "reports/2026/04/", 4)
+    assert request.prefix == PrefixSource("reports/2026/04/", ".pdf")
+    assert request.prefix.digest().startswith('"prefix-')
+
+
+def test_prefix_sweep_makes_the_lister_of_a_start_that_died_before_it(h: Harness) -> None:
+    h.invoker.fail = True  # the start's invoke of its lister is lost...
+    run_id = start(h)
+    h.invoker.fail = False
+    h.store.delete(h.store.checkpoint_key(run_id, LISTER))  # ...and it died before the lister
+    h.clock.advance(h.settings.stall_after_ms + 1)
+    h.invoke({"action": "sweep"})  # makes the lister (unowned, long handed off)
+    assert h.store.has_checkpoint(run_id, LISTER)
+    h.drive({"action": "sweep"})  # resumes it
+    _exactly_once(h, run_id)
