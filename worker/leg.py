@@ -288,8 +288,8 @@ class Leg:
         for start, end, key in self.store.result_keys(cp.run_id, start_after=cp.position - 1):
             if start < window.position:  # StartAfter "...{p-1}" still lists "{p-1}-{p-1}"
                 continue
-            if start > window.position:
-                break
+            if start > window.position or start >= cp.range_end:
+                break  # past the range: the next chain's own results, not an orphan
             rows = self.store.read_rows(key)
             log.info("run %s: adopting results %s written by a leg that died", cp.run_id, key)
             window.adopt_range(start, end, rows)

@@ -420,3 +420,59 @@ def test_prefix_sweep_makes_the_lister_of_a_start_that_died_before_it(h: Harness
     assert h.store.has_checkpoint(run_id, LISTER)
     h.drive({"action": "sweep"})  # resumes it
     _exactly_once(h, run_id)
+
+
+STATE_WRITES = ("put_segment", "swap", "create_checkpoint", "queue_chain", "unqueue", "put_results")
+
+
+@pytest.mark.parametrize("kill_at", range(1, 60, 4))
+def test_prefix_a_leg_killed_at_any_state_write_loses_and_repeats_no_key(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, kill_at: int
+) -> None:
+    """Kill whichever leg makes the n-th write of run state (or invoke), then let leases
+    run out and the sweep do its work: every key once, one summary, one notice."""
+    calls = 0
+    armed = True
+
+    def counting(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if armed and calls == kill_at:
+                raise Killed(f"killed at {name}, write {calls}")
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in STATE_WRITES:
+        monkeypatch.setattr(RunStore, name, counting(name, getattr(RunStore, name)))
+    monkeypatch.setattr(h.invoker, "invoke_async", counting("invoke", h.invoker.invoke_async))
+    try:
+        start(h, chains=2)
+        while h.invoker.calls:
+            h.drive(h.invoker.pop())
+    except Killed:
+        pass
+    armed = False
+    [run_id] = h.store.run_ids()
+    for _ in range(6):
+        while h.invoker.calls:
+            h.drive(h.invoker.pop())
+        if h.store.load_summary(run_id) is not None:
+            break
+        h.clock.advance(h.timeout_ms + h.settings.stall_after_ms + 1)
+        h.drive({"action": "sweep"})
+    for cp in h.store.load_chains(run_id):
+        print(
+            cp.chain,
+            cp.start,
+            cp.end,
+            cp.position,
+            cp.ok,
+            cp.failed,
+            cp.holes,
+            cp.splits,
+            cp.strikes,
+            cp.status,
+        )
+    _exactly_once(h, run_id)
