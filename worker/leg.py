@@ -608,7 +608,16 @@ class Leg:
         return self._result(self._checkpoint, exit, reason)
 
     def take_another_range(self) -> bool:
-        """A finished chain goes on: a prefix run's queued segment first, else a steal."""
+        """A finished chain goes on: a prefix run's queued segment first, else a steal.
+
+        A prefix run's lister that has finished listing goes on only into a free slot:
+        its chain was never one of the `chains` work chains, so taking a range would
+        make one more of them run.
+        """
+        record = self._record
+        lister = self._checkpoint.listing is not None
+        if lister and chain_state(self.store, record.run_id).live >= record.chains:
+            return False
         return self.take_a_queued_range() or self.take_a_stolen_range()
 
     def take_a_queued_range(self) -> bool:

@@ -307,14 +307,32 @@ def test_prefix_segments_spread_over_chains_and_the_lister_never_invokes_more_th
     h.invoke(h.invoker.pop())  # the lister's leg alone; no work leg delivered yet
     invoked = [p["chain"] for _, p in h.invoker.calls]
     assert invoked == [segment_chain(0), segment_chain(5)]  # 5 segments, 2 chains at once
-    # The lister queued the rest, then worked them itself, as a finished chain does.
-    assert h.store.queued_chains(run_id) == []
-    assert {h.checkpoint(run_id, segment_chain(f))["status"] for f in (10, 15, 20)} == {"done"}
+    # The rest wait, and the lister, done listing, takes none: both slots are busy.
+    assert h.store.queued_chains(run_id) == [segment_chain(f) for f in (10, 15, 20)]
+    assert h.checkpoint(run_id, LISTER)["status"] == "done"
     while h.invoker.calls:
         h.drive(h.invoker.pop())
     worked = {cp.chain.split(".")[0] for cp in h.store.load_chains(run_id) if cp.ok}
     assert worked == {segment_chain(f) for f in range(0, 23, 5)}
+    assert h.store.queued_chains(run_id) == []  # the chains that finished took them
     _exactly_once(h, run_id)
+
+
+def test_prefix_lister_done_listing_works_a_queued_chain_in_a_free_slot(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = start(h, chains=2)
+    real = RunStore.queue_chain
+
+    def s0_ends_meanwhile(store: RunStore, run: str, chain: str) -> None:
+        real(store, run, chain)
+        if chain == segment_chain(20):  # s0 ran and ended while the lister listed
+            h.store.mark_chain_done(run_id, segment_chain(0))
+
+    monkeypatch.setattr(RunStore, "queue_chain", s0_ends_meanwhile)
+    h.invoke(h.invoker.pop())  # the lister's leg only
+    # A slot was free when the listing ended: the lister's leg took the queue's first.
+    assert h.checkpoint(run_id, segment_chain(10))["status"] == "done"
 
 
 def test_prefix_sweep_starts_a_queued_chain_when_no_work_chain_is_left(
