@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, overload
 
+from cache import ObjectCache
 from worker.checkpoint import Checkpoint
 from worker.config import BUILTIN_PROCESSORS, MAX_PRESIGN_S
 from worker.exceptions import ConflictError, RunNotFoundError
@@ -190,7 +191,7 @@ class SegmentTasks:
 
 
 def load_segment(
-    cache: Any, s3: ObjectStore, bucket: str, segment: dict[str, Any]
+    cache: ObjectCache, s3: ObjectStore, bucket: str, segment: dict[str, Any]
 ) -> tuple[SegmentTasks, bool]:
     """A segment's tasks, cached per container (segments never change: each key is written
     once, by the leg whose token it carries)."""
@@ -200,9 +201,7 @@ def load_segment(
         body = s3.get(bucket, key, if_match=etag).body
         return SegmentTasks(first, decode_segment(body, bucket, first)), len(body)
 
-    tasks: SegmentTasks
-    tasks, hit = cache.load((bucket, key, _KIND), etag, revalidate=lambda: None, build=build)
-    return tasks, hit
+    return cache.load((bucket, key, _KIND), etag, revalidate=lambda: None, build=build)
 
 
 # listing
