@@ -58,6 +58,8 @@ MAX_CRASHES = 5
 """Unexpected errors in a row at one position before the run fails (see `Leg.release`)."""
 QUEUE_TRIES = 3
 """Queued chains a finished leg tries to claim before it looks for a steal instead."""
+RECOUNT_S = 5.0
+"""How often a lister with every slot busy counts its running work chains again."""
 
 
 class LambdaContext(Protocol):
@@ -144,6 +146,9 @@ class Leg:
         """A task ran out of this leg's time: the rest is for the next leg."""
         self.held: Versioned | None = None
         """The checkpoint as this leg last wrote it; set once the claim succeeds."""
+        self._chain_count: tuple[int, list[str]] | None = None
+        """A lister's count of running work chains and its queue, as last taken."""
+        self._counted_at = 0.0
 
     def run(self) -> LegResult:
         result = self._run()
@@ -734,7 +739,7 @@ class Leg:
             if not self.budget.can_start(self.context.get_remaining_time_in_millis()):
                 return self.hand_off()
             self.list_one_block()
-            self.place_pending()
+            self.place_pending(recount=bool(self._listing["done"]))
         self.end_chain(RunStatus.DONE)
         return None
 
@@ -796,17 +801,38 @@ class Leg:
             },
         )
 
-    def place_pending(self) -> None:
+    def place_pending(self, *, recount: bool = False) -> None:
         """Create the work chain of every pending segment (queued past the run's chains),
-        start queued chains while there is room, then clear the pending list."""
+        start queued chains while there is room, then clear the pending list.
+
+        The count of running work chains (three listings) is taken at the leg's first
+        call, then kept: between counts it can only fall (chains end; a steal or a
+        taken queued chain replaces the chain that ended), so the kept count does not
+        let more than `chains` run (the sweep's start of a queued chain aside: it
+        fills a slot it counted free itself, once a minute). It is taken again when it
+        says the run is full, at most every `RECOUNT_S`, or when asked (the listing's
+        end). On S3 a listing costs the same at any bucket size; on moto's emulator
+        it grows with the bucket, which made counting every block the lister's main
+        cost.
+        """
         record, listing = self._record, self._listing
-        state = chain_state(self.store, record.run_id)
-        live, queue = state.live, list(state.queued)
+        now = self.clock.monotonic()
+        count = self._chain_count
+        if (
+            count is None
+            or recount
+            or (count[0] >= record.chains and now - self._counted_at >= RECOUNT_S)
+        ):
+            state = chain_state(self.store, record.run_id)
+            count, self._counted_at = (state.live, list(state.queued)), now
+        live, queue = count
         within = self._handoff_window_s()
         at = self.clock.now_ms()
         for segment in listing["pending"]:
-            chain = segment_chain(int(segment["first"]))
-            if self.store.has_checkpoint(record.run_id, chain):
+            first = int(segment["first"])
+            chain = segment_chain(first)
+            ours = segment["key"] == segment_key(self.store, record.run_id, first, self.owner)
+            if not ours and self.store.has_checkpoint(record.run_id, chain):
                 continue  # made by a leg that died before clearing it (its invoke, or the sweep)
             start_now = live < record.chains and not queue  # first come, first started
             if not start_now:
@@ -821,8 +847,11 @@ class Leg:
                 queue.append(chain)
         room = record.chains - live
         if room > 0 and queue:
-            for cp in dequeue(self.store, record.run_id, queue[:room], at):
+            started = dequeue(self.store, record.run_id, queue[:room], at)
+            for cp in started:
                 self._invoke(cp, within_s=within)
+            live, queue = live + len(started), queue[room:]
+        self._chain_count = (live, queue)
         if listing["pending"]:
             self._swap(self._checkpoint.evolve(listing={**self._listing, "pending": []}))
 
