@@ -167,8 +167,10 @@ class Leg:
                     return ended
                 if not self.take_another_range():
                     return self.completed(Exit.DONE)
-            tasks = self.load_tasks()
-            self.adopt_orphans()
+                tasks = self.load_tasks()  # of the range taken, whose orphans it adopted
+            else:
+                tasks = self.load_tasks()
+                self.adopt_orphans()
             self.c.autoscaler.resume_from(self._checkpoint.level)
             while True:
                 cp = self._checkpoint
