@@ -81,9 +81,26 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--wait-s", type=float, default=60, help="how long to wait for the run")
     p.set_defaults(run=runs.cmd_submit)
 
-    p = sub.add_parser("start", help="start a run on an uploaded task list, at a position")
-    p.add_argument("key", help="key of the task list in the bucket")
+    p = sub.add_parser(
+        "start", help="start a run on an uploaded task list (or on every object under a prefix)"
+    )
+    p.add_argument("key", nargs="?", help="key of the task list in the bucket")
     p.add_argument("--position", type=_position, default=0)
+    p.add_argument(
+        "--prefix",
+        dest="listing_prefix",
+        metavar="S3_URL",
+        help="instead of a list: every object under s3://BUCKET/PREFIX is a task",
+    )
+    p.add_argument("--suffix", help="with --prefix: only keys ending with this (.pdf)")
+    p.add_argument(
+        "--processor",
+        choices=["presign", "sha256"],
+        help="with --prefix: what to do per object (default: the function's, else presign)",
+    )
+    p.add_argument(
+        "--presign-s", type=int, help="with --prefix: presigned URLs' lifetime (at most 7 days)"
+    )
     _chains_option(p)
     _watch_options(p)
     p.set_defaults(run=runs.cmd_start)
@@ -112,6 +129,10 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("--expires", type=int, default=3600, help="presigned URL lifetime, s")
     p.set_defaults(run=runs.cmd_results)
+    p.epilog = (
+        "For a prefix run with the presign processor, --presign prints a URL of its "
+        "presigned.jsonl (a {key, url, size, etag} line per object)."
+    )
 
     p = sub.add_parser("cancel", help="stop a run at its next batch")
     p.add_argument("run_id")

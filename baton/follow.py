@@ -56,6 +56,7 @@ def follow(
         out.flush()
         summary = store.load_summary(run_id) if v.finished else None
         if summary is not None:
+            wait_for_manifest(store, run_id)
             if tty:
                 out.write("\n")
             lines = [json.dumps(summary, indent=2)] if as_json else summary_lines(summary)
@@ -64,10 +65,38 @@ def follow(
         time.sleep(interval)
 
 
+MANIFEST_WAIT_S = 30.0
+"""The completing leg writes manifest.json (and presigned.jsonl) just after the summary."""
+
+
+def wait_for_manifest(store: RunStore, run_id: str, wait_s: float = MANIFEST_WAIT_S) -> bool:
+    """Whether the finished run's manifest exists, waiting a little for its writer."""
+    deadline = time.monotonic() + wait_s
+    while store.load_manifest(run_id) is None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+PRESIGNED_URL_S = 3600
+"""`baton status` signs a URL of a presign run's manifest for an hour; `results --presign
+--expires S` for another lifetime."""
+
+
 def describe(store: RunStore, run_id: str) -> list[str]:
     """`baton status` for a person: the run's line and, with several chains, theirs."""
     v = load_view(store, run_id)
-    return [progress_line(v), *chain_lines(v), cost_line(v.cost, so_far=not v.finished)]
+    lines = [progress_line(v), *chain_lines(v), cost_line(v.cost, so_far=not v.finished)]
+    manifest = store.load_manifest(run_id) if v.finished else None
+    if manifest is not None and manifest.get("presigned"):
+        key = manifest["presigned"]
+        url = store.objects.presign(store.bucket, key, PRESIGNED_URL_S)
+        lines += [
+            f"presigned.jsonl: s3://{store.bucket}/{key}",
+            f"  a URL of it, valid 1 h (signed with your credentials): {url}",
+        ]
+    return lines
 
 
 def say_started(answer: dict[str, Any], out: TextIO) -> None:

@@ -19,13 +19,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from baton.follow import describe, follow, say_started
+from baton.follow import describe, follow, say_started, wait_for_manifest
 from baton.target import CliError, Target
 from worker.events import quote_etag
 from worker.exceptions import BatonError, TaskListError
 from worker.names import TRIGGER_SUFFIXES, triggers
 from worker.progress import EXIT_OK, load_view, progress_line
 from worker.start import CHAINS_METADATA
+from worker.store import RunStore
 from worker.tasks import parse_task_list
 
 SYNC_CONFIG = Config(
@@ -72,6 +73,10 @@ def cmd_submit(args: argparse.Namespace, target: Target) -> int:
 
 
 def cmd_start(args: argparse.Namespace, target: Target) -> int:
+    if args.listing_prefix is not None:
+        return _start_prefix(args, target)
+    if args.key is None:
+        raise CliError("name the task list's key, or --prefix s3://BUCKET/PREFIX")
     store = target.store()
     if store.objects.head(store.bucket, args.key) is None:
         raise CliError(f"s3://{store.bucket}/{args.key} does not exist")
@@ -83,10 +88,39 @@ def cmd_start(args: argparse.Namespace, target: Target) -> int:
     return follow(store, answer["run_id"], sys.stdout, args.json) if args.watch else EXIT_OK
 
 
+def _start_prefix(args: argparse.Namespace, target: Target) -> int:
+    """`baton start --prefix s3://BUCKET/PREFIX`: a manual prefix run, answered at once."""
+    url = str(args.listing_prefix)
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    if not url.startswith("s3://") or not bucket or not prefix:
+        raise CliError(f"--prefix wants s3://BUCKET/PREFIX, got {url!r}")
+    if target.bucket and bucket != target.bucket:
+        raise CliError(
+            f"{url} is not in the run bucket {target.bucket}: a prefix run lists in its own "
+            "bucket (the one the sweep watches)"
+        )
+    if args.key is not None or args.position:
+        raise CliError("--prefix takes no task list key and no --position")
+    source: dict[str, Any] = {"prefix": prefix}
+    for name in ("suffix", "processor", "presign_s"):
+        if getattr(args, name) is not None:
+            source[name] = getattr(args, name)
+    payload: dict[str, Any] = {"bucket": bucket, "prefix": source}
+    if args.chains:
+        payload["chains"] = args.chains
+    answer = call(target, payload)
+    say_started(answer, sys.stdout)
+    store = RunStore(target.store().objects, bucket, target.prefix)
+    return follow(store, answer["run_id"], sys.stdout, args.json) if args.watch else EXIT_OK
+
+
 def cmd_resume(args: argparse.Namespace, target: Target) -> int:
     store = target.store()
     record = store.load_run(args.run_id)
     payload: dict[str, Any] = {"bucket": record.bucket, "key": record.key, "run_id": args.run_id}
+    if record.listing is not None:
+        source = {k: record.listing[k] for k in ("prefix", "suffix") if record.listing.get(k)}
+        payload = {"bucket": record.bucket, "prefix": source, "run_id": args.run_id}
     if args.position is not None:
         payload["position"] = args.position  # else each chain from its checkpoint
     answer = call(target, payload)
@@ -109,7 +143,15 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
 
 def cmd_results(args: argparse.Namespace, target: Target) -> int:
     store = target.store()
-    store.load_run(args.run_id)
+    record = store.load_run(args.run_id)
+    presigned = store.presigned_key(args.run_id)
+    if args.presign and (record.listing or {}).get("processor") == "presign":
+        if store.load_summary(args.run_id) is not None:
+            wait_for_manifest(store, args.run_id)
+        if store.objects.head(store.bucket, presigned) is None:
+            raise CliError(f"run {args.run_id} has no {presigned} yet: it is written at the end")
+        print(store.objects.presign(store.bucket, presigned, args.expires))
+        return EXIT_OK
     if not args.presign:
         for row in store.rows(args.run_id):
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -125,9 +167,9 @@ def cmd_results(args: argparse.Namespace, target: Target) -> int:
 
 def cmd_cancel(args: argparse.Namespace, target: Target) -> int:
     store = target.store()
-    checkpoint = store.load_checkpoint(args.run_id).checkpoint
-    if checkpoint.finished:
-        raise CliError(f"run {args.run_id} already ended: {checkpoint.status}")
+    v = load_view(store, args.run_id)  # every chain: chain 0000 may end long before the run
+    if v.finished:
+        raise CliError(f"run {args.run_id} already ended: {v.status}")
     store.request_cancel(args.run_id)
     print(f"run {args.run_id}: cancel requested; it stops at its next batch")
     return EXIT_OK

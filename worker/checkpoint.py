@@ -96,6 +96,12 @@ class Checkpoint:
     usage: dict[str, int] = field(default_factory=dict)
     """What the legs that wrote this checkpoint used (`worker.usage.Usage`, and `at_ms`, the
     last owner's write): each write adds its own, once. A 0.1 checkpoint has none: zero."""
+    listing: dict[str, Any] | None = None
+    """The lister of a prefix run (chain 0000) only: `after` (the last key listed), `listed`,
+    `done`, `pending` (segments whose work chain may not exist yet), `segments`, `pages`."""
+    segment: dict[str, Any] | None = None
+    """A prefix run's work chain: the segment its tasks are read from (`key`, `etag`,
+    `first`, `count`); ranges stolen from it keep it."""
 
     # predicates
     @property

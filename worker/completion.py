@@ -12,7 +12,9 @@ between those steps.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from worker.checkpoint import Checkpoint
@@ -77,10 +79,18 @@ def publish(
     presign_s: int = 0,
 ) -> bool:
     """The manifest, then the notice; True once the notice is recorded as sent."""
-    manifest_key = store.put_manifest(record.run_id, manifest(store, record, summary, presign_s))
+    presigned_key = write_presigned(store, record)
+    listed = manifest(store, record, summary, presign_s)
+    if presigned_key is not None:
+        listed["presigned"] = presigned_key
+    manifest_key = store.put_manifest(record.run_id, listed)
     detail = notice_detail(store, record, summary, manifest_key)
-    if presign_s:
+    if presigned_key is not None:
+        detail["presigned_key"] = presigned_key
+    if presign_s:  # the opt-in: URLs are bearer credentials
         detail["manifest_url"] = store.objects.presign(record.bucket, manifest_key, presign_s)
+        if presigned_key is not None:
+            detail["presigned_url"] = store.objects.presign(record.bucket, presigned_key, presign_s)
     try:
         targets = notifier.send(detail)
     except NoticeError as exc:
@@ -91,6 +101,26 @@ def publish(
     store.put_notice(record.run_id, {"sent_ms": at_ms, "targets": targets, "detail": detail})
     store.mark_inactive(record.run_id)
     return True
+
+
+def write_presigned(store: RunStore, record: RunRecord) -> str | None:
+    """A `presign` prefix run's `presigned.jsonl`: a `{key, url, size, etag}` line per object
+    presigned, in index order, streamed from the results (a multipart upload past 8 MiB),
+    never held whole. Rewritten the same by a repair. None for other runs."""
+    if (record.listing or {}).get("processor") != "presign":
+        return None
+    key = store.presigned_key(record.run_id)
+    store.objects.put_stream(record.bucket, key, presigned_lines(store, record.run_id))
+    return key
+
+
+def presigned_lines(store: RunStore, run_id: str) -> Iterator[bytes]:
+    for row in store.rows(run_id):
+        if row.get("error") or not row.get("presigned_url"):
+            continue  # its row says why: changed, deleted, or not an object
+        line = {"key": row["key"], "url": row["presigned_url"], "size": row["size"]}
+        line["etag"] = row["etag"]
+        yield json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 def manifest(

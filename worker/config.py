@@ -13,8 +13,14 @@ from worker.names import ENV_PREFIX, RESULTS_PREFIX, TASKS_PREFIX
 from worker.prices import ARCHITECTURES, parse_overrides
 
 DEFAULT_PROCESSOR = "worker.processor:process"
+BUILTIN_PROCESSORS = {"presign": "worker.objects:presign", "sha256": "worker.objects:sha256"}
+"""Processors of objects (prefix runs), by the names a spec or BATON_PROCESSOR may use."""
 MAX_PRESIGN_S = 7 * 24 * 3600
 """S3 SigV4 presigned URLs live at most a week."""
+DEFAULT_PRESIGN_EXPIRES_S = 3600
+"""The `presign` processor's URLs, when neither the run nor BATON_PRESIGN_S says."""
+MAX_LIST_PAGE = 1000
+"""ListObjectsV2 answers at most 1,000 keys a page."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,14 @@ class Settings:
     """Above 0, manifest.json gives each results object a presigned URL valid this long,
     and the notice a presigned URL of the manifest. They are bearer credentials, so off
     by default; a URL signed with the function role's credentials also ends with them."""
+    list_page_size: int = MAX_LIST_PAGE
+    """Keys per ListObjectsV2 page of a prefix run's listing (1 to 1,000)."""
+    segment_pages: int = 10
+    """Listing pages per segment: each segment of keys becomes one work chain's range."""
+    signing_secret_id: str = ""
+    """A Secrets Manager secret (`{"access_key_id", "secret_access_key"}`) of a dedicated IAM
+    user whose keys sign the `presign` processor's URLs: they then live their full expiry
+    (up to 7 days) instead of ending with the function role's session."""
     max_legs: int = 10_000
     max_task_attempts: int = 3
     """A task that kills its leg this many times is recorded as failed and skipped."""
@@ -94,6 +108,8 @@ class Settings:
             "fetch_attempts",
             "handoff_attempts",
             "max_page_bytes",
+            "list_page_size",
+            "segment_pages",
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -109,8 +125,15 @@ class Settings:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.request_timeout_s <= 0:
             problems.append(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
-        if ":" not in self.processor:
-            problems.append(f"processor must look like 'module:function', got {self.processor!r}")
+        if ":" not in self.processor and self.processor not in BUILTIN_PROCESSORS:
+            problems.append(
+                f"processor must look like 'module:function' or be one of "
+                f"{sorted(BUILTIN_PROCESSORS)}, got {self.processor!r}"
+            )
+        if self.list_page_size > MAX_LIST_PAGE:
+            problems.append(
+                f"list_page_size must be at most {MAX_LIST_PAGE}, got {self.list_page_size}"
+            )
         if self.results_prefix.startswith(self.tasks_prefix) or self.tasks_prefix.startswith(
             self.results_prefix
         ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,12 +11,14 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cache import ObjectCache, object_cache
 from worker.autoscale import Autoscaler, cpu_share
 from worker.budget import TimeBudget
 from worker.clock import SYSTEM_CLOCK, Clock
 from worker.config import Settings
+from worker.exceptions import ConfigError
 from worker.fetch import Fetcher, FetchPolicy
 from worker.handoff import Invoker, LambdaInvoker
 from worker.hosts import Hosts
@@ -30,7 +33,9 @@ BOTO_CONFIG = Config(
     connect_timeout=5,
     read_timeout=30,
     max_pool_connections=32,
+    signature_version="s3v4",
 )
+"""SigV4 everywhere, presigned URLs included (their lifetime is capped at 7 days)."""
 INVOKE_CONFIG = Config(
     retries={"total_max_attempts": 1},
     connect_timeout=5,
@@ -69,6 +74,15 @@ class Container:
     legs_started: int = 0
     cold: bool = True
     """No invocation has been metered yet: the first carries the container's INIT time."""
+    signer: ObjectStore | None = None
+    """Signs presigned URLs when not the function's own credentials (see the README)."""
+    _named: dict[str, Processor] = field(default_factory=dict)
+
+    def named_processor(self, name: str) -> Processor:
+        """A processor a run names (a prefix run's `presign`, `sha256`), loaded once."""
+        if name not in self._named:
+            self._named[name] = load_processor(name)
+        return self._named[name]
 
     def next_owner_suffix(self) -> str:
         """Unique per leg: this container's id and its count of legs."""
@@ -100,6 +114,9 @@ class Container:
         )
         return cls(
             settings=settings,
+            signer=signing_store(settings.signing_secret_id)
+            if settings.signing_secret_id
+            else None,
             s3=ObjectStore(s3),
             lambda_client=lambda_client,
             clock=clock,
@@ -136,3 +153,28 @@ class Container:
         self.pool.shutdown(wait=True)
         self.io.shutdown(wait=True)
         self.fetcher.close()
+
+
+def signing_store(secret_id: str) -> ObjectStore:
+    """An S3 door that only signs, with a dedicated IAM user's long-term keys.
+
+    URLs signed with the function role's temporary credentials stop working when that
+    session ends (hours); an IAM user's keys keep them valid for their whole expiry.
+    """
+    try:
+        raw = boto3.client("secretsmanager", config=INVOKE_CONFIG).get_secret_value(
+            SecretId=secret_id
+        )["SecretString"]
+        keys = json.loads(raw)
+        client = boto3.client(
+            "s3",
+            aws_access_key_id=keys["access_key_id"],
+            aws_secret_access_key=keys["secret_access_key"],
+            config=BOTO_CONFIG,
+        )
+    except (BotoCoreError, ClientError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"BATON_SIGNING_SECRET_ID {secret_id!r}: cannot read signing keys from it "
+            f'(want a JSON secret {{"access_key_id", "secret_access_key"}}): {exc}'
+        ) from exc
+    return ObjectStore(client)

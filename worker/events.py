@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from worker.exceptions import BadEventError
+from worker.listing import PrefixSource, parse_prefix_source, refuse_loops
 
 LEG_VERSION = 2
 """v2 names the chain; a v1 payload (in flight across a deploy) is chain 0000 of its run."""
@@ -54,6 +55,8 @@ class StartRequest:
     source: str = "manual"
     chains: int | None = None
     """Chains asked for (manual `chains`, or the upload's `baton-chains` metadata)."""
+    prefix: PrefixSource | None = None
+    """A manual prefix run: `key` is then the listed prefix itself."""
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,12 @@ Event = LegEvent | StartRequest | SweepEvent | IgnoredEvent
 
 _LEG_FIELDS = {"v", "run_id", "bucket", "key", "etag", "position", "leg"}
 _LEG_FIELDS_V2 = _LEG_FIELDS | {"chain"}
-_MANUAL_REQUIRED = {"bucket", "key"}
+_MANUAL_REQUIRED = {"bucket"}
+_MANUAL_SOURCES = {"key", "prefix"}
 _MANUAL_OPTIONAL = {"position", "run_id", "chains"}
-_CHAIN = re.compile(r"^[0-9]{4}(\.[0-9]{1,6}){0,32}$")
-"""Chain ids: four digits for the chains a run starts with, `.n` per split stolen from one."""
+_CHAIN = re.compile(r"^([0-9]{4}|s[0-9]{10})(\.[0-9]{1,6}){0,32}$")
+"""Chain ids: four digits for the chains a run starts with, `s` and ten digits for a prefix
+run's segment chain (its first index), `.n` per split stolen from one."""
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,80}$")
 
 
@@ -90,9 +95,14 @@ def parse_event(event: Any, tasks_prefix: str, results_prefix: str) -> list[Even
         return [SweepEvent(_tick_time(event["time"]) if "time" in event else None)]
     if "v" in event or "leg" in event:
         return [parse_leg_event(event)]
-    if "bucket" in event or "key" in event or "position" in event:
+    if "bucket" in event or "key" in event or "prefix" in event or "position" in event:
         request = parse_manual_event(event)
-        if request.key.startswith(results_prefix):
+        if request.prefix is not None:
+            try:
+                refuse_loops(request.prefix.prefix, tasks_prefix, results_prefix)
+            except ValueError as exc:
+                raise BadEventError(str(exc)) from None
+        elif request.key.startswith(results_prefix):
             raise BadEventError(
                 f"{request.key} is under the results prefix {results_prefix}: "
                 "baton never reads its own output as a task list"
@@ -100,7 +110,7 @@ def parse_event(event: Any, tasks_prefix: str, results_prefix: str) -> list[Even
         return [request]
     raise BadEventError(
         "unrecognised event: expected an S3 ObjectCreated notification, a manual start "
-        '{"bucket", "key", "position"?, "chains"?}, a leg payload {"v": 2, ...} or '
+        '{"bucket", "key" or "prefix", "position"?, "chains"?}, a leg payload {"v": 2, ...} or '
         '{"action": "sweep"}; '
         f"got keys {sorted(event)}"
     )
@@ -133,16 +143,41 @@ def parse_leg_event(event: dict[str, Any]) -> LegEvent:
 
 
 def parse_manual_event(event: dict[str, Any]) -> StartRequest:
-    _no_unknown(event, _MANUAL_REQUIRED | _MANUAL_OPTIONAL, "manual payload")
+    """`{"bucket", <one source>, "position"?, "run_id"?, "chains"?}`: the source is `key` (a
+    task list) or `prefix` (`{"prefix", "suffix"?, "processor"?, "presign_s"?}`)."""
+    _no_unknown(event, _MANUAL_REQUIRED | _MANUAL_SOURCES | _MANUAL_OPTIONAL, "manual payload")
     missing = _MANUAL_REQUIRED - event.keys()
     if missing:
         raise BadEventError(f"manual payload is missing {sorted(missing)}")
+    sources = sorted(_MANUAL_SOURCES & event.keys())
+    if len(sources) != 1:
+        raise BadEventError(
+            'manual payload needs exactly one source, "key" (a task list) or "prefix" '
+            f"(objects under a prefix), got {sources or 'neither'}"
+        )
     run_id = event.get("run_id")
     if run_id is not None and (not isinstance(run_id, str) or not _RUN_ID.match(run_id)):
         raise BadEventError(f"manual payload has a malformed run_id {run_id!r}")
     chains = event.get("chains")
     if chains is not None and (_count(event, "chains") < 1):
         raise BadEventError(f"'chains' must be a whole number >= 1, got {chains!r}")
+    if "prefix" in event:
+        if "position" in event:
+            raise BadEventError(
+                "'position' applies to a task list only: a prefix run lists its objects as "
+                "it goes (resume one with its run_id)"
+            )
+        try:
+            source = parse_prefix_source(event["prefix"], "manual payload's 'prefix'")
+        except ValueError as exc:
+            raise BadEventError(str(exc)) from None
+        return StartRequest(
+            bucket=_string(event, "bucket"),
+            key=source.prefix,
+            run_id=run_id,
+            chains=chains,
+            prefix=source,
+        )
     return StartRequest(
         bucket=_string(event, "bucket"),
         key=_string(event, "key"),
@@ -188,7 +223,8 @@ def parse_s3_event(event: dict[str, Any], tasks_prefix: str, results_prefix: str
 
 def derive_run_id(bucket: str, key: str, etag: str, nonce: str = "") -> str:
     """Same object version and upload give the same run, so duplicates collapse."""
-    stem = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    # A list's file name; a prefix (it ends with "/"), all of it: "reports-2026-04".
+    stem = key if key.endswith("/") else key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode().lower()
     stem = re.sub(r"[^a-z0-9]+", "-", ascii_stem).strip("-")[:40] or "run"
     digest = hashlib.sha256(f"{bucket}\n{key}\n{etag}\n{nonce}".encode()).hexdigest()[:12]

@@ -5,6 +5,7 @@ BatonError
 ├── BadEventError        an event the handler cannot act on: reported, starts nothing
 ├── TaskListError        a task list that cannot be read as tasks: the run fails
 ├── InputChangedError    the pinned task list changed: the run is superseded
+│   └── ObjectChangedError   a listed object changed or went: that task's row says so
 ├── ConflictError        a compare-and-swap lost: another leg owns the run
 ├── RunNotFoundError     no run under that id
 └── TransientError       worth retrying (S3 5xx/SlowDown, throttled invokes)
@@ -31,6 +32,13 @@ class TaskListError(BatonError):
 
 class InputChangedError(BatonError):
     pass
+
+
+class ObjectChangedError(InputChangedError):
+    """An object of a prefix run is no longer the version its listing pinned (or is gone).
+
+    Raised by the object reader inside a task, so it fails that task, not the run.
+    """
 
 
 class ConflictError(BatonError):

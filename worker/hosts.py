@@ -38,7 +38,7 @@ class Hosts:
 
     def key(self, task: Task) -> str:
         """The host a task talks to ("" for a task with no URL: no politeness applies)."""
-        if not task.url:
+        if not task.url or task.s3_object is not None:  # the run's own bucket: no politeness
             return ""
         try:
             return (urlsplit(task.url).hostname or "").lower()

@@ -19,11 +19,28 @@ from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus, redo_after_sp
 from worker.completion import try_complete
 from worker.container import Container
 from worker.events import LegEvent
-from worker.exceptions import ConflictError, InputChangedError, TaskListError, TransientError
+from worker.exceptions import (
+    ConflictError,
+    InputChangedError,
+    RunNotFoundError,
+    TaskListError,
+    TransientError,
+)
 from worker.handoff import HandoffError, recursion_allowed
 from worker.hosts import TaskQueue
 from worker.inflight import InFlight
-from worker.processor import TaskContext, run_one
+from worker.listing import (
+    chain_state,
+    dequeue,
+    encode_segment,
+    list_block,
+    load_segment,
+    segment_chain,
+    segment_checkpoint,
+    segment_key,
+    waiting,
+)
+from worker.processor import Processor, TaskContext, run_one
 from worker.steal import ensure_split_ranges, steal
 from worker.store import LAYOUT_VERSION, RunRecord, RunStore, Versioned
 from worker.summary import tally_failures
@@ -40,6 +57,10 @@ MAX_SPLIT_RETRIES = 5
 """Steals a single write may absorb before the leg gives up the checkpoint."""
 MAX_CRASHES = 5
 """Unexpected errors in a row at one position before the run fails (see `Leg.release`)."""
+QUEUE_TRIES = 3
+"""Queued chains a finished leg tries to claim before it looks for a steal instead."""
+RECOUNT_S = 5.0
+"""How often a lister with every slot busy counts its running work chains again."""
 
 
 class LambdaContext(Protocol):
@@ -127,6 +148,9 @@ class Leg:
         """A task ran out of this leg's time: the rest is for the next leg."""
         self.held: Versioned | None = None
         """The checkpoint as this leg last wrote it; set once the claim succeeds."""
+        self._chain_count: tuple[int, list[str]] | None = None
+        """A lister's count of running work chains and its queue, as last taken."""
+        self._counted_at = 0.0
 
     def run(self) -> LegResult:
         result = self._run()
@@ -139,14 +163,24 @@ class Leg:
             self.record = self._matching_record()
             self.held = self.claim(first)
             self.check_recursion_once()
-            tasks = self.load_tasks()
-            self.adopt_orphans()
+            if self._checkpoint.listing is not None:
+                ended = self.list_prefix()
+                if ended is not None:
+                    return ended
+                if not self.take_another_range():
+                    return self.completed(Exit.DONE)
+                tasks = self.load_tasks()  # of the range taken, whose orphans it adopted
+            else:
+                tasks = self.load_tasks()
+                self.adopt_orphans()
             self.c.autoscaler.resume_from(self._checkpoint.level)
             while True:
                 cp = self._checkpoint
                 if cp.exhausted:
                     self.end_chain(RunStatus.DONE)
-                    if self.take_a_stolen_range():
+                    if self.take_another_range():
+                        if self._record.listing is not None:
+                            tasks = self.load_tasks()  # another segment's
                         continue
                     return self.completed(Exit.DONE)
                 if self._cancel_requested(cp.run_id):
@@ -238,6 +272,21 @@ class Leg:
         recursion_allowed(self.c.lambda_client, self.context.invoked_function_arn)
 
     def load_tasks(self) -> TaskList:
+        segment = self._checkpoint.segment
+        if self._record.listing is not None:
+            if segment is None:
+                raise TaskListError(
+                    f"chain {self._checkpoint.chain} of a prefix run has no segment"
+                )
+            found, self.cache_hit = load_segment(
+                self.c.cache, self.c.s3, self.event.bucket, segment
+            )
+            if self._checkpoint.range_end > len(found):
+                raise TaskListError(
+                    f"segment {segment['key']} ends at {len(found)}, "
+                    f"chain {self._checkpoint.chain} at {self._checkpoint.range_end}"
+                )
+            return found
         tasks, self.cache_hit = load_task_list(
             self.c.cache,
             self.c.s3,
@@ -266,7 +315,7 @@ class Leg:
             if start < window.position:  # StartAfter "...{p-1}" still lists "{p-1}-{p-1}"
                 continue
             if start > window.position or start >= cp.range_end:
-                break
+                break  # past the range: the next chain's own results, not an orphan
             rows = self.store.read_rows(key)
             log.info("run %s: adopting results %s written by a leg that died", cp.run_id, key)
             window.adopt_range(start, end, rows)
@@ -369,8 +418,15 @@ class Leg:
         window_ms = self.budget.work_deadline_ms(remaining_ms)
         if not self.first_window_ms:
             self.first_window_ms = window_ms
-        context = TaskContext(self.c.fetcher, now + window_ms / 1000, self.clock)
-        future = self.c.pool.submit(run_one, task, self.c.processor, context)
+        context = TaskContext(
+            self.c.fetcher,
+            now + window_ms / 1000,
+            self.clock,
+            s3=self.c.s3,
+            presign_s=self._presign_s,
+            signer=self.c.signer,
+        )
+        future = self.c.pool.submit(run_one, task, self._processor, context)
         in_flight.add(future, task, host)
 
     def _collect(
@@ -524,7 +580,27 @@ class Leg:
     def finish(self, status: RunStatus, reason: str | None = None) -> LegResult:
         """End this chain with `status`, and the run with it if it was the last chain."""
         self.end_chain(status, reason)
+        if status is RunStatus.CANCELLED and self._record.listing is not None:
+            self.cancel_queued(reason)
         return self.completed(FINISHING[status], reason)
+
+    def cancel_queued(self, reason: str | None) -> None:
+        """A cancelled prefix run ends its queued chains too (each by a CAS, so a leg that
+        claimed one first keeps it and sees the cancel itself), or they would wait for
+        slots one sweep at a time before ending."""
+        run_id, at = self._record.run_id, self.clock.now_ms()
+        for chain in self.store.queued_chains(run_id):
+            self.store.unqueue(run_id, chain)
+            try:
+                current = self.store.load_checkpoint(run_id, chain)
+                if waiting(current.checkpoint):
+                    ended = current.checkpoint.finish(
+                        RunStatus.CANCELLED, at_ms=at, reason=reason, leg_ms=0
+                    )
+                    self.store.swap(current, ended)
+                    self.store.mark_chain_done(run_id, chain)
+            except (ConflictError, RunNotFoundError):
+                continue
 
     def end_chain(self, status: RunStatus, reason: str | None = None) -> None:
         """The chain's final CAS, then (layout 2) its done marker: after every range split
@@ -576,6 +652,55 @@ class Leg:
             reason = reason or f"completed the run: {summary['status']}"
         return self._result(self._checkpoint, exit, reason)
 
+    def take_another_range(self) -> bool:
+        """A finished chain goes on: a prefix run's queued segment first, else a steal.
+
+        A prefix run's lister that has finished listing goes on only into a free slot:
+        its chain was never one of the `chains` work chains, so taking a range would
+        make one more of them run.
+        """
+        record = self._record
+        lister = self._checkpoint.listing is not None
+        if lister and chain_state(self.store, record.run_id).live >= record.chains:
+            return False
+        return self.take_a_queued_range() or self.take_a_stolen_range()
+
+    def take_a_queued_range(self) -> bool:
+        """With time left, claim the first segment chain of a prefix run waiting in its queue
+        (the lister queues chains past the run's `chains`); this leg goes on there."""
+        record = self._record
+        if record.listing is None:
+            return False
+        if not self.budget.can_start(self.context.get_remaining_time_in_millis()):
+            return False
+        for chain in self.store.queued_chains(record.run_id)[:QUEUE_TRIES]:
+            self.store.unqueue(record.run_id, chain)
+            try:
+                current = self.store.load_checkpoint(record.run_id, chain)
+            except RunNotFoundError:
+                continue
+            if not waiting(current.checkpoint):
+                continue
+            before = (self.event, self.held)
+            self.event = replace(
+                self.event, chain=chain, leg=0, position=current.checkpoint.position
+            )
+            try:
+                self.held = self.claim(current)
+            except (_Quiet, ConflictError):
+                self.event, self.held = before
+                continue
+            log.info(
+                "run %s: took queued chain %s (%s-%s)",
+                record.run_id,
+                chain,
+                current.checkpoint.position,
+                current.checkpoint.range_end,
+                extra={"event": "dequeued", "run_id": record.run_id, "chain": chain},
+            )
+            return True
+        return False
+
     def take_a_stolen_range(self) -> bool:
         """With time left, take half of the largest range another chain has not planned yet.
 
@@ -625,6 +750,151 @@ class Leg:
             return False
         self.meter.invokes += 1
         return True
+
+    @property
+    def _processor(self) -> Processor:
+        """The run's processor: a prefix run names its own (pinned in run.json)."""
+        name = (self._record.listing or {}).get("processor")
+        if name is None or name == self.settings.processor:
+            return self.c.processor
+        return self.c.named_processor(str(name))
+
+    @property
+    def _presign_s(self) -> int:
+        return int((self._record.listing or {}).get("presign_s") or self.settings.presign_s)
+
+    # prefix runs: the lister
+    def list_prefix(self) -> LegResult | None:
+        """The lister's leg: list blocks of pages into segments, each with its work chain,
+        until the listing ends (None: the chain ended done, this leg may go on working)
+        or the leg must stop (its result)."""
+        cp = self._checkpoint
+        if cp.strikes >= self.settings.max_task_attempts:
+            return self.finish(
+                RunStatus.FAILED, f"listing killed its leg {cp.strikes} times; the run stops"
+            )
+        self.place_pending()
+        while not self._listing["done"]:
+            if self._cancel_requested(cp.run_id):
+                return self.finish(RunStatus.CANCELLED, "cancel requested")
+            if not self.budget.can_start(self.context.get_remaining_time_in_millis()):
+                return self.hand_off()
+            self.list_one_block()
+            self.place_pending(recount=bool(self._listing["done"]))
+        self.end_chain(RunStatus.DONE)
+        return None
+
+    @property
+    def _listing(self) -> dict[str, Any]:
+        listing = self._checkpoint.listing
+        assert listing is not None, "only the lister lists"
+        return listing
+
+    def list_one_block(self) -> None:
+        """Pages into one segment (written before the CAS that records it as pending)."""
+        record, listing = self._record, self._listing
+        assert record.listing is not None
+        block = list_block(
+            self.c.s3,
+            record.bucket,
+            record.listing,
+            listing["after"],
+            page_size=self.settings.list_page_size,
+            max_pages=self.settings.segment_pages,
+            can_go=lambda: self.budget.can_start(self.context.get_remaining_time_in_millis()),
+        )
+        pending = list(listing["pending"])
+        first = int(listing["listed"])
+        if block.objects:
+            key = segment_key(self.store, record.run_id, first, self.owner)
+            etag = self.store.put_segment(key, encode_segment(block.objects))
+            pending.append({"key": key, "etag": etag, "first": first, "count": len(block.objects)})
+        self._swap(
+            self._checkpoint.evolve(
+                listing={
+                    **listing,
+                    "after": block.after,
+                    "listed": first + len(block.objects),
+                    "done": block.exhausted,
+                    "pending": pending,
+                    "segments": int(listing["segments"]) + bool(block.objects),
+                    "pages": int(listing["pages"]) + block.pages,
+                    "too_new": int(listing.get("too_new", 0)) + block.too_new,
+                },
+                heartbeat_ms=self.clock.now_ms(),
+                strikes=0,
+                crashes=0,
+                careful_until=0,
+            )
+        )
+        log.info(
+            "run %s: listed %s keys (%s kept, %s too new) in %s pages, up to %r",
+            record.run_id,
+            len(block.objects) + block.too_new,
+            len(block.objects),
+            block.too_new,
+            block.pages,
+            block.after,
+            extra={
+                "event": "listed",
+                "run_id": record.run_id,
+                "listed": first + len(block.objects),
+            },
+        )
+
+    def place_pending(self, *, recount: bool = False) -> None:
+        """Create the work chain of every pending segment (queued past the run's chains),
+        start queued chains while there is room, then clear the pending list.
+
+        The count of running work chains (three listings) is taken at the leg's first
+        call, then kept: between counts it can only fall (chains end; a steal or a
+        taken queued chain replaces the chain that ended), so the kept count does not
+        let more than `chains` run (the sweep's start of a queued chain aside: it
+        fills a slot it counted free itself, once a minute). It is taken again when it
+        says the run is full, at most every `RECOUNT_S`, or when asked (the listing's
+        end). On S3 a listing costs the same at any bucket size; on moto's emulator
+        it grows with the bucket, which made counting every block the lister's main
+        cost.
+        """
+        record, listing = self._record, self._listing
+        now = self.clock.monotonic()
+        count = self._chain_count
+        if (
+            count is None
+            or recount
+            or (count[0] >= record.chains and now - self._counted_at >= RECOUNT_S)
+        ):
+            state = chain_state(self.store, record.run_id)
+            count, self._counted_at = (state.live, list(state.queued)), now
+        live, queue = count
+        within = self._handoff_window_s()
+        at = self.clock.now_ms()
+        for segment in listing["pending"]:
+            first = int(segment["first"])
+            chain = segment_chain(first)
+            ours = segment["key"] == segment_key(self.store, record.run_id, first, self.owner)
+            if not ours and self.store.has_checkpoint(record.run_id, chain):
+                continue  # made by a leg that died before clearing it (its invoke, or the sweep)
+            start_now = live < record.chains and not queue  # first come, first started
+            if not start_now:
+                self.store.queue_chain(record.run_id, chain)  # before the chain: never lost
+            made = self.store.create_checkpoint(segment_checkpoint(record, segment, at))
+            if made is None:
+                continue
+            if start_now:
+                self._invoke(made.checkpoint, within_s=within)
+                live += 1
+            else:
+                queue.append(chain)
+        room = record.chains - live
+        if room > 0 and queue:
+            started = dequeue(self.store, record.run_id, queue[:room], at)
+            for cp in started:
+                self._invoke(cp, within_s=within)
+            live, queue = live + len(started), queue[room:]
+        self._chain_count = (live, queue)
+        if listing["pending"]:
+            self._swap(self._checkpoint.evolve(listing={**self._listing, "pending": []}))
 
     @property
     def _record(self) -> RunRecord:

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.clock import SYSTEM_CLOCK, Clock
-from worker.exceptions import ConfigError, OutOfTimeError
+from worker.config import BUILTIN_PROCESSORS, DEFAULT_PRESIGN_EXPIRES_S
+from worker.exceptions import ConfigError, ObjectChangedError, OutOfTimeError
 from worker.extract import extract, without_userinfo
 from worker.fetch import Fetcher, FetchError
-from worker.tasks import Task
+from worker.reader import CHUNK_BYTES, ObjectReader
+from worker.s3 import ObjectStore
+from worker.tasks import S3Object, Task
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -29,9 +32,30 @@ class TaskContext:
     deadline: float
     """`clock.monotonic()` by which the task must return."""
     clock: Clock = SYSTEM_CLOCK
+    s3: ObjectStore | None = None
+    """The run's S3 (prefix runs): what `open` reads through."""
+    presign_s: int = DEFAULT_PRESIGN_EXPIRES_S
+    """How long `presign`'s URLs live (the run's `presign_s`, else BATON_PRESIGN_S)."""
+    signer: ObjectStore | None = None
+    """Signs presigned URLs; the function's own credentials unless a signing role is set."""
 
     def time_left(self) -> float:
         return self.deadline - self.clock.monotonic()
+
+    def open(self, obj: S3Object, *, chunk_bytes: int = CHUNK_BYTES) -> ObjectReader:
+        """A streaming, ranged, retried reader of exactly the listed version of `obj`."""
+        if self.s3 is None:
+            raise ConfigError("this task context has no S3 client to read objects with")
+        return ObjectReader(
+            self.s3, obj, deadline=self.deadline, clock=self.clock, chunk_bytes=chunk_bytes
+        )
+
+    def presign(self, obj: S3Object, expires_s: int | None = None) -> str:
+        """A GET URL of `obj` that works without credentials until it expires."""
+        signer = self.signer or self.s3
+        if signer is None:
+            raise ConfigError("this task context has no S3 client to sign URLs with")
+        return signer.presign(obj.bucket, obj.key, expires_s or self.presign_s)
 
 
 Processor = Callable[[Task, TaskContext], dict[str, Any]]
@@ -78,7 +102,9 @@ def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
 
 
 def load_processor(spec: str) -> Processor:
-    """Import `module:function`, failing at cold start with a clear message."""
+    """Import `module:function` (or a built-in's name: `presign`, `sha256`), failing at
+    cold start with a clear message."""
+    spec = BUILTIN_PROCESSORS.get(spec, spec)
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -121,6 +147,8 @@ def run_one(task: Task, processor: Processor, ctx: TaskContext) -> Outcome:
         produced = processor(task, ctx)
     except OutOfTimeError as exc:
         return Outcome(None, exc, _ms_since(ctx.clock, started), left_ms)
+    except ObjectChangedError as exc:  # listed, then rewritten or deleted: never read anew
+        row["error"] = str(exc)
     except Exception as exc:
         row["error"] = f"processor raised {type(exc).__name__}: {exc}"
     else:

@@ -9,7 +9,7 @@ from typing import Any
 from worker.checkpoint import Checkpoint, RunStatus
 from worker.clock import SYSTEM_CLOCK
 from worker.store import RunRecord, RunStore
-from worker.summary import run_cost, run_status
+from worker.summary import run_cost, run_status, source_url
 
 EXIT_OK = 0
 EXIT_CODES = {"failed_tasks": 3, "failed": 4, "cancelled": 5, "superseded": 6, "unfinished": 7}
@@ -55,8 +55,23 @@ class RunView:
         return self.ok + self.failed
 
     @property
+    def listing(self) -> dict[str, Any] | None:
+        """A prefix run's lister state (keys listed so far, done or not); None for a list."""
+        return next((cp.listing for cp in self.chains if cp.listing is not None), None)
+
+    @property
+    def listing_done(self) -> bool:
+        return self.listing is None or bool(self.listing["done"])
+
+    @property
+    def total(self) -> int:
+        """Tasks in the run: a prefix run's grows as its listing goes on."""
+        listing = self.listing
+        return int(listing["listed"]) if listing is not None else self.record.total
+
+    @property
     def todo(self) -> int:
-        return self.record.total - self.record.start_position
+        return self.total - self.record.start_position
 
     @property
     def legs(self) -> int:
@@ -99,8 +114,8 @@ class RunView:
 
     @property
     def eta_s(self) -> float | None:
-        if self.finished or self.stalled or self.rate <= 0:
-            return None
+        if self.finished or self.stalled or self.rate <= 0 or not self.listing_done:
+            return None  # a prefix run still listing has no known end
         return (self.todo - self.done) / self.rate
 
     @property
@@ -114,9 +129,10 @@ class RunView:
             "status": str(self.status),
             "stalled": self.stalled,
             "reason": self.reason,
-            "source": f"s3://{self.record.bucket}/{self.record.key}",
+            "source": source_url(self.record),
             "done": self.done,
-            "total": self.record.total,
+            "total": self.total,
+            "listing_done": self.listing_done,
             "ok": self.ok,
             "failed": self.failed,
             "legs": self.legs,
@@ -148,7 +164,7 @@ def load_view(store: RunStore, run_id: str) -> RunView:
 
 
 def progress_line(v: RunView) -> str:
-    share = v.done / v.todo if v.todo else 1.0
+    share = v.done / v.todo if v.todo else (1.0 if v.listing_done else 0.0)
     bar = _bar(share, BAR_WIDTH)
     if v.stalled:
         tail = f"  no progress for {duration(v.idle_s)}: the sweep resumes it"
@@ -156,11 +172,12 @@ def progress_line(v: RunView) -> str:
         tail = "" if v.eta_s is None else f"  ETA {duration(v.eta_s)}"
     level = f"  x{v.level}" if v.level and not v.finished else ""
     chains = ""
-    if v.record.chains > 1:
+    if v.record.chains > 1 or v.listing is not None:
         chains = f" chains {sum(cp.finished for cp in v.chains)}/{len(v.chains)}"
+    todo = f"{v.todo}" if v.listing_done else f"{v.todo} listed so far"
     return (
         f"{v.record.run_id}  {v.state:<10}{chains} legs {v.legs:<3} [{bar}] "
-        f"{v.done}/{v.todo} {share:4.0%}  {v.rate:6.1f} tasks/s{level}  "
+        f"{v.done}/{todo} {share:4.0%}  {v.rate:6.1f} tasks/s{level}  "
         f"failed {v.failed}{tail}"
     )
 
@@ -172,13 +189,15 @@ def chain_lines(v: RunView) -> list[str]:
         return []
     if len(v.chains) <= CHAIN_LINES:
         return [_chain_line(cp) for cp in v.chains]
-    buckets = Counter(min(9, int(_share(cp) * 10)) for cp in v.chains)
-    lines = [
+    work = [cp for cp in v.chains if cp.listing is None]
+    buckets = Counter(min(9, int(_share(cp) * 10)) for cp in work)
+    lines = [_chain_line(cp) for cp in v.chains if cp.listing is not None]
+    lines += [
         f"  {bucket * 10:>3}-{bucket * 10 + 9:>3}%  {'#' * buckets[bucket]} {buckets[bucket]}"
         for bucket in range(10)
         if buckets[bucket]
     ]
-    left = sorted(v.chains, key=lambda cp: cp.range_end - cp.position, reverse=True)[:3]
+    left = sorted(work, key=lambda cp: cp.range_end - cp.position, reverse=True)[:3]
     lines.extend(f"  most left: {_chain_line(cp).strip()}" for cp in left if not cp.finished)
     return lines
 
@@ -248,6 +267,12 @@ def _bar(share: float, width: int) -> str:
 
 
 def _chain_line(cp: Checkpoint) -> str:
+    if cp.listing is not None:
+        state = "listed" if cp.listing["done"] else "listing"
+        return (
+            f"  {cp.chain:<10} {cp.status:<9} leg {cp.leg:<3} {state} {cp.listing['listed']} keys "
+            f"in {cp.listing['segments']} segments ({cp.listing['pages']} pages)"
+        )
     holes = f" +{len(cp.holes)} holes" if cp.holes else ""
     split = f" gave {len(cp.splits)}" if cp.splits else ""
     return (

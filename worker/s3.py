@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -52,6 +54,8 @@ LIST_PAGE = 1000
 REQUEST_KINDS = ("get", "put", "list", "head", "delete", "copy")
 """What `ObjectStore.counts()` counts: one per call made (botocore's own retries of a call
 are not seen here), by the request's kind as S3 prices it."""
+PART_BYTES = 8 * 1024 * 1024
+"""Parts of a streamed upload (S3's minimum is 5 MiB for every part but the last)."""
 
 
 class ObjectNotFoundError(BatonError):
@@ -69,6 +73,16 @@ class Listed:
     size: int
     metadata: dict[str, str] = field(default_factory=dict)
     """User metadata (`x-amz-meta-*`), from HEAD only."""
+    last_modified: str = ""
+    """ISO 8601 UTC (S3 keeps whole seconds), from a listing page only."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One ListObjectsV2 page: its objects in key order, and whether more follow."""
+
+    objects: list[Listed]
+    truncated: bool
 
 
 @dataclass(frozen=True)
@@ -205,6 +219,100 @@ class ObjectStore:
             params = {**params, "ContinuationToken": page["NextContinuationToken"]}
             params.pop("StartAfter", None)
 
+    def list_page(
+        self, bucket: str, prefix: str, *, start_after: str | None, max_keys: int = LIST_PAGE
+    ) -> Page:
+        """One page of keys after `start_after`: a lister resumes from the last key it kept,
+        which (unlike a continuation token) can live in a checkpoint for any time."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if start_after:
+            params["StartAfter"] = start_after
+        page = self._list(params)
+        objects = [
+            Listed(
+                obj["Key"],
+                str(obj.get("ETag", "")),
+                int(obj.get("Size", 0)),
+                last_modified=_iso(obj.get("LastModified")),
+            )
+            for obj in page.get("Contents", [])
+        ]
+        return Page(objects, bool(page.get("IsTruncated")))
+
+    def put_stream(
+        self,
+        bucket: str,
+        key: str,
+        pieces: Iterable[bytes],
+        *,
+        content_type: str = "application/x-ndjson",
+        part_bytes: int = PART_BYTES,
+    ) -> str:
+        """Write `pieces` as one object without holding it: a plain PUT if it stays under
+        `part_bytes`, else a multipart upload of `part_bytes` parts (aborted on error)."""
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        try:
+            for piece in pieces:
+                buffer += piece
+                if len(buffer) >= part_bytes:
+                    if upload_id is None:
+                        upload_id = self._call(
+                            "create_multipart_upload",
+                            f"UPLOAD s3://{bucket}/{key}",
+                            Bucket=bucket,
+                            Key=key,
+                            ContentType=content_type,
+                        )["UploadId"]
+                    parts.append(self._part(bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
+                    buffer.clear()
+            if upload_id is None:
+                return self.put(bucket, key, bytes(buffer), content_type=content_type)
+            if buffer or not parts:
+                parts.append(self._part(bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
+            done = self._call(
+                "complete_multipart_upload",
+                f"COMPLETE s3://{bucket}/{key}",
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+            return str(done["ETag"])
+        except BaseException:
+            if upload_id is not None:
+                # What an abort leaves, a lifecycle rule for incomplete uploads cleans.
+                with suppress(BatonError):
+                    self._call(
+                        "abort_multipart_upload",
+                        f"ABORT s3://{bucket}/{key}",
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                    )
+            raise
+
+    def _part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> Any:
+        answer = self._call(
+            "upload_part",
+            f"PART {number} s3://{bucket}/{key}",
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+        )
+        return {"PartNumber": number, "ETag": answer["ETag"]}
+
+    def _call(self, method: str, what: str, **params: Any) -> Any:
+        try:
+            return getattr(self.client, method)(**params)
+        except ClientError as exc:
+            raise _convert(exc, what) from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"{what} failed: {exc}") from exc
+
     def folders(self, bucket: str, prefix: str) -> Iterator[str]:
         """The next path segment of every key under `prefix` (`Delimiter="/"`)."""
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
@@ -286,6 +394,12 @@ def chunks(body: BinaryIO, what: str, size: int = 1024 * 1024) -> Iterator[bytes
         raise TransientError(f"reading {what} failed: {exc}") from exc
     finally:
         body.close()
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value or "")
 
 
 def _code(exc: ClientError) -> str:

@@ -20,12 +20,14 @@ from typing import Any
 
 from worker.checkpoint import Checkpoint, RunStatus
 from worker.completion import try_complete
+from worker.config import DEFAULT_PRESIGN_EXPIRES_S, DEFAULT_PROCESSOR
 from worker.container import Container
 from worker.cost import pricing_config
 from worker.events import FIRST_CHAIN, LegEvent, StartRequest, derive_run_id, quote_etag
 from worker.exceptions import BadEventError, RunNotFoundError, TaskListError
 from worker.handoff import HandoffError
 from worker.leg import LambdaContext
+from worker.listing import SPEC_SUFFIX, lister_checkpoint, parse_spec, refuse_loops, waiting
 from worker.prices import architecture, parse_overrides
 from worker.s3 import Listed
 from worker.schedule import SCHEDULE_ID, SCHEDULE_METADATA, run_nonce
@@ -62,12 +64,15 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
     """Create the run (once) and hand its leg 0 off."""
     meter = start_meter(container, context)
     store = RunStore(container.s3, request.bucket, container.settings.results_prefix)
-    source = _source_object(container, request.bucket, request.key)
-    etag = request.etag or quote_etag(source.etag)
+    if request.prefix is not None:
+        etag, metadata = request.prefix.digest(), {}
+    else:
+        source = _source_object(container, request.bucket, request.key)
+        etag, metadata = request.etag or quote_etag(source.etag), source.metadata
     if request.run_id is not None:
         return resume_run(container, store, request, context)
-    request = scheduled(request, source)
-    chains, chains_note = _chains(container, request, source)
+    request = scheduled(request, metadata)
+    chains, chains_note = _chains(container, request, metadata)
     while True:
         found = _identity(store, request, etag)
         if not isinstance(found, _Fresh) or found.record is not None:
@@ -103,12 +108,16 @@ def resume_run(
     """
     assert request.run_id is not None
     record = store.load_run(request.run_id)
-    if (record.bucket, record.key) != (request.bucket, request.key):
+    listed = (record.listing or {}).get("prefix")
+    if (record.bucket, record.key) != (request.bucket, request.key) and (
+        request.prefix is None or (record.bucket, listed) != (request.bucket, request.key)
+    ):
         raise BadEventError(
-            f"run {request.run_id} is for s3://{record.bucket}/{record.key}, "
+            f"run {request.run_id} is for s3://{record.bucket}/{listed or record.key}, "
             f"not s3://{request.bucket}/{request.key}"
         )
     at = container.clock.now_ms()
+    queued = set(store.queued_chains(record.run_id)) if record.listing else set()
     chains = [store.load_checkpoint(record.run_id, c) for c in store.chain_ids(record.run_id)]
     if all(v.checkpoint.status is RunStatus.DONE for v in chains):
         raise BadEventError(
@@ -146,8 +155,8 @@ def resume_run(
     notes = []
     for current in chains:
         cp = current.checkpoint
-        if cp.status is RunStatus.DONE:
-            continue
+        if cp.status is RunStatus.DONE or (cp.chain in queued and waiting(cp)):
+            continue  # a queued chain is started by the queue, within the run's chains
         rewound = cp if position is None else rewind(store, cp, position)
         resumed = store.swap(current, rewound.resume(at_ms=at)).checkpoint
         store.clear_chain_done(record.run_id, cp.chain)
@@ -283,6 +292,10 @@ def _new_record(
     chains: int,
 ) -> RunRecord:
     settings = container.settings
+    if request.prefix is not None or request.key.endswith(SPEC_SUFFIX):
+        return _new_prefix_record(
+            container, store, request=request, etag=etag, run_id=run_id, chains=chains
+        )
     try:
         tasks, _ = load_task_list(
             container.cache, container.s3, request.bucket, request.key, etag, settings=settings
@@ -319,6 +332,82 @@ def _new_record(
     )
 
 
+def _new_prefix_record(
+    container: Container,
+    store: RunStore,
+    *,
+    request: StartRequest,
+    etag: str,
+    run_id: str,
+    chains: int,
+) -> RunRecord:
+    """A prefix run's record: what it lists, pinned to this moment (objects modified later
+    are not in it). A spec that cannot be used still gets a run, failed with the reason."""
+    settings = container.settings
+    source = request.prefix
+    if request.position:
+        raise BadEventError(f"{request.key} is a prefix spec: a prefix run has no position")
+    try:
+        if source is None:
+            body = container.s3.get(request.bucket, request.key, if_match=etag).body
+            source = parse_spec(body, request.key)
+        refuse_loops(source.prefix, settings.tasks_prefix, settings.results_prefix)
+    except ValueError as exc:
+        error = TaskListError(str(exc))
+        _record_unreadable(container, store, request=request, etag=etag, run_id=run_id, exc=error)
+        raise error from None
+    at = container.clock.now_ms()
+    processor = source.processor
+    if processor is None:
+        processor = settings.processor if settings.processor != DEFAULT_PROCESSOR else "presign"
+    return RunRecord(
+        run_id=run_id,
+        bucket=request.bucket,
+        key=request.key,
+        etag=etag,
+        total=0,
+        start_position=0,
+        created_ms=at,
+        source=request.source,
+        config={
+            "concurrency": settings.concurrency,
+            "processor": processor,
+            "max_legs": settings.max_legs,
+            "stall_after_ms": settings.stall_after_ms,
+        },
+        version=LAYOUT_VERSION,
+        chains=max(1, chains),
+        listing={
+            **source.as_dict(),
+            "processor": processor,
+            "presign_s": source.presign_s or settings.presign_s or DEFAULT_PRESIGN_EXPIRES_S,
+            "cutoff_ms": at,
+        },
+    )
+
+
+def first_checkpoints(record: RunRecord, at_ms: int) -> list[Checkpoint]:
+    """What a start creates: a checkpoint per chain over contiguous ranges of a list, or a
+    prefix run's lister (its work chains come with the listing)."""
+    if record.listing is not None:
+        return [lister_checkpoint(record, at_ms)]
+    return [
+        Checkpoint(
+            run_id=record.run_id,
+            total=record.total,
+            position=first,
+            chain=f"{number:04d}" if record.version >= LAYOUT_VERSION else FIRST_CHAIN,
+            start=first,
+            end=end if record.chains > 1 else -1,
+            handed_off_ms=at_ms,
+            heartbeat_ms=at_ms,
+        )
+        for number, (first, end) in enumerate(
+            ranges(record.start_position, record.total, record.chains)
+        )
+    ]
+
+
 def ranges(start: int, total: int, chains: int) -> list[tuple[int, int]]:
     """[start, total) in `chains` contiguous ranges whose sizes differ by at most one."""
     size, extra = divmod(total - start, chains)
@@ -345,21 +434,7 @@ def _begin(
     0000 already exists, a duplicate, records nothing)."""
     at = container.clock.now_ms()
     store.mark_active(record.run_id, at)
-    fresh = [
-        Checkpoint(
-            run_id=record.run_id,
-            total=record.total,
-            position=first,
-            chain=f"{number:04d}" if record.version >= LAYOUT_VERSION else FIRST_CHAIN,
-            start=first,
-            end=end if record.chains > 1 else -1,
-            handed_off_ms=at,
-            heartbeat_ms=at,
-        )
-        for number, (first, end) in enumerate(
-            ranges(record.start_position, record.total, record.chains)
-        )
-    ]
+    fresh = first_checkpoints(record, at)
     ahead = Usage(s3_put=len(fresh) + 1, invokes=len(fresh))
     fresh[0] = with_usage(fresh[0], meter.pending(ahead), at)
     created = [v.checkpoint for v in container.io.map(store.create_checkpoint, fresh) if v]
@@ -369,15 +444,24 @@ def _begin(
         return StartResult(
             record.run_id, "duplicate", record.total, record.start_position, 0, chains=record.chains
         )
-    log.info(
-        "run %s started: %s tasks from s3://%s/%s at position %s, %s chains",
-        record.run_id,
-        record.total,
-        record.bucket,
-        record.key,
-        record.start_position,
-        record.chains,
-    )
+    if record.listing is not None:
+        log.info(
+            "run %s started: listing s3://%s/%s, %s chains",
+            record.run_id,
+            record.bucket,
+            record.listing["prefix"],
+            record.chains,
+        )
+    else:
+        log.info(
+            "run %s started: %s tasks from s3://%s/%s at position %s, %s chains",
+            record.run_id,
+            record.total,
+            record.bucket,
+            record.key,
+            record.start_position,
+            record.chains,
+        )
     invoked = container.io.map(lambda cp: _hand_off(container, record, cp, context), created)
     lost = [note for note in invoked if note]
     handoff_note = None
@@ -418,10 +502,10 @@ def _hand_off(
     return None
 
 
-def scheduled(request: StartRequest, source: Listed) -> StartRequest:
+def scheduled(request: StartRequest, metadata: dict[str, str]) -> StartRequest:
     """An upload the schedule tick made is named by its schedule, not its S3 sequencer: a
     second copy of one schedule is this same run's start (a duplicate), never a second run."""
-    schedule_id = source.metadata.get(SCHEDULE_METADATA)
+    schedule_id = metadata.get(SCHEDULE_METADATA)
     if request.source != "s3" or schedule_id is None:
         return request
     if not SCHEDULE_ID.match(schedule_id):
@@ -430,8 +514,11 @@ def scheduled(request: StartRequest, source: Listed) -> StartRequest:
     return replace(request, nonce=run_nonce(schedule_id))
 
 
-def _chains(container: Container, request: StartRequest, source: Listed) -> tuple[int, str | None]:
-    """How many chains: the payload's, else the upload's metadata, else the setting."""
+def _chains(
+    container: Container, request: StartRequest, metadata: dict[str, str]
+) -> tuple[int, str | None]:
+    """How many chains: the payload's, else the upload's metadata, else the setting (for a
+    prefix run: how many work chains run at once)."""
     limit = container.settings.max_chains
     if request.chains is not None:
         if request.chains > limit:
@@ -440,7 +527,7 @@ def _chains(container: Container, request: StartRequest, source: Listed) -> tupl
                 "raise it with the function's reserved concurrency"
             )
         return request.chains, None
-    raw = source.metadata.get(CHAINS_METADATA)
+    raw = metadata.get(CHAINS_METADATA)
     if raw is None:
         return container.settings.chains, None
     try:

@@ -108,4 +108,5 @@ def _range(victim: Checkpoint, chain: str, start: int, end: int, at_ms: int) -> 
         handed_off_ms=at_ms,
         heartbeat_ms=at_ms,
         level=victim.level,
+        segment=victim.segment,
     )

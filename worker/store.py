@@ -12,6 +12,9 @@ Layout under the results prefix (which never triggers the worker):
     {prefix}{run_id}/holes/{first:010d}-{last:010d}.jsonl    rows of holes of earlier legs
     {prefix}{run_id}/summary.json         written once at the end
     {prefix}{run_id}/cancel               marker: stop at the next batch
+    {prefix}{run_id}/listing/{first:010d}-{token}.jsonl   prefix runs: a segment of listed keys
+    {prefix}{run_id}/queue/{chain}        prefix runs: a work chain waiting for a free slot
+    {prefix}{run_id}/presigned.jsonl      prefix runs with `presign`: {key, url, size, etag}
     {prefix}_active/{run_id}              present while the run may still need a leg
 
 Runs created before layout version 2 keep `{prefix}{run_id}/checkpoint.json`, read as
@@ -45,6 +48,8 @@ SUMMARY_FILE = "summary.json"
 CANCEL_FILE = "cancel"
 ACTIVE_DIR = "_active/"
 SOURCES_DIR = "_sources/"
+QUEUE_DIR = "queue/"
+PRESIGNED_FILE = "presigned.jsonl"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ class RunRecord:
     version: int = 1
     """Layout version: 1 (one checkpoint per run, before fan-out) or 2 (a checkpoint per chain)."""
     chains: int = 1
+    listing: dict[str, Any] | None = None
+    """A prefix run's source: `prefix`, `suffix`, `processor`, `presign_s`, and `cutoff_ms`
+    (objects modified later are not in the run); None for a task list."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,23 @@ class RunStore:
         """A resumed run is not complete any more: its summary, manifest, notice go."""
         for name in (SUMMARY_FILE, MANIFEST_FILE, NOTICE_FILE):
             self.objects.delete(self.bucket, self.run_prefix(run_id) + name)
+
+    def queue_chain(self, run_id: str, chain: str) -> None:
+        self.objects.put(self.bucket, f"{self.run_prefix(run_id)}{QUEUE_DIR}{chain}", b"")
+
+    def unqueue(self, run_id: str, chain: str) -> None:
+        self.objects.delete(self.bucket, f"{self.run_prefix(run_id)}{QUEUE_DIR}{chain}")
+
+    def queued_chains(self, run_id: str) -> list[str]:
+        """Work chains of a prefix run waiting for a slot, in key (so index) order."""
+        prefix = self.run_prefix(run_id) + QUEUE_DIR
+        return [obj.key[len(prefix) :] for obj in self.objects.list(self.bucket, prefix)]
+
+    def put_segment(self, key: str, body: bytes) -> str:
+        return self.objects.put(self.bucket, key, body, content_type="application/x-ndjson")
+
+    def presigned_key(self, run_id: str) -> str:
+        return self.run_prefix(run_id) + PRESIGNED_FILE
 
     def done_chains(self, run_id: str) -> set[str]:
         prefix = self.run_prefix(run_id) + DONE_DIR

@@ -11,6 +11,7 @@ from typing import Any
 
 from worker.checkpoint import Checkpoint, RunStatus
 from worker.cost import cost_section
+from worker.listing import total_listed
 from worker.store import RunRecord, RunStore
 from worker.usage import Usage
 
@@ -71,13 +72,26 @@ def summarize(chains: list[Checkpoint], record: RunRecord, store: RunStore) -> d
     finished = max(cp.finished_ms for cp in chains)
     leg_ms = sum(cp.leg_ms_total for cp in chains)
     task_ms = sum(cp.task_ms_total for cp in chains)
+    listed = total_listed(chains)
+    extra: dict[str, Any] = {}
+    if record.listing is not None:
+        lister = next((cp.listing for cp in chains if cp.listing is not None), None) or {}
+        extra["listing"] = {
+            "prefix": record.listing["prefix"],
+            "suffix": record.listing.get("suffix"),
+            "processor": record.listing.get("processor"),
+            "listed": listed,
+            "pages": lister.get("pages", 0),
+            "segments": lister.get("segments", 0),
+            "left_out_newer": lister.get("too_new", 0),
+        }
     return {
         "run_id": record.run_id,
         "status": status,
         "reason": reason,
-        "source": f"s3://{record.bucket}/{record.key}",
+        "source": source_url(record),
         "etag": record.etag,
-        "total": record.total,
+        "total": record.total if listed is None else listed,
         "start_position": record.start_position,
         "processed": ok + failed,
         "ok": ok,
@@ -94,6 +108,7 @@ def summarize(chains: list[Checkpoint], record: RunRecord, store: RunStore) -> d
         "task_time_share": round(min(1.0, task_ms / leg_ms), 4) if leg_ms else None,
         "cost": run_cost(chains, record),
         "results": f"s3://{record.bucket}/{store.run_prefix(record.run_id)}results/",
+        **extra,
     }
 
 
@@ -104,6 +119,13 @@ def run_cost(chains: list[Checkpoint], record: RunRecord) -> dict[str, Any]:
         total += Usage.of(cp.usage)
     memory = total.mb_ms // total.billed_ms if total.billed_ms else 0
     return cost_section(total, record.config.get("pricing"), memory)
+
+
+def source_url(record: RunRecord) -> str:
+    """What the run works on: its task list, or the prefix it lists."""
+    if record.listing is not None:
+        return f"s3://{record.bucket}/{record.listing['prefix']}"
+    return f"s3://{record.bucket}/{record.key}"
 
 
 def task_time_share(cp: Checkpoint) -> float | None:

@@ -20,7 +20,8 @@ from worker.container import Container
 from worker.events import FIRST_CHAIN, LegEvent
 from worker.exceptions import ConflictError, RunNotFoundError
 from worker.handoff import HandoffError
-from worker.start import ranges
+from worker.listing import chain_state, dequeue, waiting
+from worker.start import first_checkpoints
 from worker.steal import ensure_split_ranges
 from worker.store import LAYOUT_VERSION, RunRecord, RunStore
 
@@ -55,6 +56,7 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
         if not _started(store, record, chains, at, settings.stall_after_ms):
             continue
         done = store.done_chains(run_id) if record.version >= LAYOUT_VERSION else set()
+        queued = set(store.queued_chains(run_id)) if record.listing else set()
         finished = 0
         for chain in chains:
             if chain in done:
@@ -68,7 +70,10 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
                 function=function,
                 at=at,
                 result=result,
+                queued=chain in queued,
             )
+        if queued:
+            _start_queued(container, store, record, function=function, at=at, result=result)
         if finished == len(chains):
             outcome = repair(
                 store,
@@ -93,8 +98,10 @@ def _sweep_chain(
     function: str,
     at: int,
     result: SweepResult,
+    queued: bool = False,
 ) -> int:
-    """Resume one chain if it stalled; 1 if it has finished."""
+    """Resume one chain if it stalled; 1 if it has finished. A queued chain of a prefix
+    run is not resumed here: it waits for a free slot (`_start_queued`)."""
     try:
         current = store.load_checkpoint(record.run_id, chain)
     except RunNotFoundError:
@@ -106,7 +113,7 @@ def _sweep_chain(
         if record.version >= LAYOUT_VERSION:
             store.mark_chain_done(record.run_id, chain)  # its leg died between CAS and marker
         return 1
-    if not cp.stalled(at, container.settings.stall_after_ms):
+    if (queued and waiting(cp)) or not cp.stalled(at, container.settings.stall_after_ms):
         return 0
     try:
         store.swap(current, cp.swept(at_ms=at))
@@ -140,12 +147,32 @@ def _invoke(
     return True
 
 
+def _start_queued(
+    container: Container,
+    store: RunStore,
+    record: RunRecord,
+    *,
+    function: str,
+    at: int,
+    result: SweepResult,
+) -> None:
+    """Start queued chains of a prefix run while fewer than its `chains` run: the last
+    resort when every work chain ended before a chain was queued."""
+    state = chain_state(store, record.run_id)
+    room = record.chains - state.live
+    if room <= 0 or not state.queued:
+        return
+    for cp in dequeue(store, record.run_id, state.queued[:room], at):
+        if _invoke(container, record, cp, function, result):
+            log.warning("sweep started queued chain %s of run %s", cp.chain, record.run_id)
+
+
 def _started(
     store: RunStore, record: RunRecord, chains: list[str], at: int, stall_after_ms: int
 ) -> bool:
     """Whether the run's start made its checkpoints; one that died half-way long ago is
     finished here (the missing checkpoints are created; the next tick resumes them)."""
-    expected = len(ranges(record.start_position, record.total, record.chains))
+    expected = len(first_checkpoints(record, 0))
     if record.version < LAYOUT_VERSION:
         chains = [c for c in chains if store.has_checkpoint(record.run_id, c)]
         expected = 1
@@ -154,18 +181,6 @@ def _started(
     if at - record.created_ms <= stall_after_ms:
         return False  # a start under way
     log.warning("run %s was created but not all its chains: creating them", record.run_id)
-    for number, (first, end) in enumerate(
-        ranges(record.start_position, record.total, record.chains)
-    ):
-        store.create_checkpoint(
-            Checkpoint(
-                run_id=record.run_id,
-                total=record.total,
-                position=first,
-                chain=f"{number:04d}",
-                start=first,
-                end=end if record.chains > 1 else -1,
-                handed_off_ms=0,
-            )
-        )
+    for checkpoint in first_checkpoints(record, 0):
+        store.create_checkpoint(checkpoint)
     return False

@@ -103,7 +103,7 @@ def test_events_sweep_tick() -> None:
         ([], "must be a JSON object"),
         ({}, "unrecognised event"),
         ({"hello": 1}, "unrecognised event"),
-        ({"bucket": "b", "position": 0}, "missing ['key']"),
+        ({"bucket": "b", "position": 0}, "exactly one source"),
         ({"bucket": "b", "key": "tasks/x.json", "chains": 0}, "'chains' must be a whole number"),
         ({"bucket": "b", "key": "tasks/x.json", "chains": "4"}, "'chains' must be a non-negative"),
         ({"bucket": "b", "key": "tasks/x.json", "position": -1}, "non-negative integer"),

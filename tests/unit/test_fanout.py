@@ -354,3 +354,22 @@ def test_fanout_a_done_marker_on_a_running_chain_is_cleared_and_the_chain_resume
     h.drive(h.invoker.pop())
     assert sorted(h.result_indices(run_id)) == list(range(40))
     assert h.summary(run_id)["status"] == "done"
+
+
+def test_fanout_adopting_a_dead_legs_results_stops_at_the_chains_range(h: Harness) -> None:
+    answer = start(h, 2)
+    run_id = answer["run_id"]
+    first, second = (payload for _, payload in h.invoker.calls)
+    h.invoker.calls.clear()
+    # Chain 0000's leg planned its whole range, wrote it, and died before its CAS...
+    held = h.store.load_checkpoint(run_id, "0000")
+    dead = held.checkpoint.evolve(owner="dead/1", lease_until_ms=h.clock.now_ms() - 1, batch_end=20)
+    h.store.swap(held, dead)
+    rows = [{"index": i, "url": URLS[i], "error": None} for i in range(20)]
+    h.store.put_results(run_id, 0, 19, rows)
+    h.drive(second)  # ...while chain 0001 wrote 20-39, right after it
+    h.drive(first)  # the retry adopts 0-19, and not 0001's 20-39
+    cp = h.store.load_checkpoint(run_id, "0000").checkpoint
+    assert (cp.position, cp.ok) == (20, 20)
+    summary = h.summary(run_id)
+    assert (summary["processed"], summary["ok"]) == (40, 40)

@@ -84,3 +84,29 @@ def test_s3_errors_are_converted_by_what_a_caller_does_about_them(
 ) -> None:
     with pytest.raises(kind):
         ObjectStore(_Failing(exc)).get("b", "k")
+
+
+MIB = 1024 * 1024
+
+
+def test_s3_put_stream_of_a_small_body_is_one_put(s3: Any, bucket: str) -> None:
+    ObjectStore(s3).put_stream(bucket, "small", iter([b"a\n", b"b\n"]))
+    assert s3.get_object(Bucket=bucket, Key="small")["Body"].read() == b"a\nb\n"
+
+
+def test_s3_put_stream_past_a_part_is_a_multipart_upload(s3: Any, bucket: str) -> None:
+    pieces = [bytes([i]) * MIB for i in range(11)]  # 11 MiB in 5 MiB parts: 3 parts
+    etag = ObjectStore(s3).put_stream(bucket, "big", iter(pieces), part_bytes=5 * MIB)
+    assert etag.endswith('-3"')  # a multipart ETag names its parts
+    assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == b"".join(pieces)
+
+
+def test_s3_put_stream_that_fails_aborts_its_upload(s3: Any, bucket: str) -> None:
+    def pieces() -> Any:
+        yield b"x" * 5 * MIB
+        raise RuntimeError("the source broke")
+
+    with pytest.raises(RuntimeError, match="source broke"):
+        ObjectStore(s3).put_stream(bucket, "broken", pieces(), part_bytes=5 * MIB)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert ObjectStore(s3).head(bucket, "broken") is None

@@ -32,8 +32,11 @@ def function(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement of the role, a conditional one (`!If [cond, statement, NoValue]`) as
+    the statement it grants when its condition holds."""
     role = template["Resources"]["FunctionRole"]["Properties"]
-    return [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    found = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    return [s["Fn::If"][1] if "Fn::If" in s else s for s in found]
 
 
 def as_list(value: Any) -> list[Any]:
@@ -113,7 +116,13 @@ def test_template_iam_scopes_s3_to_the_bucket(template: dict[str, Any]) -> None:
     resources = {r["Fn::Sub"] for s in s3 for r in as_list(s["Resource"])}
     assert resources == {f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}{tail}" for tail in ("", "/*")}
     actions = {a for s in s3 for a in as_list(s["Action"])}
-    assert actions == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    assert actions == {
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:AbortMultipartUpload",
+    }
 
 
 def test_template_iam_scopes_lambda_to_the_function_itself(template: dict[str, Any]) -> None:
@@ -182,3 +191,19 @@ def test_template_may_put_the_notice_on_its_bus_only(
     assert variables["BATON_EVENT_BUS"] == {"Ref": "EventBusName"}
     assert variables["BATON_MAX_CHAINS"] == {"Ref": "MaxChains"}
     assert template["Parameters"]["WebhookSecret"]["NoEcho"] is True
+
+
+def test_template_reads_the_signing_keys_only_when_a_secret_is_named(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    role = template["Resources"]["FunctionRole"]["Properties"]
+    [conditional] = [
+        s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"] if "Fn::If" in s
+    ]
+    condition, statement, otherwise = conditional["Fn::If"]
+    assert condition == "HasSigningSecret"
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert statement["Resource"] == {"Ref": "SigningSecretArn"}
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    variables = function["Environment"]["Variables"]
+    assert variables["BATON_SIGNING_SECRET_ID"] == {"Ref": "SigningSecretArn"}

@@ -9,7 +9,7 @@ load    `load_task_list`: the container-cached list a leg works from
 
 from worker.tasks.index import JsonlIndex, decode_index, encode_index, index_jsonl
 from worker.tasks.load import INDEX_STRIDE, IndexedTaskList, TaskList, index_key, load_task_list
-from worker.tasks.model import MAX_TASK_BYTES, RESULT_FIELDS, Task
+from worker.tasks.model import MAX_TASK_BYTES, RESULT_FIELDS, S3Object, Task
 from worker.tasks.parse import parse_task_list
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "RESULT_FIELDS",
     "IndexedTaskList",
     "JsonlIndex",
+    "S3Object",
     "Task",
     "TaskList",
     "decode_index",

@@ -31,6 +31,26 @@ RESULT_FIELDS = (
 
 
 @dataclass(frozen=True)
+class S3Object:
+    """One object of a prefix run, as the listing saw it: the task's pinned input.
+
+    A processor reads it through `ctx.open(obj)`, which asks for exactly `etag`,
+    so an object rewritten since it was listed is refused, never read anew.
+    """
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: str
+    """ISO 8601, UTC, as ListObjectsV2 gave it (one-second resolution)."""
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
 class Task:
     index: int
     url: str | None
@@ -38,6 +58,8 @@ class Task:
     options: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     """Why this entry is not a valid task; the processor never sees it."""
+    s3_object: S3Object | None = None
+    """The object this task is about (prefix runs); `url` is then its s3:// URL."""
 
     def result_base(self) -> dict[str, Any]:
         """A row with every field of RESULT_FIELDS, unknown ones null, so rows share one schema."""
