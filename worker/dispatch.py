@@ -13,6 +13,7 @@ from worker.leg import LambdaContext, Leg
 from worker.schedule import TickResult, tick
 from worker.start import start_run
 from worker.sweep import sweep
+from worker.usage import init_ms
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 def dispatch(container: Container, event: Any, context: LambdaContext) -> dict[str, Any]:
     """Act on one event. Bad input is answered, not raised, so Lambda does not retry it."""
     settings = container.settings
+    container.begin_invocation(init_ms)
     try:
         parsed = parse_event(event, settings.tasks_prefix, settings.results_prefix)
         outcomes: list[dict[str, Any]] = []

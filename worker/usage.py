@@ -179,12 +179,11 @@ class Meter:
 
 
 def start_meter(container: Container, context: Any) -> Meter:
-    """The meter of one invocation; the container's first also carries its INIT time."""
-    first = container.cold
-    container.cold = False
+    """The meter of one invocation; the first meter of the container's first invocation
+    also carries its INIT time (recorded by `dispatch`, `Container.begin_invocation`)."""
     return Meter(
         container.clock,
         container.s3,
         memory_mb=memory_mb(context),
-        init_ms=init_ms() if first else 0,
+        init_ms=container.take_init_ms(),
     )

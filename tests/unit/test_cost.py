@@ -201,3 +201,33 @@ def test_prices_architecture_comes_from_the_setting_or_the_machine() -> None:
     assert architecture("arm64", "x86_64") == "arm64"
     assert architecture("", "aarch64") == "arm64"
     assert architecture("", "x86_64") == "x86_64"
+
+
+def started_init_ms(h: Harness) -> int:
+    """The INIT the start recorded (in chain 0000's first checkpoint)."""
+    put_tasks(h.s3, h.bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    started = h.invoke({"bucket": h.bucket, "key": "tasks/list.jsonl"})["results"][0]
+    return Usage.of(h.store.load_checkpoint(started["run_id"], "0000").checkpoint.usage).init_ms
+
+
+def test_cost_init_is_taken_by_a_start_that_is_the_containers_first_invocation(
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+    h = Harness(s3, bucket, settings(bucket=bucket))
+    assert started_init_ms(h) > 0
+
+
+@pytest.mark.parametrize("first", ["sweep", "ignored"])
+def test_cost_init_belongs_to_the_containers_first_invocation_whatever_it_was(
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    """A container whose first invocation was a sweep or an ignored event: its INIT was
+    billed then, never to a later start or leg as the process's whole age."""
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+    h = Harness(s3, bucket, settings(bucket=bucket))
+    event = {"action": "sweep"} if first == "sweep" else h.upload_event("elsewhere/x.json", "e1")
+    answer = h.invoke(event)
+    assert answer["ok"]
+    assert answer["results"][0]["action"] == first
+    assert started_init_ms(h) == 0
