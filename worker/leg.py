@@ -127,6 +127,9 @@ class Leg:
         """A task ran out of this leg's time: the rest is for the next leg."""
         self.held: Versioned | None = None
         """The checkpoint as this leg last wrote it; set once the claim succeeds."""
+        self._unsure: tuple[Checkpoint, Usage] | None = None
+        """A write whose call raised and could not be read back, and the usage it carried:
+        `release` finds out whether it landed."""
 
     def run(self) -> LegResult:
         result = self._run()
@@ -619,6 +622,9 @@ class Leg:
             current = self.store.load_checkpoint(self.event.run_id, self.event.chain)
             if current.checkpoint.owner != self.owner:
                 return
+            if self._unsure is not None and current.checkpoint == self._unsure[0]:
+                self.meter.landed(self._unsure[1])  # the write that raised had landed
+            self._unsure = None
             released = current.checkpoint.release(crashed=not isinstance(exc, TransientError))
             delta = self.meter.pending(ONE_PUT)
             released = with_usage(released, delta, self.clock.now_ms())
@@ -687,11 +693,14 @@ class Leg:
         delta = self.meter.pending(ONE_PUT + (ahead or Usage()))
         new = with_usage(new, delta, self.clock.now_ms())
         for _ in range(MAX_SPLIT_RETRIES):
+            self._unsure = (new, delta)
             try:
                 self.held = self.store.swap(self.held, new)
                 self.meter.landed(delta)
+                self._unsure = None
                 return new
             except ConflictError:
+                self._unsure = None
                 current = self.store.load_checkpoint(new.run_id, new.chain)
                 redone = redo_after_split(self.held.checkpoint, current.checkpoint, new)
                 if redone is None:

@@ -8,7 +8,8 @@ checkpoint's `usage`, and only once that CAS has landed does the meter count it 
 recorded. So:
 
 - a write redone on top of a steal adds its delta once (the redo keeps the delta);
-- a write whose answer was lost but which landed is read back, not written again;
+- a write whose answer was lost (or whose call failed) but which landed is read back,
+  not written again; if even the read-back failed, `Leg.release` finds it in place;
 - a leg that loses the checkpoint records nothing more: its tail since its last
   write is not counted (a few seconds at most: it commits every ~10 s);
 - a leg that dies holding the checkpoint was billed until its deadline: whoever
