@@ -10,10 +10,10 @@ from typing import Any
 from baton.runs import checked_list
 from baton.target import CliError, Target
 from worker.clock import Clock
+from worker.names import SCHEDULES_PREFIX
 from worker.progress import EXIT_OK
 from worker.schedule import (
     SCHEDULE_ID,
-    SCHEDULES_PREFIX,
     Schedule,
     parse_due,
     target_name,

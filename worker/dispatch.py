@@ -33,10 +33,30 @@ def dispatch(container: Container, event: Any, context: LambdaContext) -> dict[s
     return {"ok": True, "results": outcomes}
 
 
-def schedule_tick(container: Container, bucket: str, at_ms: int | None) -> TickResult:
-    """The schedule tick rides on the sweep's rule: due schedules move before the sweep."""
-    at = container.clock.now_ms() if at_ms is None else at_ms
-    return tick(container.s3, bucket, datetime.fromtimestamp(at / 1000, UTC))
+TICK_SHARE = 0.5
+"""The schedule tick may use this share of the invocation's time left; the sweep after it
+gets the rest (schedules still due wait for the next tick)."""
+
+
+def schedule_tick(
+    container: Container, bucket: str, at_ms: int | None, context: LambdaContext
+) -> TickResult:
+    """The schedule tick rides on the sweep's rule: due schedules move before the sweep.
+    An error in it is logged and reported, never raised: the sweep must still run."""
+    clock = container.clock
+    at = clock.now_ms() if at_ms is None else at_ms
+    deadline = clock.monotonic() + context.get_remaining_time_in_millis() * TICK_SHARE / 1000
+    try:
+        return tick(
+            container.s3,
+            bucket,
+            datetime.fromtimestamp(at / 1000, UTC),
+            tasks_prefix=container.settings.tasks_prefix,
+            out_of_time=lambda: clock.monotonic() >= deadline,
+        )
+    except Exception as exc:
+        log.exception("schedule tick failed; the sweep runs all the same")
+        return TickResult(errors=[f"schedule tick: {type(exc).__name__}: {exc}"])
 
 
 def _act(container: Container, item: Any, context: LambdaContext) -> dict[str, Any]:
@@ -47,11 +67,12 @@ def _act(container: Container, item: Any, context: LambdaContext) -> dict[str, A
         if not container.settings.bucket:
             raise ConfigError("the sweep needs BATON_BUCKET to know which bucket to scan")
         bucket = container.settings.bucket
-        moved = schedule_tick(container, bucket, item.at_ms)
+        moved = schedule_tick(container, bucket, item.at_ms, context)
         swept = sweep(container, bucket, context.invoked_function_arn)
         return {
             "action": "sweep",
             "scheduled": moved.moved,
+            "deferred": moved.deferred,
             "checked": swept.checked,
             "resumed": swept.resumed,
             "tidied": swept.tidied,

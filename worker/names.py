@@ -6,6 +6,8 @@ TASKS_PREFIX = "tasks/"
 """Uploads under it start runs (the trigger filter, and `Settings.tasks_prefix`'s default)."""
 RESULTS_PREFIX = "runs/"
 """Run state and results; never triggers the worker (`Settings.results_prefix`'s default)."""
+SCHEDULES_PREFIX = "schedules/"
+"""One-time schedules waiting for their time (worker.schedule); neither prefix may overlap it."""
 TRIGGER_SUFFIXES = (".json", ".jsonl")
 FUNCTION_NAME = "baton-worker"
 ENV_PREFIX = "BATON_"
