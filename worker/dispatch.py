@@ -33,6 +33,9 @@ def dispatch(container: Container, event: Any, context: LambdaContext) -> dict[s
     return {"ok": True, "results": outcomes}
 
 
+MAX_TICK_AHEAD_MS = 60_000
+"""A sweep event's `time` further ahead of the function's clock than this is refused for
+the tick (a manual sweep with a future time would start schedules early); the sweep runs."""
 TICK_SHARE = 0.5
 """The schedule tick may use this share of the invocation's time left; the sweep after it
 gets the rest (schedules still due wait for the next tick)."""
@@ -42,9 +45,21 @@ def schedule_tick(
     container: Container, bucket: str, at_ms: int | None, context: LambdaContext
 ) -> TickResult:
     """The schedule tick rides on the sweep's rule: due schedules move before the sweep.
-    An error in it is logged and reported, never raised: the sweep must still run."""
+    An error in it is logged and reported, never raised: the sweep must still run.
+
+    The tick moves what is due at the event's `time` when it has one (the embedded stack's
+    ticks, a manual sweep), else at the function's clock: on AWS the template's rule sends
+    a constant input, so there the function's clock decides."""
     clock = container.clock
     at = clock.now_ms() if at_ms is None else at_ms
+    if at > clock.now_ms() + MAX_TICK_AHEAD_MS:
+        log.error("sweep event time %s ms is ahead of the clock: no schedule tick", at)
+        return TickResult(
+            errors=[
+                f"schedule tick: the event's time is {(at - clock.now_ms()) / 1000:.0f} s ahead "
+                "of the function's clock: refused (it would start schedules early)"
+            ]
+        )
     deadline = clock.monotonic() + context.get_remaining_time_in_millis() * TICK_SHARE / 1000
     try:
         return tick(

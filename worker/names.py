@@ -16,3 +16,8 @@ ENV_PREFIX = "BATON_"
 def triggers(key: str, tasks_prefix: str = TASKS_PREFIX) -> bool:
     """Whether an upload of `key` starts a run (the bucket notification's filter)."""
     return key.startswith(tasks_prefix) and key.endswith(TRIGGER_SUFFIXES)
+
+
+TICK_RATE = "rate(1 minute)"
+"""The one EventBridge rule that carries the sweep and the schedule tick (template and
+LocalStack deploy alike)."""

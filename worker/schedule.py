@@ -106,7 +106,7 @@ def check_name(name: str) -> None:
     if not _NAME.match(name) or ".." in name:
         raise ScheduleError(
             f"target name {name!r} is not safe: use letters, digits, '.', '_' and '-' "
-            "(starting with a letter or digit)"
+            "(starting with a letter or digit); --name NAME chooses another"
         )
     if not name.endswith(TRIGGER_SUFFIXES):
         raise ScheduleError(
@@ -133,7 +133,10 @@ def parse_due(text: str, now: datetime, *, now_if_past: bool = False) -> datetim
     relative = _RELATIVE.match(text.strip())
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2)
-        return _whole_second(now + timedelta(**{_UNITS[unit]: amount}))
+        try:
+            return _whole_second(now + timedelta(**{_UNITS[unit]: amount}))
+        except OverflowError:
+            raise ScheduleError(f"{text!r} is too far ahead (past the year 9999)") from None
     try:
         when = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
@@ -159,9 +162,12 @@ def parse_due(text: str, now: datetime, *, now_if_past: bool = False) -> datetim
 
 def _whole_second(when: datetime) -> datetime:
     """Up to the next whole second: a schedule never starts before the time asked."""
-    when = when.astimezone(UTC)
-    if when.microsecond:
-        when = when.replace(microsecond=0) + timedelta(seconds=1)
+    try:
+        when = when.astimezone(UTC)
+        if when.microsecond:
+            when = when.replace(microsecond=0) + timedelta(seconds=1)
+    except OverflowError:
+        raise ScheduleError("the time is too far ahead (past the year 9999)") from None
     return when
 
 

@@ -450,3 +450,17 @@ def test_due_schedules_reads_now_in_utc(h: Harness) -> None:
     assert due_schedules(ObjectStore(h.s3), h.bucket, in_paris) == [schedule]
     early = (NOW - timedelta(seconds=1)).astimezone(timezone(timedelta(hours=-5)))
     assert due_schedules(ObjectStore(h.s3), h.bucket, early) == []
+
+
+def test_a_sweep_event_time_ahead_of_the_clock_moves_nothing(h: Harness) -> None:
+    """A manual sweep saying a later time would start schedules early: refused (the sweep
+    itself still runs); a minute of skew is allowed."""
+    now = datetime.fromtimestamp(h.clock.now_ms() / 1000, UTC)
+    schedule = put_schedule(h, now + timedelta(hours=1))
+    answer = tick_at(h, now + timedelta(hours=1))
+    assert answer["scheduled"] == []
+    assert "ahead of the function's clock" in answer["errors"][0]
+    assert "checked" in answer
+    assert keys(h, SCHEDULES_PREFIX) == [schedule.key]
+    h.clock.advance(3_600_000 - 30_000)
+    assert tick_at(h, now + timedelta(hours=1))["scheduled"] == [schedule.id]
