@@ -551,6 +551,7 @@ class Leg:
             self.c.notifier,
             self.clock.now_ms(),
             self.c.settings.presign_s,
+            architecture=self.c.settings.architecture,
         )
         if summary is not None and self._record.chains > 1:
             reason = reason or f"completed the run: {summary['status']}"

@@ -479,7 +479,14 @@ def _record_unreadable(
     )
     if store.create_checkpoint(final) is not None:
         store.mark_chain_done(run_id, final.chain)
-        try_complete(store, record, container.notifier, at, container.settings.presign_s)
+        try_complete(
+            store,
+            record,
+            container.notifier,
+            at,
+            container.settings.presign_s,
+            architecture=container.settings.architecture,
+        )
     store.mark_source(run_id, request.key, etag)
     log.error("run %s failed: %s", run_id, exc)
 

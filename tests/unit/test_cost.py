@@ -306,3 +306,27 @@ def test_cost_init_belongs_to_the_containers_first_invocation_whatever_it_was(
     assert answer["ok"]
     assert answer["results"][0]["action"] == first
     assert started_init_ms(h) == 0
+
+
+def test_cost_of_a_run_started_before_metering_is_partial_on_the_set_architecture(
+    s3: Any, bucket: str
+) -> None:
+    """A run.json written by older code pins no prices: the run is priced on the function's
+    architecture setting (not x86_64 whatever it is), and marked partly metered."""
+    h = Harness(s3, bucket, settings(architecture="arm64"), timeout_ms=1_600)
+    put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    h.invoke({"bucket": bucket, "key": "tasks/list.jsonl"})
+    leg0 = h.invoker.pop()
+    key = f"runs/{leg0['run_id']}/run.json"
+    record = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    del record["config"]["pricing"]  # as the code before the deploy wrote it
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode())
+    h.drive(leg0)
+    cost = h.summary(leg0["run_id"])["cost"]
+    assert cost["lambda"]["architecture"] == "arm64"
+    assert cost["metered"] == "partial"
+
+
+def test_cost_of_a_run_started_with_metering_is_full(h: Harness) -> None:
+    run_id, _ = run_all(h)
+    assert h.summary(run_id)["cost"]["metered"] == "full"
