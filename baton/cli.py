@@ -174,7 +174,7 @@ def _schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument(
         "--concurrency", type=_position, help="tasks in flight per chain (default: found)"
     )
-    p.add_argument("--sample", type=_chains, default=20, help="tasks to run here")
+    p.add_argument("--sample", type=_sample, default=20, help="tasks to run here")
     _allow_loopback(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=estimate.cmd_estimate)
@@ -240,6 +240,13 @@ def _chains(text: str) -> int:
     value = _position(text)
     if value < 1:
         raise argparse.ArgumentTypeError("a run needs at least one chain")
+    return value
+
+
+def _sample(text: str) -> int:
+    value = _position(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("sample at least one task")
     return value
 
 

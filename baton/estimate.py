@@ -44,10 +44,11 @@ LEG_OVERHEAD_S = 0.3
 """Claim, task list revalidation, final commit and hand-off: a warm hop measured about
 25 ms in the bench, a cold one about 300 ms; the cold figure, to err long."""
 COMMIT_INTERVAL_S = 10.0
-S3_PER_LEG = {"get": 3, "put": 4, "head": 2, "list": 1}
+S3_PER_LEG = {"get": 4, "put": 4, "head": 2, "list": 1}
 """A leg's own requests besides its commits: checkpoint and run.json reads, the task
 list's revalidation, the claim, plan and hand-off writes, the cancel check, the orphan
-listing (worker/leg.py)."""
+listing (worker/leg.py); the start's few are spread over the legs. Checked against an
+actual run's counts by tests/integration/test_estimate_on_stack.py (S3_TOLERANCE)."""
 S3_PER_COMMIT = {"put": 2, "head": 1}
 """Per commit: the results object, the checkpoint CAS; the cancel marker's HEAD."""
 
@@ -107,9 +108,13 @@ def sample(tasks: Sequence[Task], count: int, settings: Settings) -> Sample:
             failed += bool(outcome.row is None or outcome.row.get("error"))
     finally:
         fetcher.close()
-    hosts = {t.url.split("/")[2] for t in picked if t.url and "//" in t.url}
     n = max(1, len(picked))
-    return Sample(len(picked), sum(walls) / n, sum(cpus) / n, max(1, len(hosts)), failed)
+    return Sample(len(picked), sum(walls) / n, sum(cpus) / n, count_hosts(tasks), failed)
+
+
+def count_hosts(tasks: Sequence[Task]) -> int:
+    """Hosts over the whole list (the per-host cap applies to them all, not the sample)."""
+    return max(1, len({t.url.split("/")[2] for t in tasks if t.url and "//" in t.url}))
 
 
 def predict(
@@ -206,8 +211,13 @@ def report(m: Sample, p: Prediction, cost: dict[str, Any], settings: Settings) -
     alt = cost["alternatives"]
     return [
         f"sampled {m.tasks} of {p.tasks} tasks here with {settings.processor}: "
-        f"{m.wall_ms:.1f} ms wall, {m.cpu_ms:.2f} ms CPU per task ({m.failed} failed), "
-        f"{m.hosts} hosts",
+        f"{m.wall_ms:.1f} ms wall, {m.cpu_ms:.2f} ms CPU per task ({m.failed} failed); "
+        f"{m.hosts} host{'s' if m.hosts != 1 else ''} in the list",
+        "settings from this shell's BATON_* variables, not the function's: "
+        f"processor {settings.processor}, margin {settings.margin_ms} ms, "
+        f"concurrency {settings.concurrency or 'found'} (max {settings.max_concurrency}), "
+        f"{settings.per_host_concurrency} per host, architecture "
+        f"{cost['lambda']['architecture']}; set them as on the function",
         "assumptions: a Lambda vCPU as fast as a core here; "
         f"{p.memory_mb} MB = {min(1.0, p.memory_mb / MB_PER_VCPU):.2f} vCPU; "
         f"timeout {p.timeout_s:.0f} s, margin {settings.margin_ms} ms, "

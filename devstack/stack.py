@@ -33,6 +33,7 @@ from devstack.s3server import EmbeddedS3, FaultHook
 from devstack.service import Service
 from worker.clock import SYSTEM_CLOCK, Clock
 from worker.names import FUNCTION_NAME, RESULTS_PREFIX, TASKS_PREFIX, TRIGGER_SUFFIXES
+from worker.schedule import DUE_FORMAT
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -292,7 +293,7 @@ class EmbeddedStack(Service):
 
     def tick_event(self) -> dict[str, Any]:
         at = datetime.fromtimestamp(self.clock.now_ms() // 1000, UTC)
-        return {**SWEEP_EVENT, "time": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return {**SWEEP_EVENT, "time": at.strftime(DUE_FORMAT)}
 
     def _tick_every(self, interval_s: float) -> None:
         while not self._stopping.wait(interval_s):

@@ -20,13 +20,21 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.package import DEFAULT_OUT, build_zip
-from worker.names import FUNCTION_NAME, RESULTS_PREFIX, TASKS_PREFIX, TRIGGER_SUFFIXES
+from worker.names import (
+    FUNCTION_NAME,
+    RESULTS_PREFIX,
+    TASKS_PREFIX,
+    TICK_RATE,
+    TRIGGER_SUFFIXES,
+)
 
 # What the function's own boto3 calls use, from inside LocalStack's Lambda container.
 INTERNAL_ENDPOINT = "http://localhost.localstack.cloud:4566"
 # LocalStack does not enforce IAM by default; the role only has to look like one.
 ROLE_ARN = "arn:aws:iam::000000000000:role/baton-worker"
 SUFFIXES = TRIGGER_SUFFIXES
+SWEEP_SCHEDULE = TICK_RATE
+"""As the template's SweepTick: the sweep and the schedule tick, every minute."""
 
 
 def deploy(
@@ -94,7 +102,7 @@ def deploy(
     )
 
     events = session.client("events")
-    rule = events.put_rule(Name=f"{function}-sweep", ScheduleExpression="rate(5 minutes)")
+    rule = events.put_rule(Name=f"{function}-sweep", ScheduleExpression=SWEEP_SCHEDULE)
     _allow(lam, function, "sweep-tick", "events.amazonaws.com", rule["RuleArn"])
     events.put_targets(
         Rule=f"{function}-sweep",

@@ -46,13 +46,20 @@ def finished_chains(store: RunStore, record: RunRecord) -> list[Checkpoint] | No
 
 
 def try_complete(
-    store: RunStore, record: RunRecord, notifier: Notifier, at_ms: int, presign_s: int = 0
+    store: RunStore,
+    record: RunRecord,
+    notifier: Notifier,
+    at_ms: int,
+    presign_s: int = 0,
+    *,
+    architecture: str = "",
 ) -> dict[str, Any] | None:
-    """Complete the run if every chain has finished; the summary if this call wrote it."""
+    """Complete the run if every chain has finished; the summary if this call wrote it.
+    `architecture` (the setting) prices a run whose run.json pinned no prices."""
     chains = finished_chains(store, record)
     if chains is None:
         return None
-    summary = summarize(chains, record, store)
+    summary = summarize(chains, record, store, architecture=architecture)
     if not store.create_summary(record.run_id, summary):
         return None  # another leg (or the sweep) completed it
     log.info(
@@ -176,6 +183,7 @@ def repair(
     *,
     presign_s: int = 0,
     resend_after_ms: int = 0,
+    architecture: str = "",
 ) -> str | None:
     """What the sweep does for a run whose completion a leg did not see through.
 
@@ -184,7 +192,9 @@ def repair(
     """
     summary = store.load_summary(record.run_id)
     if summary is None:
-        completed = try_complete(store, record, notifier, at_ms, presign_s)
+        completed = try_complete(
+            store, record, notifier, at_ms, presign_s, architecture=architecture
+        )
         return None if completed is None else "completed"
     if store.load_notice(record.run_id) is not None:
         store.mark_inactive(record.run_id)

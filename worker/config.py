@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from worker.exceptions import ConfigError
-from worker.names import ENV_PREFIX, RESULTS_PREFIX, TASKS_PREFIX
+from worker.names import ENV_PREFIX, RESULTS_PREFIX, SCHEDULES_PREFIX, TASKS_PREFIX
 from worker.prices import ARCHITECTURES, parse_overrides
 
 DEFAULT_PROCESSOR = "worker.processor:process"
@@ -138,6 +138,13 @@ class Settings:
             self.results_prefix
         ):
             problems.append("tasks_prefix and results_prefix must not overlap (loops)")
+        for name in ("tasks_prefix", "results_prefix"):
+            prefix = getattr(self, name)
+            if prefix.startswith(SCHEDULES_PREFIX) or SCHEDULES_PREFIX.startswith(prefix):
+                problems.append(
+                    f"{name} {prefix!r} must not overlap {SCHEDULES_PREFIX} (where schedules "
+                    "wait: the tick would move them early, or the trigger start them)"
+                )
         if self.chains > self.max_chains:
             problems.append(
                 f"chains ({self.chains}) must not exceed max_chains ({self.max_chains})"

@@ -72,17 +72,30 @@ class Container:
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     """Tells this container's legs from another's: duplicate deliveries share a request id."""
     legs_started: int = 0
-    cold: bool = True
-    """No invocation has been metered yet: the first carries the container's INIT time."""
     signer: ObjectStore | None = None
     """Signs presigned URLs when not the function's own credentials (see the README)."""
     _named: dict[str, Processor] = field(default_factory=dict)
+    invocations: int = 0
+    unmetered_init_ms: int = 0
+    """The container's INIT time, set at its first invocation (whatever it is) and taken by
+    the first meter of that same invocation; any later invocation finds 0."""
 
     def named_processor(self, name: str) -> Processor:
         """A processor a run names (a prefix run's `presign`, `sha256`), loaded once."""
         if name not in self._named:
             self._named[name] = load_processor(name)
         return self._named[name]
+
+    def begin_invocation(self, init_ms: Callable[[], int]) -> None:
+        """Called once per invocation, before anything is metered: INIT belongs to the
+        container's first invocation only (a sweep or an ignored event takes it unbilled
+        to any run, rather than a later leg charging the whole process age as INIT)."""
+        self.invocations += 1
+        self.unmetered_init_ms = init_ms() if self.invocations == 1 else 0
+
+    def take_init_ms(self) -> int:
+        taken, self.unmetered_init_ms = self.unmetered_init_ms, 0
+        return taken
 
     def next_owner_suffix(self) -> str:
         """Unique per leg: this container's id and its count of legs."""

@@ -151,6 +151,9 @@ class Leg:
         self._chain_count: tuple[int, list[str]] | None = None
         """A lister's count of running work chains and its queue, as last taken."""
         self._counted_at = 0.0
+        self._unsure: tuple[Checkpoint, Usage] | None = None
+        """A write whose call raised and could not be read back, and the usage it carried:
+        `release` finds out whether it landed."""
 
     def run(self) -> LegResult:
         result = self._run()
@@ -636,7 +639,12 @@ class Leg:
             self._invoke(orphan, within_s=self._handoff_window_s())
         self.store.mark_chain_done(cp.run_id, cp.chain)
         try_complete(
-            self.store, self.record, self.c.notifier, self.clock.now_ms(), self.settings.presign_s
+            self.store,
+            self.record,
+            self.c.notifier,
+            self.clock.now_ms(),
+            self.settings.presign_s,
+            architecture=self.settings.architecture,
         )
 
     def completed(self, exit: Exit, reason: str | None = None) -> LegResult:
@@ -647,6 +655,7 @@ class Leg:
             self.c.notifier,
             self.clock.now_ms(),
             self.c.settings.presign_s,
+            architecture=self.c.settings.architecture,
         )
         if summary is not None and self._record.chains > 1:
             reason = reason or f"completed the run: {summary['status']}"
@@ -912,6 +921,9 @@ class Leg:
             current = self.store.load_checkpoint(self.event.run_id, self.event.chain)
             if current.checkpoint.owner != self.owner:
                 return
+            if self._unsure is not None and current.checkpoint == self._unsure[0]:
+                self.meter.landed(self._unsure[1])  # the write that raised had landed
+            self._unsure = None
             released = current.checkpoint.release(crashed=not isinstance(exc, TransientError))
             delta = self.meter.pending(ONE_PUT)
             released = with_usage(released, delta, self.clock.now_ms())
@@ -980,11 +992,14 @@ class Leg:
         delta = self.meter.pending(ONE_PUT + (ahead or Usage()))
         new = with_usage(new, delta, self.clock.now_ms())
         for _ in range(MAX_SPLIT_RETRIES):
+            self._unsure = (new, delta)
             try:
                 self.held = self.store.swap(self.held, new)
                 self.meter.landed(delta)
+                self._unsure = None
                 return new
             except ConflictError:
+                self._unsure = None
                 current = self.store.load_checkpoint(new.run_id, new.chain)
                 redone = redo_after_split(self.held.checkpoint, current.checkpoint, new)
                 if redone is None:

@@ -238,6 +238,11 @@ def cost_line(cost: dict[str, Any], so_far: bool = False) -> str:
         f"${alt['step_functions_standard']['usd']:.6f} standard, "
         f"${alt['step_functions_express']['usd']:.6f} express; on Lambda durable functions "
         f"${alt['lambda_durable_functions']['usd']:.6f}"
+        + (
+            " (partly metered: legs run before the upgrade recorded nothing)"
+            if cost.get("metered") == "partial"
+            else ""
+        )
     )
 
 

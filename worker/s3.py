@@ -334,7 +334,8 @@ class ObjectStore:
         content_type: str | None = None,
     ) -> str:
         """Copy `source_key` to `key` in one bucket, with `metadata` replacing the source's;
-        the new ETag (a single-part copy keeps the source's)."""
+        the copy's ETag. Do not rely on it equalling the source's: it does for a single-part
+        object stored plain or with SSE-S3, but SSE-KMS and SSE-C give every copy a new one."""
         params: dict[str, Any] = {
             "Bucket": bucket,
             "Key": key,

@@ -7,11 +7,23 @@ A schedule is one object whose key says when and where:
 Its body is the task list (any bytes), its user metadata the start's options
 (`baton-chains`). Keys sort by due time (UTC, fixed width), so "what is due" is a
 listing of `schedules/` that stops at the first key past now: the tick reads no
-content. Each due schedule is copied to `tasks/{target name}` with metadata
-`baton-schedule: {id}`, then deleted. The upload's run id is derived from that
-id (not the S3 sequencer), so a second copy (two ticks at once, a tick retried
-by Lambda, a tick that died between copy and delete) is the same run's start,
-which `worker.start` already answers as a duplicate: one run per schedule.
+content. Each due schedule is copied to `{tasks prefix}{target name}` with metadata
+`baton-schedule: {id}`, then deleted. Exactly one run per schedule:
+
+- A target that already carries `baton-schedule: {id}` (a tick that died between
+  copy and delete, or was retried) is not copied again: the tick only deletes.
+- The upload's run id is derived from the bucket, the key and the schedule id only
+  (not the S3 sequencer, not the ETag: an SSE-KMS bucket gives every copy a new
+  ETag), so a second copy that still happens (two ticks racing) is the same run's
+  start, which `worker.start` answers as a duplicate. On such a bucket that second
+  copy is a new version, so the run it duplicates ends `superseded`: rare, and seen.
+- One schedule per target per tick: the start reads `baton-schedule` from the object
+  at the key when its notification arrives, so two copies to one key within seconds
+  could both be read as the later one; the later schedule waits for the next tick.
+  The start also ignores the metadata when the object's ETag is not the notified
+  one (it was replaced since).
+- The tick has a deadline (half the invocation's time left); the rest wait for the
+  next tick, so the sweep that follows always runs.
 """
 
 from __future__ import annotations
@@ -19,16 +31,16 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from worker.exceptions import BadEventError, BatonError
-from worker.names import TASKS_PREFIX, TRIGGER_SUFFIXES
-from worker.s3 import ObjectStore
+from worker.names import SCHEDULES_PREFIX, TASKS_PREFIX, TRIGGER_SUFFIXES
+from worker.s3 import ObjectNotFoundError, ObjectStore
 
 log = logging.getLogger(__name__)
 
-SCHEDULES_PREFIX = "schedules/"
 SCHEDULE_METADATA = "baton-schedule"
 """User metadata of a scheduled copy: the schedule id its run id is derived from."""
 DUE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -56,7 +68,12 @@ class Schedule:
 
     @property
     def target(self) -> str:
-        return TASKS_PREFIX + self.name
+        """Under the default tasks prefix (what the CLI shows)."""
+        return self.target_in(TASKS_PREFIX)
+
+    def target_in(self, tasks_prefix: str) -> str:
+        """Under the function's `tasks_prefix` (`Settings.tasks_prefix`): where its trigger is."""
+        return tasks_prefix + self.name
 
     @classmethod
     def new(cls, due: datetime, name: str, schedule_id: str | None = None) -> Schedule:
@@ -70,11 +87,12 @@ class Schedule:
         if not key.startswith(SCHEDULES_PREFIX) or len(parts) != 3:
             return None
         due, schedule_id, name = parts
-        if not _DUE.match(due) or not SCHEDULE_ID.match(schedule_id) or not _NAME.match(name):
+        if not _DUE.match(due) or not SCHEDULE_ID.match(schedule_id):
             return None
         try:
+            check_name(name)  # a key made by hand: the same rules as `baton schedule`
             when = datetime.strptime(due, DUE_FORMAT).replace(tzinfo=UTC)
-        except ValueError:
+        except (ValueError, ScheduleError):
             return None
         return cls(when, schedule_id, name)
 
@@ -88,7 +106,7 @@ def check_name(name: str) -> None:
     if not _NAME.match(name) or ".." in name:
         raise ScheduleError(
             f"target name {name!r} is not safe: use letters, digits, '.', '_' and '-' "
-            "(starting with a letter or digit)"
+            "(starting with a letter or digit); --name NAME chooses another"
         )
     if not name.endswith(TRIGGER_SUFFIXES):
         raise ScheduleError(
@@ -115,7 +133,10 @@ def parse_due(text: str, now: datetime, *, now_if_past: bool = False) -> datetim
     relative = _RELATIVE.match(text.strip())
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2)
-        return _whole_second(now + timedelta(**{_UNITS[unit]: amount}))
+        try:
+            return _whole_second(now + timedelta(**{_UNITS[unit]: amount}))
+        except OverflowError:
+            raise ScheduleError(f"{text!r} is too far ahead (past the year 9999)") from None
     try:
         when = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
@@ -141,22 +162,30 @@ def parse_due(text: str, now: datetime, *, now_if_past: bool = False) -> datetim
 
 def _whole_second(when: datetime) -> datetime:
     """Up to the next whole second: a schedule never starts before the time asked."""
-    when = when.astimezone(UTC)
-    if when.microsecond:
-        when = when.replace(microsecond=0) + timedelta(seconds=1)
+    try:
+        when = when.astimezone(UTC)
+        if when.microsecond:
+            when = when.replace(microsecond=0) + timedelta(seconds=1)
+    except OverflowError:
+        raise ScheduleError("the time is too far ahead (past the year 9999)") from None
     return when
 
 
 def due_schedules(objects: ObjectStore, bucket: str, now: datetime) -> list[Schedule]:
     """Schedules due at `now`, oldest first: a listing that stops at the first later key."""
-    horizon = now.strftime(DUE_FORMAT)
+    horizon = now.astimezone(UTC).strftime(DUE_FORMAT)
     due: list[Schedule] = []
     for listed in objects.list(bucket, SCHEDULES_PREFIX):
         schedule = Schedule.from_key(listed.key)
         if schedule is None:
             if listed.key.removeprefix(SCHEDULES_PREFIX)[:20] > horizon:
                 break
-            log.warning("ignoring s3://%s/%s: not a schedule's key", bucket, listed.key)
+            log.warning(
+                "leaving s3://%s/%s in place: not a schedule's key "
+                "(schedules/{due}/{id}/{name}, a name baton schedule would take)",
+                bucket,
+                listed.key,
+            )
             continue
         if schedule.due.strftime(DUE_FORMAT) > horizon:
             break
@@ -167,15 +196,26 @@ def due_schedules(objects: ObjectStore, bucket: str, now: datetime) -> list[Sche
 @dataclass
 class TickResult:
     moved: list[str] = field(default_factory=list)
-    """Schedule ids copied to their targets (and deleted) by this tick."""
+    """Schedule ids this tick moved (copied, or found copied, and deleted)."""
+    deferred: list[str] = field(default_factory=list)
+    """Due, left for the next tick: another schedule to the same target moved in this
+    tick, or the tick ran out of time."""
     errors: list[str] = field(default_factory=list)
 
 
-def tick(objects: ObjectStore, bucket: str, now: datetime) -> TickResult:
-    """Move every due schedule to its target: copy (carrying its id), then delete.
+def tick(
+    objects: ObjectStore,
+    bucket: str,
+    now: datetime,
+    *,
+    tasks_prefix: str = TASKS_PREFIX,
+    out_of_time: Callable[[], bool] = lambda: False,
+) -> TickResult:
+    """Move due schedules to their targets: copy (carrying the id), then delete.
 
-    A copy that happens twice is harmless (the second start is the same run), so
-    no lock is taken; a failed copy leaves the schedule for the next tick.
+    No lock: a second copy is the same run's duplicate start. At most one schedule per
+    target per tick, and none once `out_of_time()`: the rest wait for the next tick. A
+    failed copy leaves the schedule for the next tick.
     """
     result = TickResult()
     try:
@@ -183,42 +223,82 @@ def tick(objects: ObjectStore, bucket: str, now: datetime) -> TickResult:
     except BatonError as exc:
         result.errors.append(f"listing {SCHEDULES_PREFIX}: {exc}")
         return result
+    targets: set[str] = set()
     for schedule in due:
+        target = schedule.target_in(tasks_prefix)
+        if target in targets or out_of_time():
+            result.deferred.append(schedule.id)
+            continue
+        targets.add(target)
         try:
-            move(objects, bucket, schedule)
+            moved = move(objects, bucket, schedule, tasks_prefix)
         except BatonError as exc:
             log.error("schedule %s: could not move it: %s", schedule.id, exc)
             result.errors.append(f"{schedule.id}: {exc}")
             continue
-        result.moved.append(schedule.id)
+        if moved:
+            result.moved.append(schedule.id)
+    if result.deferred:
+        log.info(
+            "%s due schedules left for the next tick (one per target per tick, or out of time)",
+            len(result.deferred),
+            extra={"event": "schedules_deferred", "schedules": result.deferred},
+        )
     return result
 
 
-def move(objects: ObjectStore, bucket: str, schedule: Schedule) -> None:
+def move(
+    objects: ObjectStore, bucket: str, schedule: Schedule, tasks_prefix: str = TASKS_PREFIX
+) -> bool:
+    """Copy one schedule to its target and delete it; False when it was gone already
+    (another tick moved it, or it was unscheduled meanwhile)."""
+    target = schedule.target_in(tasks_prefix)
     head = objects.head(bucket, schedule.key)
     if head is None:
-        return  # another tick moved it a moment ago
+        return False
+    copied = objects.head(bucket, target)
+    if copied is not None and copied.metadata.get(SCHEDULE_METADATA) == schedule.id:
+        # A tick that died between copy and delete, or was retried: copying again would
+        # make a new version (a new ETag on an SSE-KMS bucket) under the started run.
+        log.info("schedule %s: already copied to s3://%s/%s", schedule.id, bucket, target)
+        objects.delete(bucket, schedule.key)
+        return True
     metadata = {k: v for k, v in head.metadata.items() if k != SCHEDULE_METADATA}
     metadata[SCHEDULE_METADATA] = schedule.id
     content_type = "application/x-ndjson" if schedule.name.endswith(".jsonl") else None
-    objects.copy(
-        bucket,
-        schedule.key,
-        schedule.target,
-        metadata=metadata,
-        content_type=content_type or "application/json",
-    )
+    try:
+        objects.copy(
+            bucket,
+            schedule.key,
+            target,
+            metadata=metadata,
+            content_type=content_type or "application/json",
+        )
+    except ObjectNotFoundError:
+        if objects.head(bucket, schedule.key) is not None:
+            raise
+        log.info("schedule %s: unscheduled meanwhile (deleted before its copy)", schedule.id)
+        return False
     log.info(
         "schedule %s due %s: copied to s3://%s/%s",
         schedule.id,
         schedule.due.strftime(DUE_FORMAT),
         bucket,
-        schedule.target,
-        extra={"event": "schedule_moved", "schedule": schedule.id, "target": schedule.target},
+        target,
+        extra={"event": "schedule_moved", "schedule": schedule.id, "target": target},
     )
     objects.delete(bucket, schedule.key)
+    return True
+
+
+_NONCE = "schedule:"
 
 
 def run_nonce(schedule_id: str) -> str:
     """What makes a scheduled upload's run id: its schedule, so every copy is one run."""
-    return f"schedule:{schedule_id}"
+    return f"{_NONCE}{schedule_id}"
+
+
+def is_scheduled(nonce: str) -> bool:
+    """A scheduled upload's run id leaves the ETag out (each copy may have its own)."""
+    return nonce.startswith(_NONCE)

@@ -30,7 +30,7 @@ from worker.leg import LambdaContext
 from worker.listing import SPEC_SUFFIX, lister_checkpoint, parse_spec, refuse_loops, waiting
 from worker.prices import architecture, parse_overrides
 from worker.s3 import Listed
-from worker.schedule import SCHEDULE_ID, SCHEDULE_METADATA, run_nonce
+from worker.schedule import SCHEDULE_ID, SCHEDULE_METADATA, is_scheduled, run_nonce
 from worker.store import LAYOUT_VERSION, RunRecord, RunStore
 from worker.summary import tally_failures
 from worker.tasks import load_task_list
@@ -69,9 +69,9 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
     else:
         source = _source_object(container, request.bucket, request.key)
         etag, metadata = request.etag or quote_etag(source.etag), source.metadata
+        request = scheduled(request, source)
     if request.run_id is not None:
         return resume_run(container, store, request, context)
-    request = scheduled(request, metadata)
     chains, chains_note = _chains(container, request, metadata)
     while True:
         found = _identity(store, request, etag)
@@ -244,7 +244,8 @@ def _identity(store: RunStore, request: StartRequest, etag: str) -> _Fresh | _Re
     note = None
     nonces = (request.nonce,) if request.source == "s3" else _manual_nonces()
     for nonce in nonces:
-        run_id = derive_run_id(request.bucket, request.key, etag, nonce)
+        pinned = "" if is_scheduled(nonce) else etag  # every copy of a schedule is one run
+        run_id = derive_run_id(request.bucket, request.key, pinned, nonce)
         try:
             record = store.load_run(run_id)
         except RunNotFoundError:
@@ -502,11 +503,26 @@ def _hand_off(
     return None
 
 
-def scheduled(request: StartRequest, metadata: dict[str, str]) -> StartRequest:
+def scheduled(request: StartRequest, source: Listed) -> StartRequest:
     """An upload the schedule tick made is named by its schedule, not its S3 sequencer: a
-    second copy of one schedule is this same run's start (a duplicate), never a second run."""
-    schedule_id = metadata.get(SCHEDULE_METADATA)
+    second copy of one schedule is this same run's start (a duplicate), never a second run.
+
+    The metadata is read from the object at the key now: if that is not the notified
+    version (its ETag differs), it is another upload's, and this upload is its own run."""
+    schedule_id = source.metadata.get(SCHEDULE_METADATA)
     if request.source != "s3" or schedule_id is None:
+        return request
+    if request.etag and quote_etag(source.etag) != quote_etag(request.etag):
+        log.info(
+            "s3://%s/%s was replaced since this notification (ETag %s, now %s): its "
+            "%s=%s is the newer object's; this upload is a run of its own",
+            request.bucket,
+            request.key,
+            request.etag,
+            source.etag,
+            SCHEDULE_METADATA,
+            schedule_id,
+        )
         return request
     if not SCHEDULE_ID.match(schedule_id):
         log.warning("ignoring metadata %s=%r: not a schedule id", SCHEDULE_METADATA, schedule_id)
@@ -567,7 +583,14 @@ def _record_unreadable(
     )
     if store.create_checkpoint(final) is not None:
         store.mark_chain_done(run_id, final.chain)
-        try_complete(store, record, container.notifier, at, container.settings.presign_s)
+        try_complete(
+            store,
+            record,
+            container.notifier,
+            at,
+            container.settings.presign_s,
+            architecture=container.settings.architecture,
+        )
     store.mark_source(run_id, request.key, etag)
     log.error("run %s failed: %s", run_id, exc)
 

@@ -192,14 +192,22 @@ class RunStore:
             if landed is not None:
                 return Versioned(new, landed)
             raise ConflictError(f"checkpoint of {new.run_id} changed under us") from exc
+        except TransientError:
+            # botocore gave up, but a PUT it sent may have landed: if so, the swap happened
+            # (the usage it carried must not be written again).
+            landed = self._holds(key, body)
+            if landed is None:
+                raise
+            return Versioned(new, landed)
         return Versioned(new, etag)
 
     def _holds(self, key: str, body: bytes) -> str | None:
         """The ETag of `key` if it holds exactly `body`: our own write, whose answer was lost.
 
         S3 can fail a PUT after it landed; botocore then retries it, and the retry's
-        IfMatch fails on our own write. Only we write these bytes (a checkpoint
-        carries its owner, counts and millisecond times), so finding them means the
+        IfMatch fails on our own write (or botocore gives up: a transient error). Only we
+        write these bytes (a checkpoint carries its owner, counts and millisecond times),
+        so finding them means the
         swap happened; without this the leg would read it as lost and the next owner
         would count a strike for a leg that never died.
         """

@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from worker.checkpoint import Checkpoint, RunStatus
-from worker.cost import cost_section
+from worker.cost import cost_section, pricing_config
 from worker.listing import total_listed
+from worker.prices import architecture
 from worker.store import RunRecord, RunStore
 from worker.usage import Usage
 
@@ -56,7 +57,9 @@ def run_status(chains: list[Checkpoint]) -> tuple[RunStatus, str | None]:
     return RunStatus.RUNNING, None
 
 
-def summarize(chains: list[Checkpoint], record: RunRecord, store: RunStore) -> dict[str, Any]:
+def summarize(
+    chains: list[Checkpoint], record: RunRecord, store: RunStore, *, architecture: str = ""
+) -> dict[str, Any]:
     """The run's summary over all its chains (one checkpoint for a one-chain run)."""
     status, reason = run_status(chains)
     kinds: dict[str, int] = {}
@@ -106,19 +109,27 @@ def summarize(chains: list[Checkpoint], record: RunRecord, store: RunStore) -> d
         "finished_ms": finished,
         "duration_s": round(max(0, finished - started) / 1000, 3),
         "task_time_share": round(min(1.0, task_ms / leg_ms), 4) if leg_ms else None,
-        "cost": run_cost(chains, record),
+        "cost": run_cost(chains, record, architecture),
         "results": f"s3://{record.bucket}/{store.run_prefix(record.run_id)}results/",
         **extra,
     }
 
 
-def run_cost(chains: list[Checkpoint], record: RunRecord) -> dict[str, Any]:
-    """The cost section: every chain's usage, priced as the run was started."""
+def run_cost(chains: list[Checkpoint], record: RunRecord, arch: str = "") -> dict[str, Any]:
+    """The cost section: every chain's usage, priced as the run was started.
+
+    A run started before cost metering (its run.json pins no prices) is priced on
+    `arch` (the BATON_ARCHITECTURE setting, else this machine's) at today's prices, and
+    marked `"metered": "partial"`: its legs before the deploy recorded nothing."""
     total = Usage()
     for cp in chains:
         total += Usage.of(cp.usage)
     memory = total.mb_ms // total.billed_ms if total.billed_ms else 0
-    return cost_section(total, record.config.get("pricing"), memory)
+    pricing = record.config.get("pricing")
+    if pricing is not None:
+        return {**cost_section(total, pricing, memory), "metered": "full"}
+    pricing = pricing_config(architecture(arch), {})
+    return {**cost_section(total, pricing, memory), "metered": "partial"}
 
 
 def source_url(record: RunRecord) -> str:

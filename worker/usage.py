@@ -8,7 +8,8 @@ checkpoint's `usage`, and only once that CAS has landed does the meter count it 
 recorded. So:
 
 - a write redone on top of a steal adds its delta once (the redo keeps the delta);
-- a write whose answer was lost but which landed is read back, not written again;
+- a write whose answer was lost (or whose call failed) but which landed is read back,
+  not written again; if even the read-back failed, `Leg.release` finds it in place;
 - a leg that loses the checkpoint records nothing more: its tail since its last
   write is not counted (a few seconds at most: it commits every ~10 s);
 - a leg that dies holding the checkpoint was billed until its deadline: whoever
@@ -179,12 +180,11 @@ class Meter:
 
 
 def start_meter(container: Container, context: Any) -> Meter:
-    """The meter of one invocation; the container's first also carries its INIT time."""
-    first = container.cold
-    container.cold = False
+    """The meter of one invocation; the first meter of the container's first invocation
+    also carries its INIT time (recorded by `dispatch`, `Container.begin_invocation`)."""
     return Meter(
         container.clock,
         container.s3,
         memory_mb=memory_mb(context),
-        init_ms=init_ms() if first else 0,
+        init_ms=container.take_init_ms(),
     )

@@ -128,8 +128,9 @@ def test_duplicate_ticks_on_the_stack_start_one_run(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A tick Lambda delivered twice, or two ticks at once: the schedule is copied twice
-    (each copy notified), and one run starts."""
+    """Two ticks at once: the schedule is copied twice (each copy notified) before either
+    deletes it; then a tick retried after its copy finds the copy and only deletes. One
+    run starts: the second notification is answered as a duplicate."""
     path = tmp_path / "twice.jsonl"
     path.write_text("".join(json.dumps(u) + "\n" for u in site.urls()[:5]))
     code, out = baton(capsys, clock, "schedule", str(path), "--at", "+1s")
@@ -140,20 +141,30 @@ def test_duplicate_ticks_on_the_stack_start_one_run(
     key = next(
         o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="schedules/")["Contents"]
     )
-    # The first tick's copy, as if it died before its delete; then a whole tick.
-    s3.copy_object(
-        Bucket=stack.bucket,
-        Key="tasks/twice.jsonl",
-        CopySource={"Bucket": stack.bucket, "Key": key},
-        MetadataDirective="REPLACE",
-        Metadata={"baton-schedule": schedule_id},
-    )
+    for _ in range(2):  # the two racing ticks' copies, neither deleted yet
+        s3.copy_object(
+            Bucket=stack.bucket,
+            Key="tasks/twice.jsonl",
+            CopySource={"Bucket": stack.bucket, "Key": key},
+            MetadataDirective="REPLACE",
+            Metadata={"baton-schedule": schedule_id},
+        )
     assert tick(stack)["scheduled"] == [schedule_id]
     store = RunStore.over(s3, stack.bucket)
     (run_id,) = wait_for_runs(store, 1)
     wait_for_summary(store, run_id)
-    time.sleep(1.0)  # room for a second start, were there one
+    wait_for_log(tmp_path / "containers.log", f"run {run_id} already exists")
     assert list(store.run_ids()) == [run_id]
+
+
+def wait_for_log(path: Path, text: str, timeout_s: float = 30) -> None:
+    """Until the function's log says `text` (an answer it gave)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {path} after {timeout_s} s")
 
 
 def test_unschedule_cancels_a_schedule_before_it_is_due(
@@ -186,6 +197,7 @@ def test_unschedule_cancels_a_schedule_before_it_is_due(
         (["--at", "+1h", "--name", "runs/x.jsonl"], "outside tasks/"),
         (["--at", "+1h", "--name", "tasks/a/b.jsonl"], "has a '/'"),
         (["--at", "+1h", "--name", "x y.jsonl"], "not safe"),
+        (["--at", "+99999999d"], "too far ahead"),
     ],
 )
 @pytest.mark.usefixtures("stack")
@@ -201,3 +213,74 @@ def test_schedule_refuses_bad_input_with_exit_2(
     code, out = baton(capsys, clock, "schedule", str(path), *args)
     assert code == 2
     assert message in out
+
+
+def test_schedule_refuses_a_body_copy_object_cannot_take(
+    stack: EmbeddedStack, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as sparse:
+        sparse.truncate(5 * 1024**3 + 1)
+    code, out = baton(capsys, clock, "schedule", str(path), "--at", "+1h")
+    assert code == 2
+    assert "5 GB" in out
+
+
+def test_schedule_warns_of_a_second_schedule_to_one_target_and_notes_now(
+    stack: EmbeddedStack, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "same.jsonl"
+    path.write_text('"https://example.com/"\n')
+    code, out = baton(capsys, clock, "schedule", str(path), "--at", "+1h")
+    first = out.split()[1].rstrip(":")
+    assert code == 0
+    assert "warning" not in out
+    clock.advance(1)  # "now" inside a second: --now-if-past rounds it up
+    code, out = baton(
+        capsys, clock, "schedule", str(path), "--at", "2020-01-01T00:00:00Z", "--now-if-past"
+    )
+    assert code == 0
+    assert f"schedule {first} also targets tasks/same.jsonl" in out
+    assert "(now: at the next tick)" in out
+
+
+def test_schedules_flags_a_schedule_no_tick_has_moved(
+    stack: EmbeddedStack, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "late.jsonl"
+    path.write_text('"https://example.com/"\n')
+    baton(capsys, clock, "schedule", str(path), "--at", "+1m")
+    assert "OVERDUE" not in baton(capsys, clock, "schedules")[1]
+    clock.advance(4 * 60_000)  # no tick sent
+    assert "OVERDUE" in baton(capsys, clock, "schedules")[1]
+
+
+def test_unschedule_says_when_the_schedule_has_started_already(
+    stack: EmbeddedStack, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tick copied it (and had not deleted it yet) when the user unscheduled it."""
+    path = tmp_path / "started.jsonl"
+    path.write_text('"https://example.com/"\n')
+    _, out = baton(capsys, clock, "schedule", str(path), "--at", "+1s")
+    schedule_id = out.split()[1].rstrip(":")
+    clock.advance(2_000)
+    s3 = stack.s3_client()
+    key = next(
+        o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="schedules/")["Contents"]
+    )
+    s3.copy_object(
+        Bucket=stack.bucket,
+        Key="tasks/started.jsonl",
+        CopySource={"Bucket": stack.bucket, "Key": key},
+        MetadataDirective="REPLACE",
+        Metadata={"baton-schedule": schedule_id},
+    )
+    code, out = baton(capsys, clock, "unschedule", schedule_id)
+    assert code == 0
+    assert "was due at" in out
+    assert f"schedule {schedule_id} has started already" in out
+    assert "baton cancel" in out
+    assert f"unscheduled {schedule_id}" not in out
+    store = RunStore.over(s3, stack.bucket)
+    (run_id,) = wait_for_runs(store, 1)
+    assert f"baton cancel {run_id}" in out

@@ -44,6 +44,8 @@ def test_config_explicit_argument_beats_the_environment() -> None:
         ({"BATON_ADAPTIVE_MARGIN": "maybe"}, "not a valid bool"),
         ({"BATON_PROCESSOR": "nocolon"}, "module:function"),
         ({"BATON_RESULTS_PREFIX": "tasks/out/"}, "must not overlap"),
+        ({"BATON_TASKS_PREFIX": "schedules/in/"}, "must not overlap schedules/"),
+        ({"BATON_RESULTS_PREFIX": "sched"}, "must not overlap schedules/"),
         ({"BATON_ALLOW_NETS": "localhost"}, "not a CIDR"),
     ],
 )

@@ -14,6 +14,7 @@ from tests.fakes import Killed, ticking_processor
 from tests.unit.harness import Harness, settings
 from worker.checkpoint import Checkpoint
 from worker.cost import cost_section
+from worker.exceptions import TransientError
 from worker.prices import DEFAULT_PRICES, architecture, parse_overrides
 from worker.usage import Usage
 
@@ -120,6 +121,80 @@ def test_cost_is_not_counted_twice_when_a_write_answer_is_lost(s3: Any, bucket: 
     assert cost["lambda"]["billed_s"] == billed_s(legs)
 
 
+class LandsThenFails:
+    """An S3 client whose conditional PUTs land, but once in `every` botocore then gives up
+    (a 500 after its retries): the caller sees a transient error for a write that landed.
+    With `blind_reads`, the next GETs of that key fail too (no read-back possible)."""
+
+    def __init__(self, client: Any, every: int, blind_reads: int = 0) -> None:
+        self._client = client
+        self._every = every
+        self._blind_reads = blind_reads
+        self._blind: dict[str, int] = {}
+        self._count = 0
+        self.failed = 0
+
+    def put_object(self, **params: Any) -> Any:
+        answer = self._client.put_object(**params)
+        if "IfMatch" in params:
+            self._count += 1
+            if self._count % self._every == 0:
+                self.failed += 1
+                self._blind[params["Key"]] = self._blind_reads
+                raise ClientError(
+                    {
+                        "Error": {"Code": "InternalError"},
+                        "ResponseMetadata": {"HTTPStatusCode": 500},
+                    },
+                    "PutObject",
+                )
+        return answer
+
+    def get_object(self, **params: Any) -> Any:
+        if self._blind.get(params["Key"], 0) > 0:
+            self._blind[params["Key"]] -= 1
+            raise ClientError(
+                {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}},
+                "GetObject",
+            )
+        return self._client.get_object(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def drive_with_retries(h: Harness, first: dict[str, Any]) -> str:
+    """Like `Harness.drive`, and an invocation that raises is delivered again (Lambda's
+    retry of an asynchronous event); the run id."""
+    run_id = h.invoke(first)["results"][0]["run_id"]
+    for _ in range(200):
+        if not h.invoker.calls:
+            return str(run_id)
+        event = h.invoker.calls[0][1]
+        try:
+            h.invoke(event)
+        except TransientError:
+            continue  # delivered again
+        h.invoker.pop()
+    raise AssertionError("the run never ended")
+
+
+@pytest.mark.parametrize("blind_reads", [0, 1], ids=["read-back", "released"])
+def test_cost_is_not_counted_twice_when_a_write_lands_but_its_call_fails(
+    s3: Any, bucket: str, blind_reads: int
+) -> None:
+    """The PUT landed, then the call failed: read back, the write is recorded as landed
+    (or, when even the read-back failed, the release finds its own write in place)."""
+    flaky = LandsThenFails(s3, every=3, blind_reads=blind_reads)
+    h = Harness(flaky, bucket, settings(), timeout_ms=1_600)
+    put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    run_id = drive_with_retries(h, {"bucket": bucket, "key": "tasks/list.jsonl"})
+    assert flaky.failed > 2
+    assert sorted(h.result_indices(run_id)) == list(range(len(URLS)))
+    usage = sum((Usage.of(cp.usage) for cp in h.store.load_chains(run_id)), Usage())
+    assert usage.items == len(URLS)  # each task's row counted once
+
+
 def test_cost_counts_a_dead_leg_until_its_deadline(s3: Any, bucket: str) -> None:
     h = Harness(s3, bucket, settings(), timeout_ms=1_600)
     put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
@@ -201,3 +276,57 @@ def test_prices_architecture_comes_from_the_setting_or_the_machine() -> None:
     assert architecture("arm64", "x86_64") == "arm64"
     assert architecture("", "aarch64") == "arm64"
     assert architecture("", "x86_64") == "x86_64"
+
+
+def started_init_ms(h: Harness) -> int:
+    """The INIT the start recorded (in chain 0000's first checkpoint)."""
+    put_tasks(h.s3, h.bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    started = h.invoke({"bucket": h.bucket, "key": "tasks/list.jsonl"})["results"][0]
+    return Usage.of(h.store.load_checkpoint(started["run_id"], "0000").checkpoint.usage).init_ms
+
+
+def test_cost_init_is_taken_by_a_start_that_is_the_containers_first_invocation(
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+    h = Harness(s3, bucket, settings(bucket=bucket))
+    assert started_init_ms(h) > 0
+
+
+@pytest.mark.parametrize("first", ["sweep", "ignored"])
+def test_cost_init_belongs_to_the_containers_first_invocation_whatever_it_was(
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    """A container whose first invocation was a sweep or an ignored event: its INIT was
+    billed then, never to a later start or leg as the process's whole age."""
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+    h = Harness(s3, bucket, settings(bucket=bucket))
+    event = {"action": "sweep"} if first == "sweep" else h.upload_event("elsewhere/x.json", "e1")
+    answer = h.invoke(event)
+    assert answer["ok"]
+    assert answer["results"][0]["action"] == first
+    assert started_init_ms(h) == 0
+
+
+def test_cost_of_a_run_started_before_metering_is_partial_on_the_set_architecture(
+    s3: Any, bucket: str
+) -> None:
+    """A run.json written by older code pins no prices: the run is priced on the function's
+    architecture setting (not x86_64 whatever it is), and marked partly metered."""
+    h = Harness(s3, bucket, settings(architecture="arm64"), timeout_ms=1_600)
+    put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    h.invoke({"bucket": bucket, "key": "tasks/list.jsonl"})
+    leg0 = h.invoker.pop()
+    key = f"runs/{leg0['run_id']}/run.json"
+    record = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    del record["config"]["pricing"]  # as the code before the deploy wrote it
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode())
+    h.drive(leg0)
+    cost = h.summary(leg0["run_id"])["cost"]
+    assert cost["lambda"]["architecture"] == "arm64"
+    assert cost["metered"] == "partial"
+
+
+def test_cost_of_a_run_started_with_metering_is_full(h: Harness) -> None:
+    run_id, _ = run_all(h)
+    assert h.summary(run_id)["cost"]["metered"] == "full"

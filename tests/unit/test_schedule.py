@@ -4,23 +4,28 @@ exactly one run per schedule however many times it is moved."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+import logging
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from tests.unit.harness import Harness, settings
-from worker.s3 import ObjectStore
+from worker.events import StartRequest
+from worker.names import SCHEDULES_PREFIX
+from worker.s3 import Listed, ObjectStore
 from worker.schedule import (
     SCHEDULE_METADATA,
-    SCHEDULES_PREFIX,
     Schedule,
     ScheduleError,
     due_schedules,
+    move,
     parse_due,
+    run_nonce,
     target_name,
     tick,
 )
+from worker.start import scheduled
 
 NOW = datetime(2026, 11, 29, 14, 5, 0, tzinfo=UTC)
 URLS = [f"https://example.com/{i}" for i in range(7)]
@@ -273,3 +278,189 @@ def test_sweep_event_refuses_a_bad_time(h: Harness) -> None:
     answer = h.invoke({"action": "sweep", "time": "yesterday"})
     assert not answer["ok"]
     assert "not an ISO 8601 time" in answer["error"]
+
+
+def test_tick_moves_one_schedule_per_target_per_tick(h: Harness) -> None:
+    """Two schedules of the same list to one target, due in one tick: the start reads the
+    schedule id from the object at the key, so both copies in one tick would both be read
+    as the later one (one schedule lost). The later waits a tick; each gets its run."""
+    first = put_schedule(h, NOW - timedelta(seconds=20))
+    second = put_schedule(h, NOW - timedelta(seconds=10))
+    answer = tick_at(h, NOW)
+    assert (answer["scheduled"], answer["deferred"]) == ([first.id], [second.id])
+    one = h.invoke(copied_upload(h, "nightly.json", "00A1"))["results"][0]
+    assert tick_at(h, NOW + timedelta(minutes=1))["scheduled"] == [second.id]
+    two = h.invoke(copied_upload(h, "nightly.json", "00B2"))["results"][0]
+    assert (one["action"], two["action"]) == ("started", "started")
+    assert one["run_id"] != two["run_id"]
+
+
+def test_a_scheduled_upload_replaced_since_its_notification_is_not_read_as_the_newer() -> None:
+    """The start HEADs the key when the notification arrives: if the object there is not
+    the notified one (another ETag), its baton-schedule is the newer object's. (Its start
+    then fails on the pinned ETag; read as the newer schedule's, it would have taken that
+    schedule's run id.)"""
+    notified = StartRequest("b", "tasks/x.json", etag='"aaa"', nonce="00A1", source="s3")
+    newer = Listed("tasks/x.json", '"bbb"', 10, {SCHEDULE_METADATA: "abc123"})
+    assert scheduled(notified, newer) == notified
+    same = Listed("tasks/x.json", '"aaa"', 10, {SCHEDULE_METADATA: "abc123"})
+    assert scheduled(notified, same).nonce == run_nonce("abc123")
+
+
+def test_a_retried_tick_finds_its_copy_and_only_deletes(h: Harness) -> None:
+    """A tick that died between copy and delete: the next does not copy again (on an
+    SSE-KMS bucket each copy has a new ETag: a new version under the started run)."""
+    schedule = put_schedule(h, NOW)
+    h.s3.copy_object(
+        Bucket=h.bucket,
+        Key=schedule.target,
+        CopySource={"Bucket": h.bucket, "Key": schedule.key},
+        MetadataDirective="REPLACE",
+        Metadata={SCHEDULE_METADATA: schedule.id},
+    )
+    objects = ObjectStore(h.s3)
+    result = tick(objects, h.bucket, NOW)
+    assert result.moved == [schedule.id]
+    assert objects.counts()["copy"] == 0
+    assert keys(h, SCHEDULES_PREFIX) == []
+
+
+def test_a_second_copy_with_a_new_etag_is_the_same_runs_start(h: Harness) -> None:
+    """A scheduled run's id comes from the bucket, key and schedule id, not the ETag: on an
+    SSE-KMS bucket two copies of one schedule have different ETags."""
+    schedule = put_schedule(h, NOW)
+    tick_at(h, NOW)
+    one = h.invoke(copied_upload(h, "nightly.json", "00A1"))["results"][0]
+    h.s3.put_object(  # the racing tick's copy, with its own ETag
+        Bucket=h.bucket,
+        Key=schedule.target,
+        Body=json.dumps(URLS).encode() + b" ",
+        Metadata={SCHEDULE_METADATA: schedule.id},
+    )
+    two = h.invoke(copied_upload(h, "nightly.json", "00B2"))["results"][0]
+    assert (one["action"], two["action"]) == ("started", "duplicate")
+    assert one["run_id"] == two["run_id"]
+
+
+class SlowCopies:
+    """An S3 client whose copies take `ms` of the fake clock each."""
+
+    def __init__(self, client: Any, clock: Any, ms: float) -> None:
+        self._client, self._clock, self._ms = client, clock, ms
+
+    def copy_object(self, **params: Any) -> Any:
+        self._clock.advance(self._ms)
+        return self._client.copy_object(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_tick_stops_at_half_the_time_left_and_the_sweep_still_runs(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(bucket=bucket), timeout_ms=10_000)
+    h.container.s3.client = SlowCopies(s3, h.clock, 2_000)
+    schedules = [put_schedule(h, NOW, f"l{n}.json") for n in range(5)]
+    answer = tick_at(h, NOW)
+    assert len(answer["scheduled"]) == 3  # 0, 2, 4 s used: the third ends past 5 s
+    assert len(answer["deferred"]) == 2
+    assert "checked" in answer  # the sweep ran
+    assert len(keys(h, SCHEDULES_PREFIX)) == 2
+    assert sorted(answer["scheduled"] + answer["deferred"]) == sorted(s.id for s in schedules)
+
+
+class BrokenCopies:
+    """An S3 client whose copies raise something that is not a BatonError."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def copy_object(self, **params: Any) -> Any:
+        raise RuntimeError("a bug in the tick (test)")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_tick_that_raises_does_not_skip_the_sweep(h: Harness) -> None:
+    put_schedule(h, NOW)
+    h.container.s3.client = BrokenCopies(h.s3)
+    answer = tick_at(h, NOW)
+    assert "checked" in answer
+    assert any("RuntimeError" in e for e in answer["errors"])
+
+
+class DeletedBeforeCopy:
+    """`baton unschedule` deletes the schedule between the tick's HEAD and its COPY."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def copy_object(self, **params: Any) -> Any:
+        source = params["CopySource"]
+        self._client.delete_object(Bucket=source["Bucket"], Key=source["Key"])
+        return self._client.copy_object(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_schedule_unscheduled_during_the_tick_is_no_error(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker.schedule")
+    put_schedule(h, NOW)
+    result = tick(ObjectStore(DeletedBeforeCopy(h.s3)), h.bucket, NOW)
+    assert (result.moved, result.errors) == ([], [])
+    assert keys(h, "tasks/") == []
+    assert "unscheduled meanwhile" in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_tick_does_not_list_a_schedule_another_tick_moved(h: Harness) -> None:
+    schedule = put_schedule(h, NOW)
+    objects = ObjectStore(h.s3)
+    due = due_schedules(objects, h.bucket, NOW)
+    h.s3.delete_object(Bucket=h.bucket, Key=schedule.key)  # the other tick's delete
+    assert move(objects, h.bucket, due[0]) is False
+
+
+def test_tick_copies_under_the_functions_tasks_prefix(s3: Any, bucket: str) -> None:
+    h = Harness(s3, bucket, settings(bucket=bucket, tasks_prefix="in/"))
+    schedule = put_schedule(h, NOW)
+    assert tick_at(h, NOW)["scheduled"] == [schedule.id]
+    assert keys(h, "in/") == ["in/nightly.json"]
+    assert keys(h, "tasks/") == []
+
+
+def test_tick_leaves_a_hand_made_key_with_a_bad_name_in_place(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "schedules/2026-11-29T14:00:00Z/abc123/notes.txt"
+    h.s3.put_object(Bucket=h.bucket, Key=key, Body=b"[]")
+    assert tick_at(h, NOW)["scheduled"] == []
+    assert keys(h, SCHEDULES_PREFIX) == [key]
+    assert keys(h, "tasks/") == []
+    assert "leaving" in caplog.text
+
+
+def test_due_schedules_reads_now_in_utc(h: Harness) -> None:
+    schedule = put_schedule(h, NOW)
+    put_schedule(h, NOW + timedelta(minutes=30), "later.json")
+    in_paris = NOW.astimezone(timezone(timedelta(hours=1)))  # 15:05 there
+    assert due_schedules(ObjectStore(h.s3), h.bucket, in_paris) == [schedule]
+    early = (NOW - timedelta(seconds=1)).astimezone(timezone(timedelta(hours=-5)))
+    assert due_schedules(ObjectStore(h.s3), h.bucket, early) == []
+
+
+def test_a_sweep_event_time_ahead_of_the_clock_moves_nothing(h: Harness) -> None:
+    """A manual sweep saying a later time would start schedules early: refused (the sweep
+    itself still runs); a minute of skew is allowed."""
+    now = datetime.fromtimestamp(h.clock.now_ms() / 1000, UTC)
+    schedule = put_schedule(h, now + timedelta(hours=1))
+    answer = tick_at(h, now + timedelta(hours=1))
+    assert answer["scheduled"] == []
+    assert "ahead of the function's clock" in answer["errors"][0]
+    assert "checked" in answer
+    assert keys(h, SCHEDULES_PREFIX) == [schedule.key]
+    h.clock.advance(3_600_000 - 30_000)
+    assert tick_at(h, now + timedelta(hours=1))["scheduled"] == [schedule.id]

@@ -10,6 +10,8 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import cfn_yaml
 
+from worker.names import TICK_RATE
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 BUCKET_NAME = "${BucketNamePrefix}-${AWS::AccountId}-${AWS::Region}"
 FUNCTION_ARN = (
@@ -86,8 +88,15 @@ def test_template_triggers_only_on_task_lists(function: dict[str, Any]) -> None:
 
 def test_template_schedules_the_sweep_every_minute(function: dict[str, Any]) -> None:
     (schedule,) = [e["Properties"] for e in function["Events"].values() if e["Type"] == "Schedule"]
-    assert schedule["Schedule"] == "rate(1 minute)"
+    assert schedule["Schedule"] == "rate(1 minute)" == TICK_RATE
     assert json.loads(schedule["Input"]) == {"action": "sweep"}
+
+
+def test_localstack_deploy_ticks_as_the_template_does() -> None:
+    from infra import deploy_localstack
+
+    assert deploy_localstack.SWEEP_SCHEDULE == TICK_RATE
+    assert "rate(5" not in Path(deploy_localstack.__file__).read_text()
 
 
 def test_template_keeps_results_outside_the_trigger_prefix(function: dict[str, Any]) -> None:
