@@ -53,7 +53,7 @@ from bench.fanout_handler import NO_STEAL
 from bench.origins import Origin, OriginConfig
 from bench.sampler import Contention, machine_facts
 from bench.throughput import S3Tally, _check_results
-from devstack.lambda_runtime import FunctionConfig
+from devstack.lambda_runtime import FunctionConfig, log_record
 from devstack.stack import EmbeddedStack
 from worker.start import CHAINS_METADATA, ranges
 from worker.store import RunStore
@@ -339,14 +339,8 @@ class Bench:
             text = log.read().decode("utf-8", errors="replace")
         ends = []
         for raw in text.splitlines():
-            _, _, rest = raw.partition("] ")
-            if not rest.startswith("{"):
-                continue
-            try:
-                line = json.loads(rest)
-            except ValueError:
-                continue
-            if line.get("run_id") != run_id:
+            _, line = log_record(raw)
+            if line is None or line.get("run_id") != run_id:
                 continue
             event = line.get("event")
             if event == "leg":

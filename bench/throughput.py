@@ -40,7 +40,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from devstack.lambda_runtime import FunctionConfig
+from devstack.lambda_runtime import FunctionConfig, log_record
 from devstack.s3server import S3Call
 from devstack.site import LatencyProfile, Site, SiteConfig
 from devstack.stack import EmbeddedStack
@@ -446,20 +446,15 @@ def parse_container_log(
     if not path.exists():
         return legs, batches, reports
     for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        container, _, rest = raw.partition("] ")
-        container = container.lstrip("[")
-        if rest.startswith("{"):
-            try:
-                line = json.loads(rest)
-            except ValueError:
-                continue
+        container, line = log_record(raw)
+        if line is not None:
             if line.get("event") == "leg":
                 legs.append(line | {"container": container})
                 continue
             batch = _batch(line, container)
             if batch is not None:
                 batches.append(batch)
-        elif (report := _REPORT.search(rest)) is not None:
+        elif (report := _REPORT.search(raw)) is not None:
             request_id, duration, memory, init = report.groups()
             reports[request_id] = {
                 "duration_ms": float(duration),

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import boto3
 
-from devstack.lambda_runtime import FunctionConfig
+from devstack.lambda_runtime import FunctionConfig, log_record
 from devstack.site import LatencyProfile, PageKind, Site, SiteConfig
 from devstack.stack import EmbeddedStack
 from worker.exceptions import BatonError
@@ -85,14 +85,8 @@ class LegLog:
         self.offset += complete
         new = []
         for raw in data[:complete].decode("utf-8", "replace").splitlines():
-            _, _, rest = raw.partition("] ")
-            if not rest.startswith("{"):
-                continue
-            try:
-                line = json.loads(rest)
-            except ValueError:
-                continue
-            if line.get("event") == "leg":
+            _, line = log_record(raw)
+            if line is not None and line.get("event") == "leg":
                 new.append(line)
         self.legs.extend(new)
         return new

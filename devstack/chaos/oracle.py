@@ -11,12 +11,12 @@ events, not parsed out of a row's error text.
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack.lambda_runtime import log_record
 from worker.checkpoint import TERMINAL, Checkpoint
 from worker.exceptions import RunNotFoundError, TransientError
 from worker.store import RunStore
@@ -103,14 +103,8 @@ class EventLog:
         complete = data.rfind(b"\n") + 1
         self.offset += complete
         for raw in data[:complete].decode("utf-8", "replace").splitlines():
-            _, _, rest = raw.partition("] ")
-            if not rest.startswith("{"):
-                continue
-            try:
-                line = json.loads(rest)
-            except ValueError:
-                continue
-            if line.get("event") in self.names:
+            _, line = log_record(raw)
+            if line is not None and line.get("event") in self.names:
                 self.lines.setdefault(line["event"], []).append(line)
 
 

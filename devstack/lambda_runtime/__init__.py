@@ -35,7 +35,7 @@ from devstack.lambda_runtime.config import (
     RecursiveLoop,
 )
 from devstack.lambda_runtime.container import LambdaContext
-from devstack.lambda_runtime.runtime import LambdaRuntime
+from devstack.lambda_runtime.runtime import LambdaRuntime, log_record
 
 __all__ = [
     "ACCOUNT_ID",
@@ -50,4 +50,5 @@ __all__ = [
     "LambdaFaults",
     "LambdaRuntime",
     "RecursiveLoop",
+    "log_record",
 ]

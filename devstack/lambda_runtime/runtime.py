@@ -62,8 +62,21 @@ class _ContainerExited(Exception):
     """The container process went away mid-invocation (exit, crash, kill)."""
 
 
+def log_record(raw: str) -> tuple[str, dict[str, Any] | None]:
+    """A line of the containers' log file (`[container] output`): the container's id, and the
+    JSON record the worker logged on that line, or None for any other output."""
+    container, _, rest = raw.partition("] ")
+    if not rest.startswith("{"):
+        return container.lstrip("["), None
+    try:
+        record = json.loads(rest)
+    except ValueError:
+        return container.lstrip("["), None
+    return container.lstrip("["), record if isinstance(record, dict) else None
+
+
 class _Sink:
-    """Where containers' output goes: `container_log`, or a file."""
+    """Where containers' output goes: `container_log`, or a file (read by `log_record`)."""
 
     def __init__(self, path: Path | None) -> None:
         self._path = path

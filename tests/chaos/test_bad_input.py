@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from devstack.chaos import ChaosConfig, ChaosStack
-from devstack.lambda_runtime import FunctionStats
+from devstack.lambda_runtime import FunctionStats, log_record
 from tests.chaos.conftest import StartChaos
 from worker.tasks import MAX_TASK_BYTES
 
@@ -45,9 +45,10 @@ def rejections(chaos: ChaosStack) -> list[str]:
     lines = chaos.log_path.read_text().splitlines() if chaos.log_path.exists() else []
     found = []
     for raw in lines:
-        _, _, rest = raw.partition("] ")
-        if rest.startswith("{") and '"rejected event: ' in rest:
-            found.append(json.loads(rest)["message"].removeprefix("rejected event: "))
+        _, line = log_record(raw)
+        message = str(line.get("message", "")) if line is not None else ""
+        if message.startswith("rejected event: "):
+            found.append(message.removeprefix("rejected event: "))
     return found
 
 
