@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from typing import Any
 
 from worker.checkpoint import Checkpoint
@@ -26,8 +27,11 @@ from worker.summary import summarize
 log = logging.getLogger(__name__)
 
 
-def finished_chains(store: RunStore, record: RunRecord) -> list[Checkpoint] | None:
-    """Every chain's final checkpoint when all have finished, else None."""
+def finished_chains(
+    store: RunStore, record: RunRecord, io: Executor | None = None
+) -> list[Checkpoint] | None:
+    """Every chain's final checkpoint when all have finished, else None; read on `io` (the
+    container's small-read pool) side by side, since the completing leg reads every chain."""
     if record.version < LAYOUT_VERSION:
         cp = store.load_checkpoint(record.run_id).checkpoint
         return [cp] if cp.finished else None
@@ -35,7 +39,11 @@ def finished_chains(store: RunStore, record: RunRecord) -> list[Checkpoint] | No
     chains = store.chain_ids(record.run_id)
     if not chains or not set(chains) <= done:
         return None
-    checkpoints = [store.load_checkpoint(record.run_id, chain).checkpoint for chain in chains]
+
+    def load(chain: str) -> Checkpoint:
+        return store.load_checkpoint(record.run_id, chain).checkpoint
+
+    checkpoints = list(io.map(load, chains)) if io is not None else [load(c) for c in chains]
     for cp in checkpoints:
         if not cp.finished:  # a marker written from a read made before a resume reopened it
             log.warning(
@@ -53,10 +61,11 @@ def try_complete(
     presign_s: int = 0,
     *,
     architecture: str = "",
+    io: Executor | None = None,
 ) -> dict[str, Any] | None:
     """Complete the run if every chain has finished; the summary if this call wrote it.
     `architecture` (the setting) prices a run whose run.json pinned no prices."""
-    chains = finished_chains(store, record)
+    chains = finished_chains(store, record, io)
     if chains is None:
         return None
     summary = summarize(chains, record, store, architecture=architecture)
@@ -184,6 +193,7 @@ def repair(
     presign_s: int = 0,
     resend_after_ms: int = 0,
     architecture: str = "",
+    io: Executor | None = None,
 ) -> str | None:
     """What the sweep does for a run whose completion a leg did not see through.
 
@@ -193,7 +203,7 @@ def repair(
     summary = store.load_summary(record.run_id)
     if summary is None:
         completed = try_complete(
-            store, record, notifier, at_ms, presign_s, architecture=architecture
+            store, record, notifier, at_ms, presign_s, architecture=architecture, io=io
         )
         return None if completed is None else "completed"
     if store.load_notice(record.run_id) is not None:

@@ -645,6 +645,7 @@ class Leg:
             self.clock.now_ms(),
             self.settings.presign_s,
             architecture=self.settings.architecture,
+            io=self.c.io,
         )
 
     def completed(self, exit: Exit, reason: str | None = None) -> LegResult:
@@ -656,6 +657,7 @@ class Leg:
             self.clock.now_ms(),
             self.c.settings.presign_s,
             architecture=self.c.settings.architecture,
+            io=self.c.io,
         )
         if summary is not None and self._record.chains > 1:
             reason = reason or f"completed the run: {summary['status']}"

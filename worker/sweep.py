@@ -83,6 +83,7 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
                 presign_s=settings.presign_s,
                 resend_after_ms=settings.stall_after_ms,
                 architecture=settings.architecture,
+                io=container.io,
             )
             if outcome is not None:
                 result.tidied.append(run_id)

@@ -174,7 +174,7 @@ def test_sim_catches_a_summary_written_before_the_last_chain_ended(
 ) -> None:
     """Completion that does not wait for every chain (done markers, terminal checkpoints)."""
 
-    def any_time(store: RunStore, record: RunRecord) -> list[Checkpoint] | None:
+    def any_time(store: RunStore, record: RunRecord, io: Any = None) -> list[Checkpoint] | None:
         return store.load_chains(record.run_id) or None
 
     monkeypatch.setattr(completion, "finished_chains", any_time)
