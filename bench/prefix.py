@@ -54,6 +54,7 @@ from typing import Any
 
 from botocore.config import Config
 
+from bench.fanout import _containers_cpu_s
 from bench.sampler import Contention, machine_facts
 from devstack.lambda_runtime import FunctionConfig, log_record
 from devstack.stack import EmbeddedStack
@@ -132,11 +133,17 @@ class Measured:
     segments: int = 0
     rows: int = 0
     presigned_lines: int = 0
+    cpu_s: float = 0.0
+    """CPU meanwhile of this process (the S3 emulator, the Lambda API, the plain loop) and
+    of the live Lambda containers: what the side cost the two cores."""
+    cpu_ms_per_key: float = 0.0
     contention: dict[str, float] | None = None
     error: str | None = None
 
-    def rate(self, wall_s: float) -> None:
+    def rate(self, wall_s: float, cpu_s: float = 0.0) -> None:
         self.wall_s = round(wall_s, 3)
+        self.cpu_s = round(cpu_s, 3)
+        self.cpu_ms_per_key = round(cpu_s * 1000 / self.objects, 4) if self.objects else 0.0
         self.keys_per_s = round(self.objects / wall_s, 1) if wall_s else 0.0
         self.mb_per_s = round(self.bytes / 1e6 / wall_s, 3) if wall_s else 0.0
 
@@ -300,10 +307,7 @@ class Bench:
     def measure(self, side: str, processor: str, chains: int, round_: int) -> Measured:
         sample = len(self.contention.samples) if self.contention is not None else 0
         try:
-            if side == "plain":
-                m = self._plain(processor)
-            else:
-                m = self._baton(processor, chains)
+            m = self._plain(processor) if side == "plain" else self._baton(processor, chains)
         except (OSError, RuntimeError, TimeoutError, ValueError, KeyError) as exc:
             m = Measured(side, processor, chains, round_, error=f"{type(exc).__name__}: {exc}")
         m.round = round_
@@ -313,30 +317,36 @@ class Bench:
 
     def _plain(self, processor: str) -> Measured:
         s3 = self.stack.s3_client()  # a fresh client, as a script would start with
+        cpu0 = _cpu_s()
         try:
             if processor == "list":
-                return plain_list(s3, self.bucket)
-            if processor == "presign":
-                return plain_presign(s3, self.bucket, self.work / "plain-presigned.jsonl")
-            return plain_sha256(s3, self.bucket, self.seeded.sums_digests)
+                m = plain_list(s3, self.bucket)
+            elif processor == "presign":
+                m = plain_presign(s3, self.bucket, self.work / "plain-presigned.jsonl")
+            else:
+                m = plain_sha256(s3, self.bucket, self.seeded.sums_digests)
         finally:
             s3.close()
+        m.rate(m.wall_s, _cpu_s() - cpu0)
+        return m
 
     def _baton(self, processor: str, chains: int) -> Measured:
         prefix = KEYS if processor == "presign" else SUMS
         m = Measured("baton", processor, chains, 0)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        cpu0 = _cpu_s()
         started = time.perf_counter()
         run_id = m.run_id = self._start(prefix, processor, chains)
         summary = self._summary(run_id)
         wall = time.perf_counter() - started
         self.stack.runtime.wait_idle(60)
+        cpu = _cpu_s() - cpu0
         m.objects = int(summary["total"])
         m.segments = int((summary.get("listing") or {}).get("segments") or 0)
         rows = list(self.store.rows(run_id))
         m.rows = len(rows)
         m.bytes = sum(int(row.get("bytes") or 0) for row in rows)
-        m.rate(wall)
+        m.rate(wall, cpu)
         expected = self.seeded.keys if processor == "presign" else self.seeded.sums
         problems = []
         if summary["status"] != "done" or int(summary["ok"]) != expected:
@@ -367,6 +377,11 @@ class Bench:
             if line is not None and line.get("run_id") == run_id and line.get("event") == "leg":
                 legs += 1
         return legs
+
+
+def _cpu_s() -> float:
+    """This process's CPU and its live Lambda containers' (they outlive a run)."""
+    return _containers_cpu_s() + time.process_time()
 
 
 def measure(
@@ -405,6 +420,7 @@ def _line(m: Measured) -> str:
     return (
         f"  round {m.round + 1} {what:22} {m.objects:7,} objects  wall {m.wall_s:8.2f} s  "
         f"{m.keys_per_s:8.1f} keys/s  {m.mb_per_s:6.2f} MB/s  legs {m.legs:3}  "
+        f"CPU {m.cpu_ms_per_key:6.3f} ms/key  "
         f"other runnable {load}" + (f"  ERROR {m.error}" if m.error else "")
     )
 
@@ -421,6 +437,7 @@ def _cell(runs: list[Measured]) -> dict[str, Any]:
         "wall_s_median": round(statistics.median(m.wall_s for m in ok), 3),
         "keys_per_s_median": round(statistics.median(m.keys_per_s for m in ok), 1),
         "mb_per_s_median": round(statistics.median(m.mb_per_s for m in ok), 3),
+        "cpu_ms_per_key_median": round(statistics.median(m.cpu_ms_per_key for m in ok), 4),
         "legs_median": statistics.median(m.legs for m in ok),
         "segments": ok[0].segments,
         "other_runnable_median": round(statistics.median(load), 2) if load else None,
