@@ -58,6 +58,8 @@ from bench.fanout import _containers_cpu_s
 from bench.sampler import Contention, machine_facts
 from devstack.lambda_runtime import FunctionConfig, log_record
 from devstack.stack import EmbeddedStack
+from worker.config import Settings
+from worker.listing import LISTER
 from worker.store import RunStore
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -130,6 +132,12 @@ class Measured:
     mb_per_s: float = 0.0
     run_id: str = ""
     legs: int = 0
+    listed_s: float = 0.0
+    """From the invoke to the lister's last `listed` line (the listing's end)."""
+    lister_keys_per_s: float = 0.0
+    work_busy_s: float = 0.0
+    """The work chains' legs' time, summed: against `wall_s`, how long they waited for
+    segments (at C=1) rather than worked."""
     segments: int = 0
     rows: int = 0
     presigned_lines: int = 0
@@ -335,7 +343,7 @@ class Bench:
         m = Measured("baton", processor, chains, 0)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         cpu0 = _cpu_s()
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         run_id = m.run_id = self._start(prefix, processor, chains)
         summary = self._summary(run_id)
         wall = time.perf_counter() - started
@@ -362,21 +370,36 @@ class Bench:
             wrong = [r["id"] for r in rows if r.get("sha256") != self.seeded.sums_digests[r["id"]]]
             if wrong:
                 problems.append(f"{len(wrong)} wrong digests, first {wrong[0]}")
-        m.legs = self._legs(run_id, offset)
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            found = log_figures(log.read().decode("utf-8", errors="replace"), run_id, started_at)
+        m.legs, m.listed_s, m.work_busy_s = found["legs"], found["listed_s"], found["work_busy_s"]
+        m.lister_keys_per_s = round(m.objects / m.listed_s, 1) if m.listed_s else 0.0
         if problems:
             m.error = "; ".join(problems)
         return m
 
-    def _legs(self, run_id: str, offset: int) -> int:
-        with self.log_path.open("rb") as log:
-            log.seek(offset)
-            text = log.read().decode("utf-8", errors="replace")
-        legs = 0
-        for raw in text.splitlines():
-            _, line = log_record(raw)
-            if line is not None and line.get("run_id") == run_id and line.get("event") == "leg":
-                legs += 1
-        return legs
+
+def log_figures(text: str, run_id: str, started_at: float) -> dict[str, Any]:
+    """A run's legs, how long its lister took from `started_at` (the invoke, epoch s), and
+    how long its work chains worked, from the containers' log lines."""
+    legs, listed, busy_ms = 0, 0.0, 0
+    for raw in text.splitlines():
+        _, line = log_record(raw)
+        if line is None or line.get("run_id") != run_id:
+            continue
+        at = float(line.get("time") or 0)
+        if line.get("event") == "leg":
+            legs += 1
+            if line.get("chain") != LISTER:
+                busy_ms += int(line.get("elapsed_ms") or 0)
+        elif line.get("event") == "listed":
+            listed = at
+    return {
+        "legs": legs,
+        "listed_s": round(listed - started_at, 3) if listed else 0.0,
+        "work_busy_s": round(busy_ms / 1000, 3),
+    }
 
 
 def _cpu_s() -> float:
@@ -439,6 +462,8 @@ def _cell(runs: list[Measured]) -> dict[str, Any]:
         "mb_per_s_median": round(statistics.median(m.mb_per_s for m in ok), 3),
         "cpu_ms_per_key_median": round(statistics.median(m.cpu_ms_per_key for m in ok), 4),
         "legs_median": statistics.median(m.legs for m in ok),
+        "lister_keys_per_s_median": round(statistics.median(m.lister_keys_per_s for m in ok), 1),
+        "work_busy_s_median": round(statistics.median(m.work_busy_s for m in ok), 3),
         "segments": ok[0].segments,
         "other_runnable_median": round(statistics.median(load), 2) if load else None,
     }
@@ -472,6 +497,7 @@ def figures(config: PrefixConfig, found: list[Measured], seeded: dict[str, Any])
             baton[top]["presign"], one.get("presign", {}), "keys_per_s_median"
         ),
         "config": asdict(config),
+        "segment_pages": Settings.segment_pages,
         "seeded": seeded,
         "plain": plain,
         "baton": baton,

@@ -11,6 +11,7 @@ from bench import (
     cost,
     fanout,
     hop_overhead,
+    prefix,
     profile_leg,
     report,
     run_all,
@@ -275,6 +276,35 @@ def test_bench_fanout_scales_straggles_and_prices(tmp_path: Any) -> None:
     assert "${" not in section["fanout"]
     assert section["straggler_wall_ratio"] != "n/a"
     assert "Not measured" in report._fanout(None)["fanout"]
+
+
+def test_bench_prefix_measures_both_sides_and_renders_its_section(tmp_path: Any) -> None:
+    """The prefix bench at a toy size: every side's figures are numbers above 0, every
+    baton run checked its rows (no timings asserted)."""
+    found = prefix.measure(prefix.SMOKE, tmp_path, say=lambda _: None)
+
+    assert [r["error"] for r in found["runs"]] == [None] * len(found["runs"])
+    for what in ("list", "presign", "sha256"):
+        assert found["plain"][what]["keys_per_s_median"] > 0
+    for c in prefix.SMOKE.chains:
+        presign, sha256 = found["baton"][str(c)]["presign"], found["baton"][str(c)]["sha256"]
+        assert presign["objects"] == prefix.SMOKE.objects
+        assert sha256["objects"] == prefix.SMOKE.checksum_objects
+        assert presign["keys_per_s_median"] > 0
+        assert sha256["mb_per_s_median"] > 0
+        assert presign["cpu_ms_per_key_median"] > 0
+    assert found["prefix_ratio"] > 0
+    assert found["prefix_ratio_sha256"] > 0
+    assert found["prefix_speedup_2"] > 0  # C=16 is not in the toy's list
+
+    section = report._prefix(found | {"prefix_speedup_16": found["prefix_speedup_2"]})
+    assert "## Prefix runs (issue 16)" in section["prefix"]
+    assert "${" not in section["prefix"]
+    assert section["prefix_ratio"] != "n/a"
+    assert "Not measured" in report._prefix(None)["prefix"]
+    folded = run_all._with_prefix({"throughput_ratio": 1.0}, found)
+    assert folded["prefix_ratio"] == found["prefix_ratio"]
+    assert "runs" not in folded["prefix"]
 
 
 POOL = "_worker (/x/lib/python3.11/concurrent/futures/thread.py:83)"
