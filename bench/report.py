@@ -56,6 +56,7 @@ def render(r: dict[str, Any]) -> str:
         | _versus(r)
         | {"profile": _profile(r.get("profile"), r.get("runtime"))}
         | _fanout(r.get("fanout"))
+        | _prefix(r.get("prefix"))
     )
     return _template("BENCHMARKS.md").substitute(values)
 
@@ -1200,6 +1201,96 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "n/a"
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _prefix(f: Any) -> dict[str, Any]:
+    """bench/prefix.py's figures: baton's prefix runs against a plain boto3 loop."""
+    headline = {
+        key: num((f or {}).get(key), 3)
+        for key in ("prefix_ratio", "prefix_ratio_sha256", "prefix_speedup_16")
+    }
+    if not isinstance(f, dict) or not f.get("plain"):
+        return headline | {"prefix": fragment("prefix_absent") + "\n"}
+    cfg, plain, baton = f["config"], f["plain"], f["baton"]
+
+    def row(side: str, what: str, cell: dict[str, Any], chains: int | None) -> list[str]:
+        if "missing" in cell:
+            return [side, what, *["n/a"] * 10]
+        load = cell.get("other_runnable_median")
+        per_chain = cell.get("per_chain")
+        unit = "keys/s" if what.startswith("presign") else "MB/s"
+        return [
+            side,
+            what,
+            f"{cell['objects']:,}",
+            num(cell["wall_s_median"]),
+            num(cell["keys_per_s_median"], 0),
+            num(cell["mb_per_s_median"], 3) if what.startswith("sha256") else "",
+            f"{num(per_chain, 3 if unit == 'MB/s' else 0)} {unit}" if chains else "",
+            _fmt(cell.get("legs_median")) if chains else "",
+            _listed(cell) if chains else "",
+            num(cell.get("work_busy_s_median"), 1) if chains else "",
+            num(cell.get("cpu_ms_per_key_median"), 3),
+            "n/a" if load is None else f"{load:.2f}",
+        ]
+
+    table = [
+        row("plain loop", what, plain[what], None)
+        for what in ("list", "presign", "sha256")
+        if what in plain
+    ]
+    for c, cells in baton.items():
+        for what, cell in cells.items():
+            table.append(row("baton", f"{what}, C={c}", cell, int(c)))
+    presign_1 = (baton.get("1") or {}).get("presign") or {}
+    segments = presign_1.get("segments", "n/a")
+    segment_pages = f.get("segment_pages", 10)
+    verdict = ""
+    if f.get("prefix_ratio") is not None:
+        value = float(f["prefix_ratio"])
+        verdict = (
+            f"`prefix_ratio` {num(value, 3)} meets its target (>= 0.9)."
+            if value >= 0.9
+            else f"`prefix_ratio` {num(value, 3)} misses its target (>= 0.9) by "
+            f"{num(0.9 - value, 3)}."
+        )
+        wall = presign_1.get("wall_s_median")
+        busy = presign_1.get("work_busy_s_median")
+        verdict += " " + fragment(
+            "prefix_why",
+            segment_pages=segment_pages,
+            baton_cpu=num(presign_1.get("cpu_ms_per_key_median"), 3),
+            plain_cpu=num((plain.get("presign") or {}).get("cpu_ms_per_key_median"), 3),
+            segments=segments,
+            lister_rate=num(presign_1.get("lister_keys_per_s_median"), 0),
+            plain_list_rate=num((plain.get("list") or {}).get("keys_per_s_median"), 0),
+            busy_s=num(busy, 0),
+            wall_s=num(wall, 0),
+            idle=pct(1 - busy / wall, 0) if busy and wall else "n/a",
+        )
+    contention = contention_line(f.get("machine") or {})
+    return headline | {
+        "prefix": _template("prefix.md").substitute(
+            objects=f"{cfg['objects']:,}",
+            checksum_objects=f"{cfg['checksum_objects']:,}",
+            size_low=cfg["sizes"][0],
+            size_high=cfg["sizes"][1],
+            rounds=cfg["rounds"],
+            leg_s=f"{cfg['leg_s']:g}",
+            segment_pages=segment_pages,
+            segments=segments,
+            rows=rows(table),
+            verdict=verdict + ("\n\n" + contention if contention else ""),
+            **headline,
+        )
+    }
+
+
+def _listed(cell: dict[str, Any]) -> str:
+    rate = cell.get("lister_keys_per_s_median")
+    if not rate:
+        return "n/a"
+    return f"{cell['objects'] / rate:.1f} ({rate:,.0f})"
 
 
 # --- templates and cells ---------------------------------------------------------------

@@ -17,11 +17,14 @@ Runs, in this order (one at a time, so they do not share the two cores):
    concurrency, a straggler with and without stealing, and the counts the fan-out cost
    is priced from (`fanout_efficiency_16`, `straggler_wall_ratio`); also written to
    `bench/results/fanout.json`, which `--render-only` reads back;
-6. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
+6. `bench.prefix`: baton's prefix runs (presign, sha256; C = 1, 16) against a plain
+   boto3 loop on the same emulator (`prefix_ratio`); also written to
+   `bench/results/prefix.json`, which `--render-only` reads back;
+7. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
    (`--quick` in quick mode; `--huge` adds the 10M case that `peak_rss_mb_10m` comes
    from) and `bench.parse_cost`; their `bench/results/*.json` are read back;
-7. the cost per million tasks on Lambda prices, from the figures above;
-8. the last CPU profile of a leg, `bench/results/profile_leg.json`, read back as it is
+8. the cost per million tasks on Lambda prices, from the figures above;
+9. the last CPU profile of a leg, `bench/results/profile_leg.json`, read back as it is
    (`python -m bench.profile_leg --tree before=<worktree>` makes it; it is not run here:
    a "before" needs another commit's worktree), and marked stale in BENCHMARKS.md when
    it measured another worker tree than HEAD's.
@@ -47,7 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import budget, fanout, hop_overhead, throughput, versus
+from bench import budget, fanout, hop_overhead, prefix, throughput, versus
 from bench.cost import cost_model, recompute
 from bench.report import render
 from bench.sampler import Contention, machine_facts
@@ -75,6 +78,8 @@ FANOUT_KEYS = (
     "cost_per_million_tasks_fanout_usd",
 )
 """Issue 11's keys, copied from bench/results/fanout.json to the top of bench/results.json."""
+PREFIX_KEYS = prefix.PREFIX_KEYS
+"""Issue 16's keys, copied from bench/results/prefix.json to the top of bench/results.json."""
 
 
 @dataclass(frozen=True)
@@ -104,10 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-versus", action="store_true", help="no comparison with peers")
     parser.add_argument("--skip-fanout", action="store_true", help="no fan-out bench")
+    parser.add_argument("--skip-prefix", action="store_true", help="no prefix-run bench")
     parser.add_argument(
         "--fanout-only",
         action="store_true",
         help="measure only the fan-out bench; keep the rest of bench/results.json as it is",
+    )
+    parser.add_argument(
+        "--prefix-only",
+        action="store_true",
+        help="measure only the prefix-run bench; keep the rest of bench/results.json as it is",
     )
     parser.add_argument(
         "--versus-only",
@@ -127,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return versus_only(args, contention)
         if args.fanout_only:
             return fanout_only(args, contention)
+        if args.prefix_only:
+            return prefix_only(args, contention)
         return _main(args, contention)
 
 
@@ -167,6 +180,7 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
 
     compared = None if args.skip_versus else run_versus(args, contention)
     fanned = None if args.skip_fanout else run_fanout(args, contention)
+    prefixed = None if args.skip_prefix else run_prefix(args, contention)
 
     external: dict[str, Any] = {}
     if not args.skip_external:
@@ -208,6 +222,7 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
         "profile": _read_json("profile_leg"),
     }
     results = _with_fanout(_with_versus(results, compared), fanned or _read_json("fanout"))
+    results = _with_prefix(results, prefixed or _read_json("prefix"))
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(f"wrote {RESULTS_JSON.relative_to(REPO_ROOT)} and {BENCHMARKS_MD.name}")
@@ -291,6 +306,39 @@ def _with_fanout(results: dict[str, Any], fanned: Any) -> dict[str, Any]:
     return results | top | {"fanout": {k: v for k, v in fanned.items() if k != "runs"}}
 
 
+def run_prefix(args: argparse.Namespace, contention: Contention) -> dict[str, Any]:
+    """bench.prefix in this process (one bench at a time); also writes its results file."""
+    config = prefix.QUICK if args.quick else prefix.FULL
+    _say(
+        f"prefix: {config.objects:,} objects listed and presigned, {config.checksum_objects:,} "
+        f"checksummed, plain loop and baton at C = {', '.join(map(str, config.chains))} ..."
+    )
+    found = prefix.run(config, args.workdir, args.quick, say=_say, contention=contention)
+    prefix.RESULTS_FILE.write_text(json.dumps(found, indent=2, default=str) + "\n")
+    return found
+
+
+def prefix_only(args: argparse.Namespace, contention: Contention) -> int:
+    """Measure the prefix-run bench alone, into the last results (the rest kept as measured).
+    `--render-only` folds an existing bench/results/prefix.json without measuring."""
+    results = json.loads(RESULTS_JSON.read_text())
+    results = _with_prefix(results, run_prefix(args, contention))
+    RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    BENCHMARKS_MD.write_text(render(results))
+    _say(
+        f"wrote the prefix runs into {RESULTS_JSON.relative_to(REPO_ROOT)} and {BENCHMARKS_MD.name}"
+    )
+    return 0
+
+
+def _with_prefix(results: dict[str, Any], found: Any) -> dict[str, Any]:
+    """Issue 16's keys at the top, the bench (without its runs) under `prefix`."""
+    if not isinstance(found, dict) or not found.get("plain"):
+        return results
+    top = {key: found.get(key) for key in PREFIX_KEYS}
+    return results | top | {"prefix": {k: v for k, v in found.items() if k != "runs"}}
+
+
 def runtime_tree() -> dict[str, Any]:
     """The commit measured, and the runtime's tree in it (a bar compares these with HEAD's)."""
 
@@ -323,6 +371,7 @@ def render_only() -> int:
     results["cost_per_million_tasks_usd"] = results["cost"]["headline"]["total_usd"]
     results["profile"] = _read_json("profile_leg") or results.get("profile")
     results = _with_fanout(results, _read_json("fanout"))
+    results = _with_prefix(results, _read_json("prefix"))
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(f"rewrote the cost in {RESULTS_JSON.relative_to(REPO_ROOT)}, and {BENCHMARKS_MD.name}")

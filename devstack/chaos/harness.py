@@ -36,6 +36,7 @@ from devstack.lambda_runtime import REGION
 from devstack.s3server import EmbeddedS3, FaultHook, RandomFaults, S3Call, S3Fault
 from devstack.stack import FAKE_CREDENTIAL, EmbeddedStack
 from worker.checkpoint import TERMINAL, Checkpoint
+from worker.listing import SPEC_SUFFIX
 from worker.names import RESULTS_PREFIX, TASKS_PREFIX
 from worker.start import CHAINS_METADATA
 from worker.store import RunStore
@@ -191,6 +192,23 @@ class ChaosStack:
             "ETag"
         ]
         return Source(tag, key, str(etag), total, killers, healthy=False)
+
+    def upload_prefix(self, tag: str, count: int, chains: int | None = None) -> Source:
+        """`count` objects under `chaos-data/{tag}/`, then a spec `tasks/{tag}.prefix.json`
+        whose upload starts a prefix run of them (the function's processor: the chaos one).
+
+        The objects go through `observer` (no faults: a retried seed PUT is not what is
+        tested), a second before the spec (S3 keeps whole seconds; the run's cutoff must
+        follow them). `Source.total` is the objects the run must list.
+        """
+        prefix = f"chaos-data/{tag}/"
+        for i in range(count):
+            self.s3.put_object(Bucket=self.bucket, Key=f"{prefix}{i:05d}", Body=f"{tag} {i}")
+        time.sleep(1.1)
+        spec = json.dumps({"prefix": prefix}).encode()
+        key = f"{TASKS_PREFIX}{tag}{SPEC_SUFFIX}"
+        source = self.upload_body(tag, spec, count, key, chains=chains)
+        return replace(source, healthy=True)
 
     def upload_run(self, number: int) -> Source:
         """Run `number` of a chaos session: `config.tasks` tasks, plantings at seeded places."""

@@ -19,6 +19,7 @@ from typing import Any
 from devstack.lambda_runtime import log_record
 from worker.checkpoint import TERMINAL, Checkpoint
 from worker.exceptions import RunNotFoundError, TransientError
+from worker.listing import total_listed
 from worker.store import RunStore
 from worker.summary import run_status
 
@@ -35,12 +36,13 @@ TASK_SKIPPED = "task_skipped"
 
 @dataclass(frozen=True)
 class Source:
-    """One uploaded task list, and what the harness planted in it."""
+    """One uploaded task list (or prefix spec), and what the harness planted in it."""
 
     tag: str
     key: str
     etag: str
     total: int
+    """Its tasks (of a prefix spec: the objects the run must list)."""
     killers: frozenset[int] = frozenset()
     healthy: bool = True
     """Every task but the killers must succeed (False for lists with bad entries)."""
@@ -191,6 +193,10 @@ class Oracle:
                 check.problems.append(f"task {index} failed: {error}")
         expected = {i for cp in chains for i in range(cp.start, cp.position) if i not in cp.holes}
         check.lost = sum(1 for i in expected if counts[i] == 0)
+        listed = total_listed(chains)  # a prefix run: run.json's total is 0
+        if listed is not None and listed != check.source.total:
+            check.lost += max(0, check.source.total - listed)
+            check.problems.append(f"listed {listed} of {check.source.total} objects")
         check.duplicated = sum(n - 1 for n in counts.values() if n > 1)
         stray = sum(n for i, n in counts.items() if i not in expected)
         check.duplicated += stray

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from devstack.chaos import ChaosConfig, run_chaos
+from devstack.chaos.harness import ChaosStack
 from tests.chaos.conftest import report_line
 
 pytestmark = pytest.mark.chaos
@@ -66,3 +67,33 @@ def test_chaos_seeded_run_of_four_chains_loses_duplicates_forks_and_strands_noth
     assert [problem for check in report.checks for problem in check.problems] == []
     assert [check.status for check in report.checks] == ["done"]
     assert [check.killers_skipped for check in report.checks] == [1]
+
+
+PREFIX = replace(
+    CONFIG,
+    seed=20261130,
+    killers=0,
+    once=0,
+    environment={"BATON_LIST_PAGE_SIZE": "20", "BATON_SEGMENT_PAGES": "2"},
+    max_wait_s=120,
+)
+"""Pages of 20 keys, 2 a segment: 150 objects are 4 segments, each its own work chain."""
+
+
+def test_chaos_prefix_run_lists_every_object_once_under_every_fault(tmp_path: Path) -> None:
+    """A prefix run under the same faults: the lister's total (`total_listed`; run.json
+    says 0) is every object, and every listed index is in the results once."""
+    with ChaosStack(PREFIX, tmp_path) as chaos:
+        source = chaos.upload_prefix("p0", 150, chains=3)
+        chaos.wait([source], PREFIX.max_wait_s)
+        chaos.settle()
+        check = chaos.check(source)
+        rows = chaos.rows(check.run_id or "")
+        faults = chaos.faults()
+    report_line(check.line() + f"; faults {dict(faults)}")
+
+    assert check.problems == []
+    assert (check.lost, check.duplicated, check.forks) == (0, 0, 0)
+    assert check.status == "done"
+    assert sum(faults.values()) > 0
+    assert sorted(row["id"] for row in rows) == [f"chaos-data/p0/{i:05d}" for i in range(150)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from bench import (
     cost,
     fanout,
     hop_overhead,
+    prefix,
     profile_leg,
     report,
     run_all,
@@ -275,6 +277,46 @@ def test_bench_fanout_scales_straggles_and_prices(tmp_path: Any) -> None:
     assert "${" not in section["fanout"]
     assert section["straggler_wall_ratio"] != "n/a"
     assert "Not measured" in report._fanout(None)["fanout"]
+
+
+def test_bench_prefix_only_measures_both_sides_and_folds_them_into_the_results(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run_all --prefix-only` at a toy size: every side's figures are numbers above 0,
+    every baton run checked its rows, and the keys reach results.json and BENCHMARKS.md
+    (no timings asserted)."""
+    results, benchmarks = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
+    results.write_text(run_all.RESULTS_JSON.read_text())
+    monkeypatch.setattr(run_all, "RESULTS_JSON", results)
+    monkeypatch.setattr(run_all, "BENCHMARKS_MD", benchmarks)
+    monkeypatch.setattr(run_all, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(prefix, "RESULTS_FILE", tmp_path / "prefix.json")
+    monkeypatch.setattr(prefix, "QUICK", prefix.SMOKE)
+
+    assert run_all.main(["--prefix-only", "--quick"]) == 0
+
+    found = json.loads((tmp_path / "prefix.json").read_text())
+    assert [r["error"] for r in found["runs"]] == [None] * len(found["runs"])
+    for what in ("list", "presign", "sha256"):
+        assert found["plain"][what]["keys_per_s_median"] > 0
+    for c in prefix.SMOKE.chains:
+        presign, sha256 = found["baton"][str(c)]["presign"], found["baton"][str(c)]["sha256"]
+        assert presign["objects"] == prefix.SMOKE.objects
+        assert sha256["objects"] == prefix.SMOKE.checksum_objects
+        assert presign["keys_per_s_median"] > 0
+        assert presign["lister_keys_per_s_median"] > 0
+        assert sha256["mb_per_s_median"] > 0
+        assert presign["cpu_ms_per_key_median"] > 0
+    assert found["prefix_ratio"] > 0
+    assert found["prefix_ratio_sha256"] > 0
+    assert found["prefix_speedup_2"] > 0  # C=16 is not in the toy's list
+    folded = json.loads(results.read_text())
+    assert folded["prefix_ratio"] == found["prefix_ratio"]
+    assert "runs" not in folded["prefix"]
+    text = benchmarks.read_text()
+    assert "## Prefix runs (issue 16)" in text
+    assert "${" not in text
+    assert "Not measured" in report._prefix(None)["prefix"]
 
 
 POOL = "_worker (/x/lib/python3.11/concurrent/futures/thread.py:83)"

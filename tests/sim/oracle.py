@@ -53,10 +53,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tests.sim import prefix
 from tests.sim.scheduler import SPINNING
 from worker.checkpoint import Checkpoint
 from worker.events import FIRST_CHAIN
 from worker.exceptions import RunNotFoundError
+from worker.listing import total_listed
 from worker.store import (
     ACTIVE_DIR,
     CHAINS_DIR,
@@ -155,6 +157,7 @@ def unended(s3: MemoryS3, bucket: str, prefix: str, run_id: str) -> str | None:
         return "no run.json"
     record = json.loads(body)
     spans: list[tuple[int, int, str]] = []
+    total = record["total"]
     for key in s3.keys(bucket, f"{prefix}{run_id}/"):
         chain = chain_of(key, prefix)
         raw = s3.body(bucket, key)
@@ -163,9 +166,11 @@ def unended(s3: MemoryS3, bucket: str, prefix: str, run_id: str) -> str | None:
         cp = Checkpoint.from_json(json.loads(raw))
         if not cp.finished:
             return f"chain {chain[1]} is {cp.status} at {cp.position}"
+        if cp.listing is not None:
+            total = int(cp.listing["listed"])  # a prefix run's total is what its lister listed
         layout2 = record.get("version", 1) >= LAYOUT_VERSION
         spans.append((cp.start if layout2 else record["start_position"], cp.range_end, chain[1]))
-    return _gap(spans, record["start_position"], record["total"])
+    return _gap(spans, record["start_position"], total)
 
 
 def _gap(spans: list[tuple[int, int, str]], first: int, total: int) -> str | None:
@@ -395,6 +400,9 @@ def judge(world: World) -> list[Violation]:
         violations += check_run(store, run_id)
         violations += check_manifest(store, run_id)
         violations += check_notices(world, run_id)
+        if world.prefix is not None:
+            found = prefix.check_run(world.s3, store, run_id, world.prefix)
+            violations += [Violation(category, message) for category, message in found]
     active = world.s3.keys(world.bucket, f"{world.settings.results_prefix}{ACTIVE_DIR}")
     for key in active:
         violations.append(Violation("unfinished", f"{key} still marks a run active"))
@@ -452,7 +460,7 @@ def _tiling(record: RunRecord, chains: dict[str, Checkpoint]) -> list[Violation]
     has a checkpoint of its own."""
     out = []
     spans = [(_start(record, cp), cp.range_end, chain) for chain, cp in chains.items()]
-    gap = _gap(spans, record.start_position, record.total)
+    gap = _gap(spans, record.start_position, run_total(record, chains))
     if gap is not None:
         out.append(Violation("ranges", f"{record.run_id}: {gap}"))
     for chain, cp in chains.items():
@@ -544,7 +552,7 @@ def _expected(record: RunRecord, chains: dict[str, Checkpoint]) -> set[int]:
     """The indices the results must hold: the whole list when every chain is done, else each
     chain's whole range if it is done, or what is below its position and not a hole."""
     if all(cp.status == "done" for cp in chains.values()):
-        return set(range(record.start_position, record.total))
+        return set(range(record.start_position, run_total(record, chains)))
     expected: set[int] = set()
     for cp in chains.values():
         start = _start(record, cp)
@@ -553,6 +561,13 @@ def _expected(record: RunRecord, chains: dict[str, Checkpoint]) -> set[int]:
         else:
             expected |= set(range(start, cp.position)) - set(cp.holes)
     return expected
+
+
+def run_total(record: RunRecord, chains: dict[str, Checkpoint]) -> int:
+    """The run's task count: run.json's, or for a prefix run (whose run.json says 0) what its
+    lister listed (`worker.listing.total_listed`)."""
+    listed = total_listed(list(chains.values()))
+    return record.total if listed is None else listed
 
 
 def _ranges(store: RunStore, run_id: str) -> list[Violation]:

@@ -5,7 +5,8 @@
 PreconditionFailed (`IfMatch` on a missing key a 404); a GET with `IfMatch` that
 fails is a 412, with `IfNoneMatch` that matches a ClientError "304"; ranged reads
 return the part and the whole object's ETag; listings are in key order with
-`Prefix`, `StartAfter`, `MaxKeys`, `ContinuationToken` and `Delimiter`; a missing
+`Prefix`, `StartAfter`, `MaxKeys`, `ContinuationToken` and `Delimiter` (each object's
+`LastModified` in whole seconds of virtual time, as S3 keeps it); a missing
 key is a 404 NoSuchKey (a HEAD's code is "404").
 
 Calls made by a simulated invocation go through `network` (the world's): it makes
@@ -20,6 +21,7 @@ import bisect
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -313,7 +315,14 @@ class MemoryS3:
                 at = bisect.bisect_left(keys, common + "\U0010ffff")
                 continue
             stored = objects[key]
-            contents.append({"Key": key, "ETag": stored.etag, "Size": len(stored.body)})
+            contents.append(
+                {
+                    "Key": key,
+                    "ETag": stored.etag,
+                    "Size": len(stored.body),
+                    "LastModified": datetime.fromtimestamp(stored.modified_ms // 1000, UTC),
+                }
+            )
             last = key
             at += 1
         response: dict[str, Any] = {

@@ -15,13 +15,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.fakes import Killed
+from tests.sim import prefix as sim_prefix
 from tests.sim.conftest import report_line
 from tests.sim.executors import SimClock, SimFuture
 from tests.sim.s3 import MemoryS3, etag_of
 from tests.sim.scheduler import Actor, Scheduler
 from tests.sim.soak import soak
-from tests.sim.world import simulate
-from worker import completion, leg, steal, sweep
+from tests.sim.world import Params, simulate
+from worker import completion, leg, listing, steal, sweep
 from worker.checkpoint import Checkpoint, Plan
 from worker.clock import Clock
 from worker.exceptions import ConflictError, InputChangedError
@@ -368,3 +369,55 @@ def test_sim_scheduler_kills_an_invocation_at_its_deadline() -> None:
     scheduler.run(until_ms=scheduler.now + 10_000, max_steps=100)
     scheduler.finish()
     assert ended == ["killed at 1000: deadline"]
+
+
+def _prefix_seeds(seeds: range) -> list[int]:
+    """The seeds in `seeds` whose world is a prefix run (drawn as `World` draws them)."""
+    found = []
+    for seed in seeds:
+        params = Params.draw(random.Random(f"baton-sim:{seed}:params"))
+        if sim_prefix.draw(random.Random(f"baton-sim:{seed}:prefix"), params.tasks) is not None:
+            found.append(seed)
+    return found
+
+
+def _first_prefix_caught(category: str, seeds: range) -> int | None:
+    for seed in _prefix_seeds(seeds):
+        if any(v.category == category for v in simulate(seed).violations):
+            return seed
+    return None
+
+
+def test_sim_prefix_worlds_are_a_fraction_of_the_mix_and_hold_every_invariant() -> None:
+    seeds = _prefix_seeds(range(1, 301))
+    assert 10 <= len(seeds) <= 60
+    for seed in seeds[:12]:
+        world = simulate(seed)
+        assert world.prefix is not None
+        assert any("a new object" in entry[2] for entry in world.trace.entries)
+        assert world.violations == [], (seed, [str(v) for v in world.violations])
+
+
+def test_sim_catches_a_lister_that_ignores_the_cutoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing, "modified_ms", lambda iso: 0)
+    assert _first_prefix_caught("prefix", range(1, 301)) is not None  # seed 1 today
+
+
+def test_sim_catches_a_lister_that_drops_a_dead_legs_pending_segments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lister killed after the CAS that records a segment as pending: its next leg must
+    create that segment's work chain; one that drops the pending list loses its keys."""
+    place = leg.Leg.place_pending
+
+    def forgetful(self: leg.Leg, *, recount: bool = False) -> None:
+        if not getattr(self, "_forgot", False):
+            self._forgot = True  # type: ignore[attr-defined]
+            pending = self._listing["pending"]
+            if pending:
+                self._swap(self._checkpoint.evolve(listing={**self._listing, "pending": []}))
+                return
+        place(self, recount=recount)
+
+    monkeypatch.setattr(leg.Leg, "place_pending", forgetful)
+    assert _first_prefix_caught("ranges", range(1, 301)) is not None  # seed 85 today

@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 
 from cache import ObjectCache
 from tests.fakes import Killed
+from tests.sim import prefix
 from tests.sim.executors import InlineExecutor, SimClock, SimInFlight, TaskPool
 from tests.sim.faults import FaultPlan
 from tests.sim.lam import USER_SOURCES, Invocation, SimContainer, SimInvoker, SimLambda
@@ -223,6 +224,10 @@ class World:
             return random.Random(f"baton-sim:{seed}:{name}")
 
         self.params = Params.draw(stream("params"))
+        self.prefix = prefix.draw(stream("prefix"), self.params.tasks)
+        """A prefix world's plan (None: the world's run is of a task list)."""
+        if self.prefix is not None:
+            self.params = _prefix_params(self.params, self.prefix)
         self.settings = self.params.settings
         self.bucket = BUCKET
         self.timeout_ms = self.params.timeout_ms
@@ -232,6 +237,8 @@ class World:
         self.start_ms = self.scheduler.now
         self.trace = Trace(self.scheduler)
         self.faults = FaultPlan(stream("plan"), stream("faults"))
+        if self.prefix is not None:
+            self.faults.off("deploy", "replace_list")  # of task lists
         self.lambda_rng = stream("lambda")
         self.s3_rng = stream("s3")
         self.workload_rng = stream("workload")
@@ -267,6 +274,8 @@ class World:
         if self.legacy:
             self.upload(version=1, by_old_code=True)
             self._deploy()  # at the world's start: 0.1's legs are its past
+        elif self.prefix is not None:
+            self._start_prefix(self.prefix)
         else:
             self.upload(version=1)
         calm_at = self.start_ms + params.calm_after_ms
@@ -338,8 +347,40 @@ class World:
             self.lam.send(self._notification(upload), source="s3", by="s3")
 
     def _manual_start(self, upload: Upload) -> None:
-        payload = {"bucket": BUCKET, "key": upload.key, "chains": self.params.chains}
+        payload: dict[str, Any] = {
+            "bucket": BUCKET,
+            "key": upload.key,
+            "chains": self.params.chains,
+        }
+        if self.prefix is not None:
+            payload = self.prefix.payload(BUCKET, self.params.chains)
         self.lam.send(payload, source="manual", by="user")
+
+    def _start_prefix(self, plan: prefix.PrefixPlan) -> None:
+        """Objects under the prefix, the manual start, and later writes it must leave out."""
+        prefix.seed(self.s3, BUCKET, plan)
+        source = plan.source
+        run_id = derive_run_id(BUCKET, source.prefix, source.digest(), "")
+        upload = Upload(source.prefix, source.digest(), "", run_id, 1, plan.objects, True)
+        self.uploads.append(upload)
+        self.trace.add(
+            "world",
+            f"{plan.objects} objects under {source.prefix} ({len(plan.multipart)} multipart), "
+            f"pages of {plan.page_size}, {plan.segment_pages} a segment; start {plan.processor} "
+            f"over {self.params.chains} chains: run {run_id}",
+        )
+        self._manual_start(upload)
+        rng = self.world_rng
+        for _ in range(plan.late):
+            self.scheduler.at(
+                self.start_ms + rng.randint(2_000, max(2_000, self.params.calm_after_ms)),
+                self._write_late,
+            )
+
+    def _write_late(self) -> None:
+        key = prefix.late_key(self.world_rng)
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=prefix.body_of(key))
+        self.trace.add("world", f"a new object {key}, after the run's start")
 
     def _notification(self, upload: Upload) -> dict[str, Any]:
         obj = {
@@ -513,6 +554,7 @@ class World:
         container.io = InlineExecutor()
         container.in_flight = lambda: SimInFlight(self.scheduler)
         container.processor = self.processor
+        container._named.update(prefix.processors(self._task_started))
         container.budget = TimeBudget(
             margin_ms=settings.margin_ms,
             adaptive=settings.adaptive_margin,
@@ -614,6 +656,19 @@ class World:
             f"chains {p.chains} by {p.chains_by} (max {s.max_chains})"
             f"{', first run on 0.1' if self.legacy else ''}; faults: {on or 'none'}"
         )
+
+
+def _prefix_params(params: Params, plan: prefix.PrefixPlan) -> Params:
+    """A prefix world's run: its chains asked in the manual payload, small pages and
+    segments so the lister works in many blocks."""
+    settings = replace(
+        params.settings,
+        chains=1,
+        max_chains=max(params.settings.max_chains, params.chains),
+        list_page_size=plan.page_size,
+        segment_pages=plan.segment_pages,
+    )
+    return replace(params, tasks=plan.objects, chains_by="payload", settings=settings)
 
 
 def _old_row(task: Task) -> dict[str, Any]:
