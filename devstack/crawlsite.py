@@ -46,7 +46,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -776,66 +776,75 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HostServer
 
     def do_GET(self) -> None:
-        site, host = self.server.site, self.server.host
-        target = self.path
+        site, host, target = self.server.site, self.server.host, self.path
         started = time.monotonic()
         hit, in_flight = site._enter(host, target)
-        status = 0
+        answer = None
         try:
-            status = self._respond(site, host, target, hit, in_flight)
+            answer = self._answer(site, host, target, hit, in_flight)
+        finally:
+            # Counted out before the first byte goes back: a client holding its answer
+            # never finds its request still in flight (no false overlap with its next one).
+            site._leave(host, target, answer.status if answer else 0, started)
+        if answer is None:
+            self.close_connection = True
+            return
+        try:
+            self._send(answer)
         except (ConnectionError, TimeoutError):
             logger.debug("crawl site: client left during %s", target)
             self.close_connection = True
-        finally:
-            site._leave(host, target, status, started)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("crawl site: " + format, *args)
 
-    def _respond(self, site: CrawlSite, host: int, target: str, hit: int, in_flight: int) -> int:
+    def _answer(
+        self, site: CrawlSite, host: int, target: str, hit: int, in_flight: int
+    ) -> _Answer | None:
+        """What to send; None if the site stopped first."""
         config, model = site.config, site.model
         retry = {"Retry-After": str(config.retry_after_s)}
         if config.throttle_above is not None and in_flight > config.throttle_above:
             site._count_throttled(host)
-            return self._send(429, _html("Too many requests", ""), headers=retry)
+            return _Answer(429, _html("Too many requests", ""), headers=retry)
         if config.latency is not None:
             delay = config.latency.delay(config.seed, f"{host}{target}", hit)
             if delay > 0 and site._stopping.wait(delay):
-                self.close_connection = True
-                return 0
+                return None
         path = target.partition("?")[0]
         if path == "/robots.txt":
             status, text = model.robots(host)
-            return self._send(status, text.encode(), "text/plain; charset=utf-8")
+            return _Answer(status, text.encode(), "text/plain; charset=utf-8")
         if path == "/sitemap.xml" and (xml := model.sitemap_xml(host)) is not None:
-            return self._send(200, xml.encode(), "application/xml")
+            return _Answer(200, xml.encode(), "application/xml")
         resource = model.resource(host, target)
         if resource.rate_limited and hit == 1:
-            return self._send(429, _html("Too many requests", ""), headers=retry)
+            return _Answer(429, _html("Too many requests", ""), headers=retry)
         if resource.location is not None:
             headers = {"Location": resource.location}
-            return self._send(resource.status, _html("Moved", ""), headers=headers)
+            return _Answer(resource.status, _html("Moved", ""), headers=headers)
         links = "".join(
             f'<li><a href="{escape(link.href)}">link {i}</a></li>\n'
             for i, link in enumerate(resource.links)
         )
-        return self._send(resource.status, _html(resource.title, f"<ul>\n{links}</ul>\n"))
+        return _Answer(resource.status, _html(resource.title, f"<ul>\n{links}</ul>\n"))
 
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str = "text/html; charset=utf-8",
-        headers: dict[str, str] | None = None,
-    ) -> int:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        for name, value in (headers or {}).items():
+    def _send(self, answer: _Answer) -> None:
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        for name, value in answer.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(answer.body)))
         self.end_headers()
-        self.wfile.write(body)
-        return status
+        self.wfile.write(answer.body)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _html(title: str, body: str) -> bytes:
