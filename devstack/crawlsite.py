@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from typing import Any, Protocol, Self
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -84,6 +85,7 @@ OUT_OF_SCOPE = "example.invalid"
 _BIND_ATTEMPTS = 5
 _MAX_REDIRECTS = 10
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_NOT_PAGES = frozenset({"/robots.txt", "/sitemap.xml"})
 _STRIPPED = "".join(map(chr, range(0x21)))
 """What the WHATWG URL parser strips from both ends of an href: C0 controls and space."""
 
@@ -166,6 +168,18 @@ class CrawlSiteConfig:
             problems.append("calendar_start must be (year 1-9999, month 1-12)")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @classmethod
+    def benchmark(cls, hosts: int = 16, pages_per_host: int = 30) -> Self:
+        """Many hosts, pages delayed 100-300 ms, nothing a crawler must obey or dodge."""
+        return cls(
+            hosts=hosts,
+            pages_per_host=pages_per_host,
+            latency=UniformLatency(0.1, 0.3),
+            robots=(),
+            rate_limited_pages=(),
+            calendar=False,
+        )
 
     def robots_style(self, host: int) -> RobotsStyle:
         return self.robots[host] if host < len(self.robots) else RobotsStyle.PLAIN
@@ -647,6 +661,21 @@ class CrawlSite(Service):
         """Every finished request in the order they ended (optionally one host's)."""
         with self._lock:
             return [r for r in self._requests if host is None or r.host == host]
+
+    def served(self) -> Counter[str]:
+        """Answers per normalised URL, 429s (and cut requests) left out, robots.txt and
+        sitemap.xml too: a crawl that fetched each URL once has every count at 1."""
+        served: Counter[str] = Counter()
+        for r in self.requests():
+            if r.status not in (0, 429) and r.target not in _NOT_PAGES:
+                served[normalise(self.url(r.host, r.target)) or r.target] += 1
+        return served
+
+    def min_interval(self, host: int) -> float | None:
+        """The shortest time between two successive request starts on `host` (the crawl
+        delay a crawler kept); None with fewer than two requests."""
+        starts = sorted(r.started for r in self.requests(host))
+        return min((b - a for a, b in pairwise(starts)), default=None)
 
     def reset(self) -> None:
         """Forget what the site saw; rate-limited pages answer 429 again."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
@@ -335,3 +336,35 @@ def test_crawlsite_sequential_requests_never_count_as_overlapping() -> None:
             get(site.url(0, f"/p/{n % 30}"))
         assert site.max_concurrent == {0: 1}
         assert len(site.requests()) == 40
+
+
+def test_crawlsite_served_counts_answers_per_normalised_url() -> None:
+    with CrawlSite(CrawlSiteConfig(hosts=2, rate_limited_pages=(1,))) as site:
+        for target in ("/robots.txt", "/p/1", "/p/1", "/p/2?", "/p/./2", "/q?b=1&a=2"):
+            get(site.url(0, target))
+        assert site.served() == {
+            site.url(0, "/p/1"): 1,  # its first answer was a 429
+            site.url(0, "/p/2"): 2,  # one URL, two spellings on the wire
+            site.url(0, "/q?a=2&b=1"): 1,
+        }
+
+
+def test_crawlsite_min_interval_measures_the_gap_between_requests() -> None:
+    config = CrawlSiteConfig(crawl_delay_s=0.1)
+    with CrawlSite(config) as site:
+        assert b"Crawl-delay: 0.1" in get(site.url(1, "/robots.txt"))[2]
+        assert site.min_interval(1) is None
+        for n in range(3):
+            time.sleep(0.1)
+            get(site.url(1, f"/p/{n}"))
+        interval = site.min_interval(1)
+        assert interval is not None
+        assert 0.1 <= interval < 0.5
+
+
+def test_crawlsite_benchmark_config_serves_many_slow_hosts() -> None:
+    config = CrawlSiteConfig.benchmark()
+    assert config.hosts == 16
+    assert config.latency is not None
+    assert all(0.1 <= config.latency.delay(0, f"/p/{n}", 1) <= 0.3 for n in range(50))
+    assert {config.robots_style(i) for i in range(16)} == {RobotsStyle.PLAIN}
