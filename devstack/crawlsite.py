@@ -26,11 +26,21 @@ normaliser (`normalise`, `resolve`: nothing from the worker) and rules:
   whatever its status (`/missing` is a 404 row).
 - Redirects: the redirecting URL is the row (its final URL is the target); links are
   taken from the final page and resolved against the final URL, at the redirecting
-  URL's depth + 1. The target itself is a row only if something links to it. The site
-  redirects only to hosts whose robots.txt allows `/p/` and has no crawl delay, so no
-  robots rule is ever at stake in a redirect hop.
+  URL's depth + 1. The target itself is a row only if something links to it; every
+  page links to itself (`#top`, an empty href), so an in-scope target is a row one level
+  deeper. The site redirects only to hosts whose robots.txt allows `/p/` and sets no
+  crawl delay, so no robots rule is at stake in a redirect hop. `redirects_leave_scope`
+  False: a redirect to a host out of scope yields its row but no links.
 - With `sitemaps`, the URLs in the sitemaps named by in-scope hosts' robots.txt enter at
   `sitemap_depth`, under the same scope and robots rules as any link.
+- `max_pages` is not modelled: a crawl stopped by it yields a subset of the rows.
+
+What the site counts, for the politeness invariants: `hits` per (host, path?query as
+received); `max_concurrent` per host, a request counted in from its arrival until its
+answer is ready (counted out before the first byte goes back, so a client's next request
+never overlaps its last one falsely); `throttled`; `requests()` with start and end times
+(`min_interval` for the crawl delay); `served()` answers per normalised URL, 429s left
+out. `reset()` forgets all of it.
 """
 
 from __future__ import annotations
@@ -295,7 +305,7 @@ class _Model:
         return found
 
     def _build(self, host: int, target: str) -> Resource:
-        path, _, query = target.partition("?")
+        path = target.partition("?")[0]
         parts = path.split("/")[1:]
         n = self.config.pages_per_host
         if path == "/":
@@ -303,7 +313,7 @@ class _Model:
         if len(parts) == 2 and parts[0] == "p" and _number(parts[1], n) is not None:
             return self._page(host, int(parts[1]))
         if path == "/q":
-            return self._query_page(host, query)
+            return self._query_page(host)
         if len(parts) == 3 and parts[0] == "go":
             to_host, page = _number(parts[1], self.config.hosts), _number(parts[2], n)
             if to_host is not None and page is not None:
@@ -396,7 +406,7 @@ class _Model:
         to_host = others[number % len(others)]
         return [self._link(host, f"/go/{to_host}/{number}")]
 
-    def _query_page(self, host: int, query: str) -> Resource:
+    def _query_page(self, host: int) -> Resource:
         links = (self._link(host, "/", "./"), self._link(host, "/p/0", "p/0"))
         return Resource(200, f"Search on host {host}", links)
 

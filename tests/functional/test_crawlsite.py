@@ -13,6 +13,7 @@ from xml.etree import ElementTree
 import pytest
 from protego import Protego
 
+from devstack import crawlsite
 from devstack.crawlsite import (
     CrawlSite,
     CrawlSiteConfig,
@@ -368,3 +369,14 @@ def test_crawlsite_benchmark_config_serves_many_slow_hosts() -> None:
     assert config.latency is not None
     assert all(0.1 <= config.latency.delay(0, f"/p/{n}", 1) <= 0.3 for n in range(50))
     assert {config.robots_style(i) for i in range(16)} == {RobotsStyle.PLAIN}
+
+
+def test_crawlsite_gives_each_host_its_own_port_if_one_port_will_not_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(crawlsite, "_BIND_ATTEMPTS", 0)  # as if every shared try failed
+    with CrawlSite(CrawlSiteConfig(hosts=3)) as site:
+        assert not site.shared_port
+        assert len({urlsplit(site.host_url(i)).port for i in range(3)}) == 3
+        assert [get(site.url(i, "/"))[0] for i in range(3)] == [200, 200, 200]
+        assert site.url(1, "/p/0") in site.expected(site.seed_urls(), 1)
