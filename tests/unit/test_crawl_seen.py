@@ -102,3 +102,9 @@ def test_seen_extend_from_refuses_a_torn_object() -> None:
 
 def test_seen_extend_from_an_empty_object_adds_nothing() -> None:
     assert SeenSet().extend_from(b"") == 0
+
+
+def test_seen_costs_8_bytes_a_slot_at_most_70_percent_full() -> None:
+    rng = random.Random(3)
+    seen = SeenSet(rng.getrandbits(64) | 1 for _ in range(100_000))
+    assert 100_000 / 0.7 * 8 <= seen.table_bytes <= 2 * 100_000 / 0.7 * 8

@@ -84,6 +84,11 @@ class SeenSet:
     def __len__(self) -> int:
         return self._count
 
+    @property
+    def table_bytes(self) -> int:
+        """Memory the table holds (free slots included): what the set costs a container."""
+        return len(self._table) * self._table.itemsize
+
     def __iter__(self) -> Iterator[int]:
         if self._zero:
             yield 0
