@@ -77,10 +77,12 @@ class CrawlSpec:
     """`module:function`; None: the default page fetcher."""
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able; parse_crawl_spec(spec.as_dict()) == spec."""
+        """JSON-able, absent fields left out; parse_crawl_spec(spec.as_dict()) == spec."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None or value == ():
+                continue  # absent: what the parser would default it to
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
