@@ -6,7 +6,7 @@ link of every page (a few microseconds each). It parses with ada (the WHATWG
 parser browsers and Node.js use: scheme and host case, IDNA, default ports, dot
 segments, IPv4 forms) and then applies RFC 3986 section 6.2.2 on top: escapes of
 unreserved characters decoded, other escapes upper-cased. w3lib's
-`canonicalize_url` does similar work at about six times the cost per URL and
+`canonicalize_url` does similar work at about four times the cost per URL and
 re-encodes the query beyond what 6.2.2 calls safe, so it is not used here.
 """
 
