@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus, redo_after_split
 from worker.completion import try_complete
 from worker.container import Container
+from worker.crawl.steps import CrawlSteps, crawl_checkpoint
 from worker.events import LegEvent
 from worker.exceptions import (
     ConflictError,
@@ -151,6 +152,8 @@ class Leg:
         self._chain_count: tuple[int, list[str]] | None = None
         """A lister's count of running work chains and its queue, as last taken."""
         self._counted_at = 0.0
+        self.crawl: CrawlSteps | None = None
+        """A crawl run's steps (set when the leg loads its log)."""
         self._unsure: tuple[Checkpoint, Usage] | None = None
         """A write whose call raised and could not be read back, and the usage it carried:
         `release` finds out whether it landed."""
@@ -166,7 +169,10 @@ class Leg:
             self.record = self._matching_record()
             self.held = self.claim(first)
             self.check_recursion_once()
-            if self._checkpoint.listing is not None:
+            if self._record.crawl is not None:
+                tasks = self.load_crawl()
+                self.adopt_orphans()
+            elif self._checkpoint.listing is not None:
                 ended = self.list_prefix()
                 if ended is not None:
                     return ended
@@ -303,6 +309,30 @@ class Leg:
             raise TaskListError(f"task list has {len(tasks)} tasks, run expects {total}")
         return tasks
 
+    def load_crawl(self) -> TaskList:
+        """A crawl chain's log as its task list; a new chain's first leg seeds it first."""
+        self.crawl = CrawlSteps(
+            self._record.crawl or {},
+            store=self.store,
+            memory=self.c.crawl,
+            fetcher=self.c.fetcher,
+            hosts=self.c.hosts,
+            io=self.c.io,
+            clock=self.clock,
+        )
+        tasks = self.crawl.load(self._checkpoint)
+        if not (self._checkpoint.frontier or {}).get("seeded"):
+            growth = self.crawl.seeds(self._checkpoint)
+            self._swap(crawl_checkpoint(self._checkpoint, growth))
+            self.crawl.committed(growth)
+            log.info(
+                "run %s chain %s: seeded its log with %s pages",
+                self._checkpoint.run_id,
+                self._checkpoint.chain,
+                len(growth.entries),
+            )
+        return tasks
+
     def adopt_orphans(self) -> None:
         """Keep what a leg wrote but did not checkpoint before it died, so nothing runs twice.
 
@@ -417,7 +447,7 @@ class Leg:
         remaining_ms: int,
     ) -> None:
         host = self.c.hosts.key(task)
-        self.c.hosts.started(host)
+        self.c.hosts.started(host, now)
         window_ms = self.budget.work_deadline_ms(remaining_ms)
         if not self.first_window_ms:
             self.first_window_ms = window_ms
@@ -472,20 +502,32 @@ class Leg:
         now = self.clock.monotonic()
         self.budget.record_rate(len(commit.rows), now - self._last_commit_at, self._work_key())
         self._last_commit_at = now
-        self._commit_state(
-            commit, 0, planned=max(planned, self._plan(commit.end, cp.careful_until))
-        )
+        self._commit_state(commit, 0, planned=planned, replan_from=cp.careful_until)
         plan_end = self._checkpoint.batch_end  # a steal since may have cut it shorter
         if plan_end > planned:
             queue.extend(tasks[planned:plan_end])
         return max(planned, plan_end)
 
     def _commit_state(
-        self, commit: Commit, task_ms: int, planned: int = 0, *, write: bool = True
+        self,
+        commit: Commit,
+        task_ms: int,
+        planned: int = 0,
+        *,
+        write: bool = True,
+        replan_from: int | None = None,
     ) -> None:
-        """Write a commit's rows (range object, holes object), then CAS the checkpoint past it."""
+        """Write a commit's rows (range object, holes object), then CAS the checkpoint past it.
+
+        A crawl's commit also writes the links its rows found as the log's next segment
+        before the CAS, which then counts them. With `replan_from` (the careful line)
+        the plan is extended from the commit's end in the same CAS.
+        """
         cp = self._checkpoint
         cancel = self.c.io.submit(self.store.cancel_requested, cp.run_id)
+        if self.crawl is not None:
+            for row in (*commit.rows, *commit.hole_rows):
+                self.crawl.annotate(row)
         if commit.rows and write:
             self.store.put_results(cp.run_id, commit.start, commit.end - 1, commit.rows)
         if commit.hole_rows and write:
@@ -497,20 +539,28 @@ class Leg:
         failed = tally_failures(kinds, samples, rows)
         self._failed_in_leg += failed
         self.meter.rows(rows)
-        self._swap(
-            cp.advance(
-                commit.end,
-                holes=commit.holes,
-                level=self.c.autoscaler.current,
-                ok=len(rows) - failed,
-                failed=failed,
-                failure_kinds=kinds,
-                failure_samples=samples,
-                task_ms=task_ms,
-                at_ms=self.clock.now_ms(),
-                plan_end=max(planned, commit.end),
-            )
+        steps = self.crawl
+        growth = steps.grow(cp, rows) if steps is not None else None
+        end = growth.end if growth is not None else cp.range_end
+        if replan_from is not None:
+            planned = max(planned, self._plan(commit.end, replan_from, end))
+        advanced = cp.advance(
+            commit.end,
+            holes=commit.holes,
+            level=self.c.autoscaler.current,
+            ok=len(rows) - failed,
+            failed=failed,
+            failure_kinds=kinds,
+            failure_samples=samples,
+            task_ms=task_ms,
+            at_ms=self.clock.now_ms(),
+            plan_end=max(planned, commit.end),
         )
+        if steps is None or growth is None:
+            self._swap(advanced)
+        else:
+            self._swap(crawl_checkpoint(advanced, growth))
+            steps.committed(growth)
         if rows:
             self.batches += 1
             self.processed += len(rows)
@@ -671,6 +721,8 @@ class Leg:
         make one more of them run.
         """
         record = self._record
+        if record.crawl is not None:
+            return False  # a crawl chain owns its hosts' log: nothing to steal or queue
         lister = self._checkpoint.listing is not None
         if lister and chain_state(self.store, record.run_id).live >= record.chains:
             return False
@@ -765,7 +817,7 @@ class Leg:
     @property
     def _processor(self) -> Processor:
         """The run's processor: a prefix run names its own (pinned in run.json)."""
-        name = (self._record.listing or {}).get("processor")
+        name = (self._record.listing or self._record.crawl or {}).get("processor")
         if name is None or name == self.settings.processor:
             return self.c.processor
         return self.c.named_processor(str(name))

@@ -1,0 +1,287 @@
+"""What a leg does differently for a crawl run: seed the log, grow it from each commit's
+rows, keep each host's politeness across legs.
+
+The leg calls in at three points: when it loads its tasks (`load`, which also seeds an
+empty log), before each checkpoint CAS (`grow`: the commit's links, normalised and
+filtered, written as one segment first, so the CAS that moves past the batch also
+counts what it found), and after that CAS (`committed`). Everything here is a function
+of the checkpoint it is given and what S3 holds, so a redone batch finds the same
+links in the same log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from worker.checkpoint import Checkpoint
+from worker.clock import Clock
+from worker.crawl.chainlog import ChainLog, FrontierTasks, new_segment
+from worker.crawl.frontier import Entry, interleave_by_host
+from worker.crawl.robots import RobotsRules, fetch_robots, rules_from_response
+from worker.crawl.seen import url_hash
+from worker.crawl.sitemap import parse_sitemap
+from worker.crawl.spec import CrawlSpec, parse_crawl_spec
+from worker.crawl.urls import ScopeFilter, host_of, normalise, origin_of
+from worker.fetch import Fetcher, FetchError
+from worker.hosts import Hosts
+from worker.netguard import UnresolvedHostError
+from worker.store import RunStore
+from worker.tasks import Task
+
+log = logging.getLogger(__name__)
+
+ROBOTS_TIMEOUT_S = 5.0
+MAX_DELAY_S = 60.0
+"""A Crawl-delay above this is taken as this (some sites ask for hours)."""
+TOP_HOSTS = 100
+"""Hosts counted by name in the summary; the rest are `(other)`."""
+MAX_SITEMAPS = 20
+"""Sitemaps read per seed origin (an index's children included)."""
+STRIDE = 10_000_000
+"""Chain n's log starts at index n * STRIDE (a chain's log holds at most this many)."""
+KEPT_RUNS = 4
+
+
+@dataclass
+class CrawlMemory:
+    """Container-scoped: each chain's log and seen-set, and robots rules per origin, so a
+    warm leg reads only what the previous legs added."""
+
+    logs: dict[tuple[str, str], ChainLog] = field(default_factory=dict)
+    robots: dict[tuple[str, str], RobotsRules] = field(default_factory=dict)
+
+    def chain_log(self, run_id: str, chain: str, base: int) -> ChainLog:
+        key = (run_id, chain)
+        found = self.logs.pop(key, None) or ChainLog(run_id, chain, base)
+        self.logs[key] = found  # most recent last
+        while len(self.logs) > KEPT_RUNS:
+            self.logs.pop(next(iter(self.logs)))
+        return found
+
+    def forget(self, run_id: str, chain: str) -> None:
+        """After a write whose fate is unknown: the next leg rebuilds from S3."""
+        self.logs.pop((run_id, chain), None)
+
+
+@dataclass(frozen=True)
+class Growth:
+    """What a commit adds to the log (maybe nothing) and the chain's crawl state after it."""
+
+    first: int
+    entries: list[Entry]
+    body: bytes
+    frontier: dict[str, Any]
+
+    @property
+    def end(self) -> int:
+        return self.first + len(self.entries)
+
+
+class CrawlSteps:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        *,
+        store: RunStore,
+        memory: CrawlMemory,
+        fetcher: Fetcher,
+        hosts: Hosts,
+        io: Executor,
+        clock: Clock,
+    ) -> None:
+        self.spec: CrawlSpec = parse_crawl_spec(spec, "the run's crawl spec")
+        self.store = store
+        self.memory = memory
+        self.fetcher = fetcher
+        self.hosts = hosts
+        self.io = io
+        self.clock = clock
+        self.scope = ScopeFilter(self.spec)
+        self.log: ChainLog | None = None
+        self.headers = {"User-Agent": self.spec.user_agent}
+
+    # the leg's three calls
+    def load(self, cp: Checkpoint) -> FrontierTasks:
+        """The chain's log up to the checkpoint, as the leg's task list; the leg's hosts
+        set to the crawl's politeness and the previous leg's pauses."""
+        self.hosts.use(self.spec.per_host_concurrency, self.spec.per_host_delay_ms / 1000)
+        now = self.clock.monotonic()
+        for host, seconds in (cp.frontier or {}).get("pauses", {}).items():
+            self.hosts.pause(host, float(seconds), now)
+        self.log = self.memory.chain_log(cp.run_id, cp.chain, cp.start)
+        try:
+            self.log.sync(self.store, cp.range_end, self.io)
+        except Exception:
+            self.memory.forget(cp.run_id, cp.chain)
+            raise
+        return FrontierTasks(self.log, self.store, self._task)
+
+    def seeds(self, cp: Checkpoint) -> Growth:
+        """The log's first segment: the seeds (and what their sitemaps list), through the
+        same filters as any link."""
+        found: list[tuple[str, int, str | None]] = [(seed, 0, None) for seed in self.spec.seeds]
+        if self.spec.sitemaps:
+            found += [(url, 0, where) for url, where in self._sitemap_urls(cp.run_id)]
+        return self._grow(cp, found, rows=())
+
+    def grow(self, cp: Checkpoint, rows: Sequence[dict[str, Any]]) -> Growth:
+        """The links in a commit's rows that are new to the log, written as its next
+        segment (nothing written when there are none)."""
+        found: list[tuple[str, int, str | None]] = []
+        limit = self.spec.max_depth
+        for row in rows:
+            depth = int(row.get("depth") or 0)
+            if depth >= limit:
+                continue
+            page = str(row.get("url"))
+            found += [(link, depth + 1, page) for link in row.get("links") or ()]
+        return self._grow(cp, found, rows)
+
+    def committed(self, growth: Growth) -> None:
+        assert self.log is not None
+        if growth.entries:
+            self.log.appended(growth.first, growth.entries, growth.body)
+
+    def annotate(self, row: dict[str, Any]) -> None:
+        """A crawl row also says how deep its page is and where it was found."""
+        if "depth" in row or self.log is None:
+            return
+        entry = self.log.entry(self.store, int(row["index"]))
+        row["depth"] = entry.depth
+        row["found_on"] = entry.found_on
+
+    # growing the log
+    def _grow(
+        self,
+        cp: Checkpoint,
+        found: Iterable[tuple[str, int, str | None]],
+        rows: Sequence[dict[str, Any]],
+    ) -> Growth:
+        assert self.log is not None
+        room = self.spec.max_pages - (cp.range_end - cp.start)
+        fresh: dict[int, Entry] = {}
+        for raw, depth, page in found:
+            url = normalise(raw, query=self.spec.query)
+            if url is None or not self.scope.allows(url):
+                continue
+            hashed = url_hash(url)
+            if hashed in self.log.seen or hashed in fresh:
+                continue
+            fresh[hashed] = Entry(url, depth, page)
+        entries = self._robots_allow(cp.run_id, list(fresh.values()))[: max(0, room)]
+        entries = interleave_by_host(entries)
+        body = b""
+        if entries:
+            body, seen = new_segment(entries)
+            self.store.put_frontier(cp.run_id, cp.chain, cp.range_end, body, seen)
+        return Growth(cp.range_end, entries, body, self._state(cp, entries, rows))
+
+    def _robots_allow(self, run_id: str, entries: list[Entry]) -> list[Entry]:
+        if not self.spec.robots or not entries:
+            return entries
+        origins = {origin_of(e.url) for e in entries}
+        rules = self.rules(run_id, origins)
+        agent = self.spec.user_agent
+        kept = [e for e in entries if rules[origin_of(e.url)].allowed(e.url, agent)]
+        if len(kept) < len(entries):
+            log.info("run %s: robots.txt disallows %s links", run_id, len(entries) - len(kept))
+        return kept
+
+    def rules(self, run_id: str, origins: Iterable[str]) -> dict[str, RobotsRules]:
+        """robots.txt of each origin, fetched once per run: this container's copy, else
+        the run's (S3), else fetched now and kept with the run for every other leg."""
+        wanted = {o: self.memory.robots.get((run_id, o)) for o in origins}
+        missing = [o for o, rules in wanted.items() if rules is None]
+        for origin, rules in zip(
+            missing, self.io.map(lambda o: self._rules(run_id, o), missing), strict=True
+        ):
+            wanted[origin] = rules
+        out: dict[str, RobotsRules] = {}
+        for origin, found in wanted.items():
+            assert found is not None
+            out[origin] = found
+            self.memory.robots[(run_id, origin)] = found
+            delay = found.crawl_delay_s(self.spec.user_agent)
+            if delay:
+                self.hosts.set_delay(host_of(origin), min(MAX_DELAY_S, delay))
+        return out
+
+    def _rules(self, run_id: str, origin: str) -> RobotsRules:
+        kept = self.store.load_robots(run_id, origin)
+        if kept is not None:
+            return RobotsRules.from_dict(kept)
+        at = self.clock.now_ms()
+        try:  # the fetcher's session: its connection pools hold the address guard
+            rules = fetch_robots(
+                self.fetcher.session, origin, self.spec.user_agent, ROBOTS_TIMEOUT_S, at
+            )
+        except UnresolvedHostError:
+            rules = rules_from_response(origin, None, b"", at)  # a network error: RFC 9309
+        if not self.store.create_robots(run_id, origin, rules.to_dict()):
+            kept = self.store.load_robots(run_id, origin)  # another leg fetched it first
+            if kept is not None:
+                return RobotsRules.from_dict(kept)
+        return rules
+
+    def _sitemap_urls(self, run_id: str) -> list[tuple[str, str]]:
+        """URLs the seed origins' sitemaps list: /sitemap.xml and robots.txt's Sitemap lines,
+        an index's children followed, at most MAX_SITEMAPS per origin."""
+        out: list[tuple[str, str]] = []
+        origins = sorted({origin_of(seed) for seed in self.spec.seeds})
+        rules = self.rules(run_id, origins) if self.spec.robots else {}
+        for origin in origins:
+            queue = [f"{origin}/sitemap.xml"]
+            if origin in rules:
+                queue += rules[origin].sitemaps()
+            read = 0
+            while queue and read < MAX_SITEMAPS:
+                where = queue.pop(0)
+                read += 1
+                try:
+                    page = self.fetcher.fetch(
+                        where, time.monotonic() + ROBOTS_TIMEOUT_S, self.headers
+                    )
+                except FetchError:
+                    continue
+                if page.status != 200:
+                    continue
+                found = parse_sitemap(page.body)
+                out += [(url, where) for url in found.urls]
+                queue += found.sitemaps
+        return out
+
+    def _state(
+        self, cp: Checkpoint, entries: Sequence[Entry], rows: Sequence[dict[str, Any]]
+    ) -> dict[str, Any]:
+        state = dict(cp.frontier or {})
+        depths = Counter(state.get("depths", {}))
+        statuses = Counter(state.get("statuses", {}))
+        hosts = Counter(state.get("hosts", {}))
+        for row in rows:
+            depths[str(row.get("depth", 0))] += 1
+            statuses[str(row.get("status") or "error")] += 1
+            host = host_of(str(row.get("url")))
+            hosts[host if host in hosts or len(hosts) < TOP_HOSTS else "(other)"] += 1
+        deepest = max((e.depth for e in entries), default=0)
+        return state | {
+            "seeded": True,
+            "depth": max(int(state.get("depth", 0)), deepest),
+            "pauses": self.hosts.pauses(self.clock.monotonic()),
+            "depths": dict(depths),
+            "statuses": dict(statuses),
+            "hosts": dict(hosts),
+        }
+
+    def _task(self, index: int, entry: Entry) -> Task:
+        return Task(index, entry.url, options={"headers": self.headers})
+
+
+def crawl_checkpoint(cp: Checkpoint, growth: Growth) -> Checkpoint:
+    """`cp` with the log grown: its range now ends where the log does."""
+    return replace(cp, end=growth.end, total=growth.end - cp.start, frontier=growth.frontier)
