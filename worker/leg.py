@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus, redo_after_split
 from worker.completion import try_complete
 from worker.container import Container
-from worker.crawl.steps import CrawlSteps, crawl_checkpoint
+from worker.crawl.steps import CrawlSteps, Growth, crawl_checkpoint
 from worker.events import LegEvent
 from worker.exceptions import (
     ConflictError,
@@ -185,8 +185,12 @@ class Leg:
             self.c.autoscaler.resume_from(self._checkpoint.level)
             while True:
                 cp = self._checkpoint
+                if cp.exhausted and self.crawl_mail():
+                    continue
                 if cp.exhausted:
                     self.end_chain(RunStatus.DONE)
+                    if self.crawl is not None and self.crawl.has_mail(self._checkpoint):
+                        self.wake(cp.chain)  # links sent while it was ending
                     if self.take_another_range():
                         if self._record.listing is not None:
                             tasks = self.load_tasks()  # another segment's
@@ -313,6 +317,7 @@ class Leg:
         """A crawl chain's log as its task list; a new chain's first leg seeds it first."""
         self.crawl = CrawlSteps(
             self._record.crawl or {},
+            chains=self._record.chains,
             store=self.store,
             memory=self.c.crawl,
             fetcher=self.c.fetcher,
@@ -324,7 +329,7 @@ class Leg:
         if not (self._checkpoint.frontier or {}).get("seeded"):
             growth = self.crawl.seeds(self._checkpoint)
             self._swap(crawl_checkpoint(self._checkpoint, growth))
-            self.crawl.committed(growth)
+            self._crawl_committed(self.crawl, growth)
             log.info(
                 "run %s chain %s: seeded its log with %s pages",
                 self._checkpoint.run_id,
@@ -332,6 +337,41 @@ class Leg:
                 len(growth.entries),
             )
         return tasks
+
+    def _crawl_committed(self, steps: CrawlSteps, growth: Growth) -> None:
+        """After the CAS that counted a crawl's growth: the inbox objects it took in go,
+        and a chain that was sent links but had ended is woken to crawl them."""
+        steps.committed(growth)
+        for chain in growth.sent_to:
+            self.wake(chain)
+
+    def wake(self, chain: str) -> None:
+        """Resume a crawl chain that ended done (its inbox has links now); one running, or
+        ended otherwise (cancelled, failed: the run is ending), is left alone."""
+        run_id = self._record.run_id
+        try:
+            current = self.store.load_checkpoint(run_id, chain)
+            if current.checkpoint.status is not RunStatus.DONE:
+                return
+            woken = self.store.swap(current, current.checkpoint.resume(at_ms=self.clock.now_ms()))
+        except (ConflictError, RunNotFoundError):
+            return  # it moved: someone else woke it, or it is live
+        self.store.clear_chain_done(run_id, chain)
+        log.info("run %s: woke crawl chain %s for the links sent to it", run_id, chain)
+        self._invoke(woken.checkpoint, within_s=self._handoff_window_s())
+
+    def crawl_mail(self) -> bool:
+        """A crawl chain out of pages takes in its inbox before it ends: True if that
+        gave it more."""
+        steps, cp = self.crawl, self._checkpoint
+        if steps is None or self._record.chains < 2:
+            return False
+        growth = steps.grow(cp, [], mail=True)
+        if not growth.entries and not growth.merged:
+            return False
+        self._swap(crawl_checkpoint(cp, growth))
+        self._crawl_committed(steps, growth)
+        return bool(growth.entries)
 
     def adopt_orphans(self) -> None:
         """Keep what a leg wrote but did not checkpoint before it died, so nothing runs twice.
@@ -560,7 +600,7 @@ class Leg:
             self._swap(advanced)
         else:
             self._swap(crawl_checkpoint(advanced, growth))
-            steps.committed(growth)
+            self._crawl_committed(steps, growth)
         if rows:
             self.batches += 1
             self.processed += len(rows)

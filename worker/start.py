@@ -25,7 +25,7 @@ from worker.container import Container
 from worker.cost import pricing_config
 from worker.crawl.chainlog import empty_frontier
 from worker.crawl.spec import parse_spec_file as parse_crawl_file
-from worker.crawl.steps import STRIDE
+from worker.crawl.steps import MAX_CRAWL_CHAINS, STRIDE
 from worker.events import FIRST_CHAIN, LegEvent, StartRequest, derive_run_id, quote_etag
 from worker.exceptions import BadEventError, RunNotFoundError, TaskListError
 from worker.handoff import HandoffError
@@ -80,8 +80,6 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
     if request.run_id is not None:
         return resume_run(container, store, request, context)
     chains, chains_note = _chains(container, request, metadata)
-    if chains > 1 and (request.crawl is not None or request.key.endswith(CRAWL_SUFFIX)):
-        chains, chains_note = 1, f"a crawl runs on one chain in this version (asked for {chains})"
     while True:
         found = _identity(store, request, etag)
         if not isinstance(found, _Fresh) or found.record is not None:
@@ -443,7 +441,7 @@ def _new_crawl_record(
             "stall_after_ms": settings.stall_after_ms,
         },
         version=LAYOUT_VERSION,
-        chains=1,
+        chains=max(1, min(chains, MAX_CRAWL_CHAINS)),
         crawl=spec.as_dict(),
     )
 

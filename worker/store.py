@@ -53,6 +53,7 @@ PRESIGNED_FILE = "presigned.jsonl"
 FRONTIER_DIR = "frontier/"
 SEEN_DIR = "seen/"
 ROBOTS_DIR = "robots/"
+INBOX_DIR = "inbox/"
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,24 @@ class RunStore:
             int(obj.key[len(prefix) :].removesuffix(".bin"))
             for obj in self.objects.list(self.bucket, prefix, start_after=start)
         ]
+
+    def put_inbox(self, run_id: str, to: str, sender: str, number: int, body: bytes) -> None:
+        """Links for another chain's hosts; keyed by the sender's rows so far, so a redone
+        batch writes over its own earlier attempt."""
+        key = f"{self.run_prefix(run_id)}{INBOX_DIR}{to}/{sender}-{number:010d}.jsonl"
+        self.objects.put(self.bucket, key, body, content_type="application/x-ndjson")
+
+    def inbox_keys(self, run_id: str, chain: str) -> list[str]:
+        prefix = f"{self.run_prefix(run_id)}{INBOX_DIR}{chain}/"
+        return [obj.key for obj in self.objects.list(self.bucket, prefix)]
+
+    def chains_with_mail(self, run_id: str) -> set[str]:
+        """Chains with links waiting in their inbox."""
+        prefix = self.run_prefix(run_id) + INBOX_DIR
+        return {
+            obj.key[len(prefix) :].split("/", 1)[0]
+            for obj in self.objects.list(self.bucket, prefix)
+        }
 
     def robots_key(self, run_id: str, origin: str) -> str:
         name = "".join(c if c.isalnum() or c in ".-" else "_" for c in origin)

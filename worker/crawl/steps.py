@@ -22,12 +22,12 @@ from typing import Any
 from worker.checkpoint import Checkpoint
 from worker.clock import Clock
 from worker.crawl.chainlog import ChainLog, FrontierTasks, new_segment
-from worker.crawl.frontier import Entry, interleave_by_host
+from worker.crawl.frontier import Entry, decode_segment, encode_segment, interleave_by_host
 from worker.crawl.robots import RobotsRules, fetch_robots, rules_from_response
 from worker.crawl.seen import url_hash
 from worker.crawl.sitemap import parse_sitemap
 from worker.crawl.spec import CrawlSpec, parse_crawl_spec
-from worker.crawl.urls import ScopeFilter, host_of, normalise, origin_of
+from worker.crawl.urls import ScopeFilter, host_of, normalise, origin_of, partition
 from worker.fetch import Fetcher, FetchError
 from worker.hosts import Hosts
 from worker.netguard import UnresolvedHostError
@@ -45,7 +45,13 @@ MAX_SITEMAPS = 20
 """Sitemaps read per seed origin (an index's children included)."""
 STRIDE = 10_000_000
 """Chain n's log starts at index n * STRIDE (a chain's log holds at most this many)."""
+MAX_CRAWL_CHAINS = 1000
+"""Result keys hold ten digits: 1,000 chains of STRIDE indices."""
 KEPT_RUNS = 4
+MAIL_EVERY_S = 2.0
+"""With several chains, how often a leg looks in its inbox."""
+COUNT_EVERY_S = 10.0
+"""With several chains, how often a leg counts the others' pages (for `max_pages`)."""
 
 
 @dataclass
@@ -77,6 +83,11 @@ class Growth:
     entries: list[Entry]
     body: bytes
     frontier: dict[str, Any]
+    sent_to: tuple[str, ...] = ()
+    """Chains whose inbox got links from this commit: woken after the CAS if they ended."""
+    merged: tuple[str, ...] = ()
+    """Inbox objects this segment took in: deleted after the CAS (taking one twice adds
+    nothing, every URL in it being in the seen-set by then)."""
 
     @property
     def end(self) -> int:
@@ -88,6 +99,7 @@ class CrawlSteps:
         self,
         spec: dict[str, Any],
         *,
+        chains: int = 1,
         store: RunStore,
         memory: CrawlMemory,
         fetcher: Fetcher,
@@ -103,8 +115,12 @@ class CrawlSteps:
         self.io = io
         self.clock = clock
         self.scope = ScopeFilter(self.spec)
+        self.chains = chains
         self.log: ChainLog | None = None
         self.headers = {"User-Agent": self.spec.user_agent}
+        self._mail_checked = 0.0
+        self._others: tuple[float, int] = (-COUNT_EVERY_S, 0)
+        """When the other chains' pages were last counted, and how many they had."""
 
     # the leg's three calls
     def load(self, cp: Checkpoint) -> FrontierTasks:
@@ -128,11 +144,13 @@ class CrawlSteps:
         found: list[tuple[str, int, str | None]] = [(seed, 0, None) for seed in self.spec.seeds]
         if self.spec.sitemaps:
             found += [(url, 0, where) for url, where in self._sitemap_urls(cp.run_id)]
-        return self._grow(cp, found, rows=())
+        return self._grow(cp, found, rows=(), send=False)  # each chain seeds its own hosts
 
-    def grow(self, cp: Checkpoint, rows: Sequence[dict[str, Any]]) -> Growth:
+    def grow(self, cp: Checkpoint, rows: Sequence[dict[str, Any]], *, mail: bool = False) -> Growth:
         """The links in a commit's rows that are new to the log, written as its next
-        segment (nothing written when there are none)."""
+        segment (nothing written when there are none); links to other chains' hosts go to
+        their inboxes. With several chains, the links other chains sent are taken in too,
+        every MAIL_EVERY_S or when `mail` (the chain has nothing else left)."""
         found: list[tuple[str, int, str | None]] = []
         limit = self.spec.max_depth
         for row in rows:
@@ -141,12 +159,22 @@ class CrawlSteps:
                 continue
             page = str(row.get("url"))
             found += [(link, depth + 1, page) for link in row.get("links") or ()]
-        return self._grow(cp, found, rows)
+        merged: list[str] = []
+        now = self.clock.monotonic()
+        if self.chains > 1 and (mail or now - self._mail_checked >= MAIL_EVERY_S):
+            self._mail_checked = now
+            merged, mailed = self._mail(cp)
+            found += mailed
+        return self._grow(cp, found, rows, merged=tuple(merged))
 
     def committed(self, growth: Growth) -> None:
+        """After the CAS that counted `growth`: the container's copy of the log grows, and
+        the inbox objects it took in are deleted (taking one again would add nothing)."""
         assert self.log is not None
         if growth.entries:
             self.log.appended(growth.first, growth.entries, growth.body)
+        for key in growth.merged:
+            self.store.delete(key)
 
     def annotate(self, row: dict[str, Any]) -> None:
         """A crawl row also says how deep its page is and where it was found."""
@@ -162,25 +190,74 @@ class CrawlSteps:
         cp: Checkpoint,
         found: Iterable[tuple[str, int, str | None]],
         rows: Sequence[dict[str, Any]],
+        *,
+        send: bool = True,
+        merged: tuple[str, ...] = (),
     ) -> Growth:
         assert self.log is not None
-        room = self.spec.max_pages - (cp.range_end - cp.start)
+        own = int(cp.chain)
         fresh: dict[int, Entry] = {}
+        outgoing: dict[int, dict[int, Entry]] = {}
         for raw, depth, page in found:
             url = normalise(raw, query=self.spec.query)
             if url is None or not self.scope.allows(url):
                 continue
             hashed = url_hash(url)
+            part = partition(url, self.chains) if self.chains > 1 else own
+            if part != own:
+                if send:
+                    outgoing.setdefault(part, {}).setdefault(hashed, Entry(url, depth, page))
+                continue
             if hashed in self.log.seen or hashed in fresh:
                 continue
             fresh[hashed] = Entry(url, depth, page)
+        room = self._room(cp)
         entries = self._robots_allow(cp.run_id, list(fresh.values()))[: max(0, room)]
         entries = interleave_by_host(entries)
+        number = cp.ok + cp.failed  # grows with every commit of rows: the mail's key
+        for part, mail in outgoing.items():
+            body = encode_segment(list(mail.values()))
+            self.store.put_inbox(cp.run_id, f"{part:04d}", cp.chain, number, body)
         body = b""
         if entries:
             body, seen = new_segment(entries)
             self.store.put_frontier(cp.run_id, cp.chain, cp.range_end, body, seen)
-        return Growth(cp.range_end, entries, body, self._state(cp, entries, rows))
+        return Growth(
+            cp.range_end,
+            entries,
+            body,
+            self._state(cp, entries, rows),
+            sent_to=tuple(f"{part:04d}" for part in sorted(outgoing)),
+            merged=merged,
+        )
+
+    def _room(self, cp: Checkpoint) -> int:
+        """Pages this chain may still add. With several chains the others' pages are
+        counted every MAIL_EVERY_S, so together they may pass `max_pages` by what they
+        add in between (a bound, not an exact cap, across chains)."""
+        mine = cp.range_end - cp.start
+        if self.chains == 1:
+            return self.spec.max_pages - mine
+        at, others = self._others
+        now = self.clock.monotonic()
+        if now - at >= COUNT_EVERY_S:
+            names = [c for c in self.store.chain_ids(cp.run_id) if c != cp.chain]
+            found = self.io.map(lambda c: self.store.load_checkpoint(cp.run_id, c), names)
+            others = sum(v.checkpoint.total for v in found)
+            self._others = (now, others)
+        return self.spec.max_pages - mine - others
+
+    def has_mail(self, cp: Checkpoint) -> bool:
+        return bool(self.store.inbox_keys(cp.run_id, cp.chain))
+
+    def _mail(self, cp: Checkpoint) -> tuple[list[str], list[tuple[str, int, str | None]]]:
+        """What other chains sent this one: every inbox object's entries."""
+        keys = self.store.inbox_keys(cp.run_id, cp.chain)
+        bodies = list(self.io.map(self.store.read_bytes, keys))
+        found: list[tuple[str, int, str | None]] = []
+        for key, body in zip(keys, bodies, strict=True):
+            found += [(e.url, e.depth, e.found_on) for e in decode_segment(body, key)]
+        return keys, found
 
     def _robots_allow(self, run_id: str, entries: list[Entry]) -> list[Entry]:
         if not self.spec.robots or not entries:
