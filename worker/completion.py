@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from typing import Any
 
-from worker.checkpoint import Checkpoint
+from worker.checkpoint import Checkpoint, RunStatus
 from worker.exceptions import BatonError
 from worker.notice import NoticeError, Notifier
 from worker.store import LAYOUT_VERSION, RunRecord, RunStore, Versioned
@@ -57,7 +57,8 @@ def finished_chains(
     if not all(cp.finished for cp in checkpoints):
         return None
     crawl = record.crawl is not None and len(chains) > 1
-    if crawl and not _crawl_quiet(store, record, found, read):
+    all_done = all(cp.status is RunStatus.DONE for cp in checkpoints)
+    if crawl and all_done and not _crawl_quiet(store, record, found, read):
         return None
     return checkpoints
 
@@ -68,7 +69,7 @@ def _crawl_quiet(
     found: list[Versioned],
     read: Callable[[], list[Versioned]],
 ) -> bool:
-    """Every crawl chain ended, and no links wait for any of them: no inbox holds an
+    """Every crawl chain ended done, and no links wait for any of them: no inbox holds an
     object, and no checkpoint changed while the inboxes were listed (a chain woken in
     between, for links sent before its sender ended, would otherwise be missed)."""
     if store.chains_with_mail(record.run_id):

@@ -74,7 +74,7 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
             )
         if queued:
             _start_queued(container, store, record, function=function, at=at, result=result)
-        if finished == len(chains) and record.crawl is not None and record.chains > 1:
+        if finished == len(chains) and record.crawl is not None and len(chains) > 1:
             finished -= _wake_crawl_chains(
                 container, store, record, function=function, at=at, result=result
             )
@@ -145,8 +145,12 @@ def _wake_crawl_chains(
     at: int,
     result: SweepResult,
 ) -> int:
-    """Every chain of a crawl ended, yet links wait in some inboxes (their sender died
-    between its CAS and waking the chain): resume those chains. How many were woken."""
+    """Every chain of a crawl ended done, yet links wait in some inboxes (their sender died
+    between its CAS and waking the chain): resume those chains. How many were woken. A
+    crawl that was cancelled (or failed) ends as it is."""
+    ended = store.load_chains(record.run_id)
+    if any(cp.status is not RunStatus.DONE for cp in ended):
+        return 0
     woken = 0
     for chain in sorted(store.chains_with_mail(record.run_id)):
         try:

@@ -13,6 +13,9 @@ import pytest
 
 from tests.fakes import Killed
 from tests.unit.harness import Harness, settings
+from worker.checkpoint import RunStatus
+from worker.completion import finished_chains
+from worker.crawl.frontier import Entry, encode_segment
 from worker.crawl.steps import STRIDE
 from worker.events import parse_event
 from worker.exceptions import BadEventError
@@ -295,3 +298,31 @@ def test_crawl_over_chains_in_short_legs_finds_every_page_once(h: Harness) -> No
     h.drive(h.invoker.pop())
     assert sorted(pages(h, run_id)) == sorted(WIDE)
     assert len(h.notifier.sent) == 1
+
+
+def _end_chains(h: Harness, run_id: str, *statuses: RunStatus) -> None:
+    for number, status in enumerate(statuses):
+        chain = f"{number:04d}"
+        current = h.store.load_checkpoint(run_id, chain)
+        ended = current.checkpoint.finish(status, at_ms=h.clock.now_ms(), reason=None, leg_ms=0)
+        h.store.swap(current, ended)
+        h.store.mark_chain_done(run_id, chain)
+
+
+def _mail(h: Harness, run_id: str, to: str) -> None:
+    body = encode_segment([Entry("http://h0.test/3", 1, None)])
+    h.store.put_inbox(run_id, to, "0001", 1, body)
+
+
+def test_crawl_over_chains_is_not_complete_while_links_wait_in_an_inbox(h: Harness) -> None:
+    run_id = wide_crawl(h, chains=2)
+    _end_chains(h, run_id, RunStatus.DONE, RunStatus.DONE)
+    _mail(h, run_id, "0000")
+    assert finished_chains(h.store, h.store.load_run(run_id)) is None
+
+
+def test_crawl_over_chains_cancelled_completes_with_links_left_in_an_inbox(h: Harness) -> None:
+    run_id = wide_crawl(h, chains=2)
+    _end_chains(h, run_id, RunStatus.DONE, RunStatus.CANCELLED)
+    _mail(h, run_id, "0000")
+    assert finished_chains(h.store, h.store.load_run(run_id)) is not None
