@@ -169,6 +169,7 @@ def _crawl_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("--query", choices=["sort", "keep"], help="URL query parameters: sort or keep")
     p.add_argument("--sitemaps", action="store_true", help="also seed from the sites' sitemaps")
     p.add_argument("--processor", help="per-page work (module:function); default: extract")
+    _chains_option(p)
     _watch_options(p)
     p.set_defaults(run=runs.cmd_crawl)
 

@@ -142,7 +142,10 @@ def cmd_crawl(args: argparse.Namespace, target: Target) -> int:
     if args.sitemaps:
         spec["sitemaps"] = True
     store = target.store()
-    answer = call(target, {"bucket": store.bucket, "crawl": spec})
+    payload: dict[str, Any] = {"bucket": store.bucket, "crawl": spec}
+    if args.chains:
+        payload["chains"] = args.chains
+    answer = call(target, payload)
     say_started(answer, sys.stdout)
     return follow(store, answer["run_id"], sys.stdout, args.json) if args.watch else EXIT_OK
 
