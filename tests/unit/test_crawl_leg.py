@@ -326,3 +326,12 @@ def test_crawl_over_chains_cancelled_completes_with_links_left_in_an_inbox(h: Ha
     _end_chains(h, run_id, RunStatus.DONE, RunStatus.CANCELLED)
     _mail(h, run_id, "0000")
     assert finished_chains(h.store, h.store.load_run(run_id)) is not None
+
+
+def test_crawl_container_forgets_the_urls_of_segments_already_crawled(h: Harness) -> None:
+    h.timeout_ms = 1_500
+    h.container.processor = graph_processor(h, ms=400)
+    run_id = crawl(h)
+    [log] = [found for (run, _), found in h.container.crawl.logs.items() if run == run_id]
+    assert log.segments[0].body is None  # the seeds': every task in it has its row
+    assert len(log.seen) == len(DEPTHS)  # while the seen-set keeps every URL

@@ -47,6 +47,8 @@ class ChainLog:
     segments: list[_Segment] = field(default_factory=list)
     _firsts: list[int] = field(default_factory=list)
     _decoded: dict[int, list[Entry]] = field(default_factory=dict)
+    _released: int = 0
+    """Segments before this one hold no URLs in memory (`release_below`)."""
 
     @property
     def end(self) -> int:
@@ -81,6 +83,17 @@ class ChainLog:
                 f"crawl chain {self.chain} of {self.run_id}: the log in S3 ends at {self.end}, "
                 f"the checkpoint says {end}"
             )
+
+    def release_below(self, index: int) -> None:
+        """Forget the URLs of segments wholly below `index` (every task in them has its
+        row): a long crawl holds only its frontier's URLs, and its seen-set, in memory."""
+        while self._released < len(self.segments):
+            segment = self.segments[self._released]
+            if segment.first + segment.count > index:
+                return
+            segment.body = None
+            self._decoded.pop(segment.first, None)
+            self._released += 1
 
     def appended(self, first: int, entries: Sequence[Entry], body: bytes) -> None:
         """A segment this leg wrote and a CAS counted."""

@@ -151,6 +151,8 @@ class CrawlSteps:
         segment (nothing written when there are none); links to other chains' hosts go to
         their inboxes. With several chains, the links other chains sent are taken in too,
         every MAIL_EVERY_S or when `mail` (the chain has nothing else left)."""
+        assert self.log is not None
+        self.log.release_below(min([cp.position, *cp.holes]))
         found: list[tuple[str, int, str | None]] = []
         limit = self.spec.max_depth
         for row in rows:
