@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -41,7 +42,8 @@ from worker.listing import (
     segment_key,
     waiting,
 )
-from worker.processor import Processor, TaskContext, run_one
+from worker.objects import INLINE
+from worker.processor import Outcome, Processor, TaskContext, run_one
 from worker.steal import ensure_split_ranges, steal
 from worker.store import LAYOUT_VERSION, RunRecord, RunStore, Versioned
 from worker.summary import tally_failures
@@ -499,7 +501,12 @@ class Leg:
             presign_s=self._presign_s,
             signer=self.c.signer,
         )
-        future = self.c.pool.submit(run_one, task, self._processor, context)
+        processor = self._processor
+        if processor in INLINE:
+            future: Future[Outcome] = Future()
+            future.set_result(run_one(task, processor, context))
+        else:
+            future = self.c.pool.submit(run_one, task, processor, context)
         in_flight.add(future, task, host)
 
     def _collect(
