@@ -237,6 +237,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f"{kinds['blocked']} tasks were refused by the address guard: allow private "
             "targets with BATON_ALLOW_NETS on the function (or --allow-loopback for baton local)"
         )
+    crawl = summary.get("crawl")
+    if crawl:
+        depths = ", ".join(f"{d}: {n}" for d, n in crawl["by_depth"].items())
+        lines.append(
+            f"crawl: {crawl['pages']} pages from {crawl['hosts']} hosts, depth reached "
+            f"{crawl['depth_reached']} of {crawl['max_depth']} (pages by depth {depths})"
+        )
     if summary.get("cost"):
         lines.append(cost_line(summary["cost"]))
     lines.append(f"results: {summary.get('results')}")
