@@ -380,7 +380,7 @@ def cli_env(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("cli_env")
-def test_cli_crawl_watch_follows_the_crawl_to_done_and_status_shows_its_progress(
+def test_cli_crawl_watch_follows_the_crawl_to_done_printing_its_pages_frontier_and_depth(
     site: CrawlSite, store: RunStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     site.reset()
@@ -392,24 +392,11 @@ def test_cli_crawl_watch_follows_the_crawl_to_done_and_status_shows_its_progress
     pages = len(expected)
     assert f"{run_id}  done" in out, out
     assert f"done: {pages} tasks, {pages} ok, 0 failed" in out, out
+    assert f"crawl: {pages} pages crawled, 0 in the frontier, depth 1/1" in out, out
     assert depths(rows_by_url(store, run_id)) == expected
     code, status, _ = baton(capsys, "status", run_id)
     assert code == 0
     assert f"crawl: {pages} pages crawled, 0 in the frontier, depth 1/1, 1 hosts" in status
-
-
-@pytest.mark.usefixtures("cli_env")
-@pytest.mark.xfail(
-    strict=True,
-    reason="baton/follow.py follow() prints only progress_line (tasks, 'position 0 of 0'), "
-    "never worker.progress.crawl_line: a crawl watched shows no pages, frontier or depth",
-)
-def test_cli_crawl_watch_prints_the_crawls_pages_frontier_and_depth(
-    site: CrawlSite, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = baton(capsys, "crawl", site.url(0, "/"), "--max-depth", "0", "--watch")
-    assert code == 0, out + err
-    assert "crawl: 1 pages crawled, 0 in the frontier, depth 0/0" in out, out
 
 
 @pytest.mark.usefixtures("cli_env")
