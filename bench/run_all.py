@@ -17,6 +17,9 @@ Runs, in this order (one at a time, so they do not share the two cores):
    concurrency, a straggler with and without stealing, and the counts the fan-out cost
    is priced from (`fanout_efficiency_16`, `straggler_wall_ratio`); also written to
    `bench/results/fanout.json`, which `--render-only` reads back;
+5b. `bench.crawl`: baton's crawl mode (1 and 16 chains) against Crawlee on a 16-host
+   site (`crawl_vs_crawlee_1`, `crawl_vs_crawlee_16`, and the crawl's memory keys from
+   `bench.crawl_memory`); also written to `bench/results/crawl.json`, read back likewise;
 6. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
    (`--quick` in quick mode; `--huge` adds the 10M case that `peak_rss_mb_10m` comes
    from) and `bench.parse_cost`; their `bench/results/*.json` are read back;
@@ -47,7 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import budget, fanout, hop_overhead, throughput, versus
+from bench import budget, crawl, fanout, hop_overhead, throughput, versus
 from bench.cost import cost_model, recompute
 from bench.report import render
 from bench.sampler import Contention, machine_facts
@@ -75,6 +78,13 @@ FANOUT_KEYS = (
     "cost_per_million_tasks_fanout_usd",
 )
 """Issue 11's keys, copied from bench/results/fanout.json to the top of bench/results.json."""
+CRAWL_KEYS = (
+    "crawl_vs_crawlee_1",
+    "crawl_vs_crawlee_16",
+    "crawl_peak_rss_mb_100k",
+    "crawl_peak_rss_mb_1m",
+)
+"""Issue 12's keys, copied from bench/results/crawl.json to the top of bench/results.json."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-versus", action="store_true", help="no comparison with peers")
     parser.add_argument("--skip-fanout", action="store_true", help="no fan-out bench")
+    parser.add_argument("--skip-crawl", action="store_true", help="no crawl bench")
+    parser.add_argument(
+        "--crawl-only",
+        action="store_true",
+        help="measure only the crawl bench; keep the rest of bench/results.json as it is",
+    )
     parser.add_argument(
         "--fanout-only",
         action="store_true",
@@ -127,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             return versus_only(args, contention)
         if args.fanout_only:
             return fanout_only(args, contention)
+        if args.crawl_only:
+            return crawl_only(args, contention)
         return _main(args, contention)
 
 
@@ -167,6 +185,7 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
 
     compared = None if args.skip_versus else run_versus(args, contention)
     fanned = None if args.skip_fanout else run_fanout(args, contention)
+    crawled = None if args.skip_crawl else run_crawl(args, contention)
 
     external: dict[str, Any] = {}
     if not args.skip_external:
@@ -208,6 +227,7 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
         "profile": _read_json("profile_leg"),
     }
     results = _with_fanout(_with_versus(results, compared), fanned or _read_json("fanout"))
+    results = _with_crawl(results, crawled or _read_json("crawl"))
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(f"wrote {RESULTS_JSON.relative_to(REPO_ROOT)} and {BENCHMARKS_MD.name}")
@@ -291,6 +311,39 @@ def _with_fanout(results: dict[str, Any], fanned: Any) -> dict[str, Any]:
     return results | top | {"fanout": {k: v for k, v in fanned.items() if k != "runs"}}
 
 
+def run_crawl(args: argparse.Namespace, contention: Contention) -> dict[str, Any]:
+    """bench.crawl in this process (one bench at a time); also writes its results file."""
+    plan = crawl.QUICK if args.quick else crawl.FULL
+    config = replace(plan, bench_python=str(Path(args.bench_python).absolute()))
+    _say(
+        f"crawl: baton (1 and 16 chains) and Crawlee (default, {config.tuned}) on "
+        f"{config.hosts} hosts of {config.pages_per_host} pages, {config.rounds} rounds ..."
+    )
+    found = crawl.run(config, args.workdir, quick=args.quick, contention=contention, say=_say)
+    crawl.RESULTS_FILE.write_text(json.dumps(found, indent=2, default=str) + "\n")
+    for key in CRAWL_KEYS:
+        _say(f"  {key}: {found.get(key)}")
+    return found
+
+
+def crawl_only(args: argparse.Namespace, contention: Contention) -> int:
+    """Measure the crawl bench alone, into the last results (the rest kept as measured)."""
+    results = json.loads(RESULTS_JSON.read_text())
+    results = _with_crawl(results, run_crawl(args, contention))
+    RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    BENCHMARKS_MD.write_text(render(results))
+    _say(f"wrote the crawl into {RESULTS_JSON.relative_to(REPO_ROOT)} and {BENCHMARKS_MD.name}")
+    return 0
+
+
+def _with_crawl(results: dict[str, Any], crawled: Any) -> dict[str, Any]:
+    """Issue 12's keys at the top, the bench (without its runs) under `crawl`."""
+    if not isinstance(crawled, dict) or not crawled.get("table"):
+        return results
+    top = {key: crawled.get(key) for key in CRAWL_KEYS}
+    return results | top | {"crawl": {k: v for k, v in crawled.items() if k != "runs"}}
+
+
 def runtime_tree() -> dict[str, Any]:
     """The commit measured, and the runtime's tree in it (a bar compares these with HEAD's)."""
 
@@ -323,6 +376,7 @@ def render_only() -> int:
     results["cost_per_million_tasks_usd"] = results["cost"]["headline"]["total_usd"]
     results["profile"] = _read_json("profile_leg") or results.get("profile")
     results = _with_fanout(results, _read_json("fanout"))
+    results = _with_crawl(results, _read_json("crawl"))
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(f"rewrote the cost in {RESULTS_JSON.relative_to(REPO_ROOT)}, and {BENCHMARKS_MD.name}")
