@@ -40,6 +40,7 @@ from devstack.crawlsite import (
 from devstack.demo import LocalRun
 from devstack.stack import EmbeddedStack
 from tests.integration.test_fanout_on_stack import wait_for
+from worker.crawl.steps import STRIDE as CHAIN_STRIDE
 from worker.store import RunStore
 
 pytestmark = pytest.mark.integration
@@ -465,3 +466,34 @@ def test_crawl_on_stack_with_sitemaps_crawls_the_page_only_the_sitemap_lists(
     assert depths(crawled.rows) == expected
     assert crawled.rows[orphan]["found_on"] == site.url(0, "/sitemap.xml")
     assert site.url(0, "/private/1") not in crawled.rows  # listed, but robots.txt says no
+
+
+def test_crawl_on_stack_over_three_chains_finds_every_page_once(
+    site: CrawlSite, stack: EmbeddedStack, store: RunStore
+) -> None:
+    """Hosts partitioned over chains, links sent through inboxes: the same pages, each
+    once. Unbounded by depth (with chains a depth may exceed the shortest distance, README),
+    the calendar denied."""
+    seeds = site.seed_urls(IN_SCOPE)
+    spec = {"seeds": seeds, "max_depth": 20, "deny": ["/cal/"]}
+    site.reset()
+    client = stack.lambda_client()
+    try:
+        payload = {"bucket": stack.bucket, "crawl": spec, "chains": 3}
+        answer = json.loads(
+            client.invoke(FunctionName=stack.function.name, Payload=json.dumps(payload).encode())[
+                "Payload"
+            ].read()
+        )
+    finally:
+        client.close()
+    assert answer.get("ok"), answer
+    run_id = str(answer["results"][0]["run_id"])
+    summary = finished(store, run_id, 90)
+    rows = rows_by_url(store, run_id)
+    expected = {u for u in site.expected(seeds, 20) if "/cal/" not in u}
+    assert sorted(rows) == sorted(expected)
+    assert summary["chains"] == 3
+    assert len(store.load_chains(run_id)) == 3
+    chains = Counter(index(row) // CHAIN_STRIDE for row in rows.values())
+    assert len(chains) >= 2, chains  # the hosts spread over chains, links crossed inboxes
