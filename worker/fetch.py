@@ -54,6 +54,15 @@ class FetchError(Exception):
     """Requests made before the failure, when the fetcher got that far."""
 
 
+class RedirectedElsewhere(Exception):
+    """A crawl's fetch met a redirect to another host: the task goes on in that host's turn."""
+
+    def __init__(self, target: str, hops: int) -> None:
+        super().__init__(f"redirected to {target}")
+        self.target = target
+        self.hops = hops
+
+
 class TransientFetchError(FetchError):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -125,11 +134,22 @@ class Fetcher:
         self.session.close()
         self.watchdog.close()
 
-    def fetch(self, url: str, deadline: float, headers: dict[str, str] | None = None) -> Page:
+    def fetch(
+        self,
+        url: str,
+        deadline: float,
+        headers: dict[str, str] | None = None,
+        *,
+        hops: int = 0,
+        same_host: bool = False,
+    ) -> Page:
         """Fetch `url`, following redirects by hand so every hop is checked.
 
         A task's credential headers go only to the origin they were given for: a
-        redirect to another origin drops them, as a browser does.
+        redirect to another origin drops them, as a browser does. With `same_host` (a
+        crawl's politeness), a redirect to another host is not followed here: it raises
+        `RedirectedElsewhere`, and the leg moves the task to that host's queue, where it
+        waits for that host's slot. `hops` are the redirects taken before this call.
         """
         attempts = 0
         sent = dict(headers) if headers else None
@@ -141,7 +161,7 @@ class Fetcher:
 
         current = url
         try:
-            for redirects in range(self.policy.max_redirects + 1):
+            for redirects in range(hops, self.policy.max_redirects + 1):
                 self._check(current)
                 hop = self._retrying(deadline)(one_attempt, current)
                 if hop.location is None:
@@ -155,6 +175,8 @@ class Fetcher:
                         redirects=redirects,
                     )
                 target = urljoin(current, hop.location)
+                if same_host and _origin(target)[1] != _origin(current)[1]:
+                    raise RedirectedElsewhere(target, redirects + 1)
                 if sent and _origin(target) != _origin(current):
                     sent = {k: v for k, v in sent.items() if k.lower() not in CREDENTIAL_HEADERS}
                 current = target

@@ -59,8 +59,9 @@ class Hosts:
         """The host a task talks to ("" for a task with no URL: no politeness applies)."""
         if not task.url or task.s3_object is not None:  # the run's own bucket: no politeness
             return ""
+        url = task.options.get("moved_to") or task.url  # a crawl's redirect: its target's
         try:
-            return (urlsplit(task.url).hostname or "").lower()
+            return (urlsplit(str(url)).hostname or "").lower()
         except ValueError:
             return ""
 

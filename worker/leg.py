@@ -460,7 +460,7 @@ class Leg:
                         break
                     planned, last_commit = extended, self.clock.monotonic()
                     continue
-                if self._collect(in_flight, window, now, remaining, queue.next_ready_at()):
+                if self._collect(in_flight, window, now, remaining, queue):
                     stopping = self.out_of_time = True
                 due = self.clock.monotonic() - last_commit >= self.budget.commit_interval_ms / 1000
                 if not careful and not stopping and (due or window.buffered >= MAX_COMMIT_ROWS):
@@ -515,20 +515,28 @@ class Leg:
         window: Window,
         now: float,
         remaining_ms: int,
-        paused_until: float,
+        queue: TaskQueue,
     ) -> bool:
         """Wait for some task to finish (or a paused host to reopen); file what finished.
 
-        True when a task ran out of the leg's time: the leg must stop starting tasks.
+        True when a task ran out of the leg's time: the leg must stop starting tasks. A
+        crawl's task redirected to another host goes back in the queue, in that host's
+        line: the hop waits for that host's slot like any request to it.
         """
         if not in_flight:
-            self.clock.sleep(max(0.0, min(paused_until - now, remaining_ms / 1000, 0.5)))
+            wait = min(queue.next_ready_at() - now, remaining_ms / 1000, 0.5)
+            self.clock.sleep(max(0.0, wait))
             return False
         timeout = min(self.c.autoscaler.interval_s, self.budget.commit_interval_ms / 1000)
         finished = in_flight.finished(timeout)
         at = self.clock.monotonic()
         out_of_time = False
         for task, host, outcome in finished:
+            if outcome.moved is not None:
+                self.c.hosts.finished(host, None, at)
+                moved = {"moved_to": outcome.moved.target, "hops": outcome.moved.hops}
+                queue.extend([replace(task, options={**task.options, **moved})])
+                continue
             row = outcome.row
             late = outcome.deferred
             if row is None and late and late.tried and self._had_fair_share(outcome.left_ms):

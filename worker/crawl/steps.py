@@ -118,6 +118,9 @@ class CrawlSteps:
         self.chains = chains
         self.log: ChainLog | None = None
         self.headers = {"User-Agent": self.spec.user_agent}
+        self.delays: dict[str, float] = {}
+        """Hosts whose robots.txt asks a Crawl-delay: carried in the checkpoint, so every
+        leg paces them from its first request (a leg learns them only as it commits)."""
         self._mail_checked = 0.0
         self._others: tuple[float, int] = (-COUNT_EVERY_S, 0)
         """When the other chains' pages were last counted, and how many they had."""
@@ -128,7 +131,11 @@ class CrawlSteps:
         set to the crawl's politeness and the previous leg's pauses."""
         self.hosts.use(self.spec.per_host_concurrency, self.spec.per_host_delay_ms / 1000)
         now = self.clock.monotonic()
-        for host, seconds in (cp.frontier or {}).get("pauses", {}).items():
+        state = cp.frontier or {}
+        for host, seconds in state.get("delays", {}).items():
+            self.delays[host] = float(seconds)
+            self.hosts.set_delay(host, float(seconds))
+        for host, seconds in state.get("pauses", {}).items():
             self.hosts.pause(host, float(seconds), now)
         self.log = self.memory.chain_log(cp.run_id, cp.chain, cp.start)
         try:
@@ -210,12 +217,13 @@ class CrawlSteps:
                 if send:
                     outgoing.setdefault(part, {}).setdefault(hashed, Entry(url, depth, page))
                 continue
-            if hashed in self.log.seen or hashed in fresh:
+            if hashed in self.log.seen:
                 continue
-            fresh[hashed] = Entry(url, depth, page)
+            known = fresh.get(hashed)
+            if known is None or depth < known.depth:  # found twice: the shallower wins
+                fresh[hashed] = Entry(url, depth, page)
         room = self._room(cp)
-        entries = self._robots_allow(cp.run_id, list(fresh.values()))[: max(0, room)]
-        entries = interleave_by_host(entries)
+        entries = self._robots_allow(cp.run_id, breadth_first(fresh.values()))[: max(0, room)]
         number = cp.ok + cp.failed  # grows with every commit of rows: the mail's key
         for part, mail in outgoing.items():
             body = encode_segment(list(mail.values()))
@@ -288,7 +296,9 @@ class CrawlSteps:
             self.memory.robots[(run_id, origin)] = found
             delay = found.crawl_delay_s(self.spec.user_agent)
             if delay:
-                self.hosts.set_delay(host_of(origin), min(MAX_DELAY_S, delay))
+                host, seconds = host_of(origin), min(MAX_DELAY_S, delay)
+                self.delays[host] = seconds
+                self.hosts.set_delay(host, seconds)
         return out
 
     def _rules(self, run_id: str, origin: str) -> RobotsRules:
@@ -352,13 +362,24 @@ class CrawlSteps:
             "seeded": True,
             "depth": max(int(state.get("depth", 0)), deepest),
             "pauses": self.hosts.pauses(self.clock.monotonic()),
+            "delays": dict(self.delays),
             "depths": dict(depths),
             "statuses": dict(statuses),
             "hosts": dict(hosts),
         }
 
     def _task(self, index: int, entry: Entry) -> Task:
-        return Task(index, entry.url, options={"headers": self.headers})
+        return Task(index, entry.url, options={"headers": self.headers, "same_host": True})
+
+
+def breadth_first(entries: Iterable[Entry]) -> list[Entry]:
+    """Shallower pages first, and within a depth the hosts taken in turn: the log stays in
+    breadth-first order (a page's depth is its shortest distance from a seed), and one
+    host's pages are spread out so its politeness never stalls the others."""
+    by_depth: dict[int, list[Entry]] = {}
+    for entry in entries:
+        by_depth.setdefault(entry.depth, []).append(entry)
+    return [e for depth in sorted(by_depth) for e in interleave_by_host(by_depth[depth])]
 
 
 def crawl_checkpoint(cp: Checkpoint, growth: Growth) -> Checkpoint:
