@@ -520,8 +520,9 @@ class Leg:
         """Wait for some task to finish (or a paused host to reopen); file what finished.
 
         True when a task ran out of the leg's time: the leg must stop starting tasks. A
-        crawl's task redirected to another host goes back in the queue, in that host's
-        line: the hop waits for that host's slot like any request to it.
+        crawl's request to make again (a redirect to another host, a 429 to retry) goes
+        back in the queue, in its host's line, the host paused as long as it asked: it
+        waits for that host's slot and delay like any request to it.
         """
         if not in_flight:
             wait = min(queue.next_ready_at() - now, remaining_ms / 1000, 0.5)
@@ -532,10 +533,13 @@ class Leg:
         at = self.clock.monotonic()
         out_of_time = False
         for task, host, outcome in finished:
-            if outcome.moved is not None:
-                self.c.hosts.finished(host, None, at)
-                moved = {"moved_to": outcome.moved.target, "hops": outcome.moved.hops}
-                queue.extend([replace(task, options={**task.options, **moved})])
+            again = outcome.again
+            if again is not None:  # a retry backs its host off, as a throttled row would
+                self.c.hosts.finished(host, {"status": 429} if again.wait_s else None, at)
+                moved = {"moved_to": again.url, "hops": again.hops, "tries": again.tries}
+                retry = replace(task, options={**task.options, **moved})
+                self.c.hosts.pause(self.c.hosts.key(retry), again.wait_s, at)
+                queue.extend([retry])
                 continue
             row = outcome.row
             late = outcome.deferred

@@ -121,6 +121,8 @@ class CrawlSteps:
         self.delays: dict[str, float] = {}
         """Hosts whose robots.txt asks a Crawl-delay: carried in the checkpoint, so every
         leg paces them from its first request (a leg learns them only as it commits)."""
+        self._fetched: set[str] = set()
+        """Origins whose robots.txt this leg fetched itself."""
         self._mail_checked = 0.0
         self._others: tuple[float, int] = (-COUNT_EVERY_S, 0)
         """When the other chains' pages were last counted, and how many they had."""
@@ -299,6 +301,8 @@ class CrawlSteps:
                 host, seconds = host_of(origin), min(MAX_DELAY_S, delay)
                 self.delays[host] = seconds
                 self.hosts.set_delay(host, seconds)
+                if origin in self._fetched:  # its robots.txt was a request to it too
+                    self.hosts.pause(host, seconds, self.clock.monotonic())
         return out
 
     def _rules(self, run_id: str, origin: str) -> RobotsRules:
@@ -306,6 +310,7 @@ class CrawlSteps:
         if kept is not None:
             return RobotsRules.from_dict(kept)
         at = self.clock.now_ms()
+        self._fetched.add(origin)
         try:  # the fetcher's session: its connection pools hold the address guard
             rules = fetch_robots(
                 self.fetcher.session, origin, self.spec.user_agent, ROBOTS_TIMEOUT_S, at
