@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus, redo_after_split
 from worker.completion import try_complete
 from worker.container import Container
-from worker.crawl.steps import CrawlSteps, Growth, crawl_checkpoint
+from worker.crawl.steps import CRAWL_COMMIT_EVERY_S, CrawlSteps, Growth, crawl_checkpoint
 from worker.events import LegEvent
 from worker.exceptions import (
     ConflictError,
@@ -462,7 +462,7 @@ class Leg:
                     continue
                 if self._collect(in_flight, window, now, remaining, queue):
                     stopping = self.out_of_time = True
-                due = self.clock.monotonic() - last_commit >= self.budget.commit_interval_ms / 1000
+                due = self.clock.monotonic() - last_commit >= self._commit_every_s
                 if not careful and not stopping and (due or window.buffered >= MAX_COMMIT_ROWS):
                     planned = self._commit(window, tasks, queue, planned)
                     last_commit = self.clock.monotonic()
@@ -528,7 +528,7 @@ class Leg:
             wait = min(queue.next_ready_at() - now, remaining_ms / 1000, 0.5)
             self.clock.sleep(max(0.0, wait))
             return False
-        timeout = min(self.c.autoscaler.interval_s, self.budget.commit_interval_ms / 1000)
+        timeout = min(self.c.autoscaler.interval_s, self._commit_every_s)
         finished = in_flight.finished(timeout)
         at = self.clock.monotonic()
         out_of_time = False
@@ -872,6 +872,15 @@ class Leg:
             return False
         self.meter.invokes += 1
         return True
+
+    @property
+    def _commit_every_s(self) -> float:
+        """The budget's commit interval; a crawl over chains commits more often, since the
+        links a commit finds for other chains reach their inboxes only then."""
+        every = self.budget.commit_interval_ms / 1000
+        if self.crawl is not None and self._record.chains > 1:
+            return min(every, CRAWL_COMMIT_EVERY_S)
+        return every
 
     @property
     def _processor(self) -> Processor:

@@ -48,8 +48,10 @@ STRIDE = 10_000_000
 MAX_CRAWL_CHAINS = 1000
 """Result keys hold ten digits: 1,000 chains of STRIDE indices."""
 KEPT_RUNS = 4
-MAIL_EVERY_S = 2.0
+MAIL_EVERY_S = 1.0
 """With several chains, how often a leg looks in its inbox."""
+CRAWL_COMMIT_EVERY_S = 1.0
+"""With several chains, how often a leg commits: links for other chains leave with it."""
 COUNT_EVERY_S = 10.0
 """With several chains, how often a leg counts the others' pages (for `max_pages`)."""
 
