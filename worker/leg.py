@@ -344,8 +344,14 @@ class Leg:
         """After the CAS that counted a crawl's growth: the inbox objects it took in go,
         and a chain that was sent links but had ended is woken to crawl them."""
         steps.committed(growth)
-        for chain in growth.sent_to:
-            self.wake(chain)
+        if growth.sent_to:
+            # A chain ending done writes its marker, then reads its inbox once more: so a
+            # chain this commit wrote to either sees the links itself or has its marker
+            # listed here (one LIST, not a read of every chain written to).
+            ended = self.store.done_chains(self._record.run_id)
+            for chain in growth.sent_to:
+                if chain in ended:
+                    self.wake(chain)
 
     def wake(self, chain: str) -> None:
         """Resume a crawl chain that ended done (its inbox has links now); one running, or
