@@ -33,9 +33,8 @@ from worker.checkpoint import Checkpoint
 pytestmark = pytest.mark.chaos
 
 MAX_DEPTH = 20
-"""Past the site's diameter, and no calendar: the depth limit bounds nothing, so the set
-of pages does not hang on `depth` being exact (a depth-bounded crawl misses pages while
-the log is not breadth first: see test_crawl_on_stack's xfail)."""
+"""Past the site's diameter, and no calendar: the set of pages does not hang on depths
+(the depth-bounded crawl is its own test, on the site with its calendar)."""
 SITE = CrawlSiteConfig(
     hosts=3,
     pages_per_host=10,
@@ -236,4 +235,27 @@ def test_chaos_crawl_over_three_chains_finds_every_page_once(
     assert_only_expected_failures(site, outcome)
     assert outcome.summary is not None
     assert outcome.summary["chains"] == 3
+    assert_ended_once_and_told(outcome, len(expected))
+
+
+@pytest.fixture
+def calendar_site() -> Iterator[CrawlSite]:
+    with CrawlSite(replace(SITE, calendar=True)) as running:
+        yield running
+
+
+def test_chaos_crawl_to_a_depth_finds_the_oracles_pages_at_their_depths(
+    tmp_path: Path, calendar_site: CrawlSite
+) -> None:
+    """Bounded by depth, the infinite calendar on: redone commits, cold rebuilds and
+    duplicate legs must keep the log breadth first, or a page comes in too deep and what
+    lies under it is lost."""
+    site = calendar_site
+    seeds = site.seed_urls()
+    expected = site.expected(seeds, 3)
+    outcome = crawl_under_chaos(tmp_path, site, {"seeds": seeds, "max_depth": 3})
+
+    assert {url: n for url, n in outcome.urls().items() if n > 1} == {}
+    assert {row["url"]: row["depth"] for row in outcome.rows} == expected
+    assert_only_expected_failures(site, outcome)
     assert_ended_once_and_told(outcome, len(expected))
