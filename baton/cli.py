@@ -105,6 +105,8 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _watch_options(p)
     p.set_defaults(run=runs.cmd_start)
 
+    _crawl_command(sub)
+
     p = sub.add_parser("resume", help="resume a stopped run from its checkpoint or earlier")
     p.add_argument("run_id")
     p.add_argument("--position", type=_position, help="default: the checkpoint (of each chain)")
@@ -145,6 +147,31 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser("sweep", help="run the sweep tick now (resumes stalled runs)")
     p.set_defaults(run=runs.cmd_sweep)
     _schedule_commands(sub)
+
+
+def _crawl_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("crawl", help="crawl from seed URLs, following links to a depth")
+    p.add_argument("seeds", nargs="+", metavar="URL", help="where the crawl starts")
+    p.add_argument("--max-depth", type=int, help="links followed from a seed (default 3)")
+    p.add_argument("--max-pages", type=int, help="pages in all (default 10000)")
+    p.add_argument(
+        "--scope",
+        choices=["host", "domain", "hosts"],
+        help="follow links to the seeds' hosts (default), their registrable domains, or --host",
+    )
+    p.add_argument("--host", action="append", dest="hosts", help="with --scope hosts; repeat")
+    p.add_argument("--allow", action="append", help="a URL must match one such regex; repeat")
+    p.add_argument("--deny", action="append", help="a URL must match none of these; repeat")
+    p.add_argument("--no-robots", action="store_true", help="ignore robots.txt (default: obey)")
+    p.add_argument("--per-host-concurrency", type=int, help="requests in flight per host (8)")
+    p.add_argument("--per-host-delay-ms", type=int, help="least gap between requests to a host")
+    p.add_argument("--user-agent", help="sent with every request, and matched in robots.txt")
+    p.add_argument("--query", choices=["sort", "keep"], help="URL query parameters: sort or keep")
+    p.add_argument("--sitemaps", action="store_true", help="also seed from the sites' sitemaps")
+    p.add_argument("--processor", help="per-page work (module:function); default: extract")
+    _chains_option(p)
+    _watch_options(p)
+    p.set_defaults(run=runs.cmd_crawl)
 
 
 def _schedule_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,6 +11,7 @@ from worker.exceptions import RunNotFoundError
 from worker.progress import (
     chain_lines,
     cost_line,
+    crawl_line,
     exit_code,
     load_view,
     progress_line,
@@ -48,6 +49,8 @@ def follow(
             time.sleep(interval)
             continue
         line = progress_line(v)
+        if v.record.crawl is not None:
+            line += "\n" + crawl_line(v) if not tty else "  " + crawl_line(v).strip()
         if tty:
             out.write("\r" + line + "\x1b[K")
         elif (v.position, v.legs, v.state) != last:
@@ -103,9 +106,7 @@ def say_started(answer: dict[str, Any], out: TextIO) -> None:
     verb = {"started": "starting", "resumed": "resuming"}.get(answer["outcome"], answer["outcome"])
     chains = answer.get("chains", 1)
     across = f" in {chains} chains" if chains > 1 else ""
-    out.write(
-        f"run {answer['run_id']} {verb} at position {answer['position']} of "
-        f"{answer['total']}{across}\n"
-    )
+    at = f" at position {answer['position']} of {answer['total']}" if answer["total"] else ""
+    out.write(f"run {answer['run_id']} {verb}{at}{across}\n")
     if answer.get("note"):
         out.write(f"note: {answer['note']}\n")

@@ -21,9 +21,10 @@ from tenacity import (
 
 from baton.follow import describe, follow, say_started, wait_for_manifest
 from baton.target import CliError, Target
+from worker.crawl.spec import parse_spec_file as parse_crawl_file
 from worker.events import quote_etag
 from worker.exceptions import BatonError, TaskListError
-from worker.names import TRIGGER_SUFFIXES, triggers
+from worker.names import CRAWL_SUFFIX, TRIGGER_SUFFIXES, triggers
 from worker.progress import EXIT_OK, load_view, progress_line
 from worker.start import CHAINS_METADATA
 from worker.store import RunStore
@@ -114,6 +115,41 @@ def _start_prefix(args: argparse.Namespace, target: Target) -> int:
     return follow(store, answer["run_id"], sys.stdout, args.json) if args.watch else EXIT_OK
 
 
+CRAWL_OPTIONS = (
+    "max_depth",
+    "max_pages",
+    "scope",
+    "hosts",
+    "allow",
+    "deny",
+    "per_host_concurrency",
+    "per_host_delay_ms",
+    "user_agent",
+    "query",
+    "processor",
+)
+
+
+def cmd_crawl(args: argparse.Namespace, target: Target) -> int:
+    """`baton crawl URL... [options]`: a manual crawl, answered at once (the function checks
+    the spec and says what is wrong with it)."""
+    spec: dict[str, Any] = {"seeds": list(args.seeds)}
+    for name in CRAWL_OPTIONS:
+        if getattr(args, name) is not None:
+            spec[name] = getattr(args, name)
+    if args.no_robots:
+        spec["robots"] = False
+    if args.sitemaps:
+        spec["sitemaps"] = True
+    store = target.store()
+    payload: dict[str, Any] = {"bucket": store.bucket, "crawl": spec}
+    if args.chains:
+        payload["chains"] = args.chains
+    answer = call(target, payload)
+    say_started(answer, sys.stdout)
+    return follow(store, answer["run_id"], sys.stdout, args.json) if args.watch else EXIT_OK
+
+
 def cmd_resume(args: argparse.Namespace, target: Target) -> int:
     store = target.store()
     record = store.load_run(args.run_id)
@@ -121,6 +157,8 @@ def cmd_resume(args: argparse.Namespace, target: Target) -> int:
     if record.listing is not None:
         source = {k: record.listing[k] for k in ("prefix", "suffix") if record.listing.get(k)}
         payload = {"bucket": record.bucket, "prefix": source, "run_id": args.run_id}
+    if record.crawl is not None and not record.key.endswith(CRAWL_SUFFIX):  # a manual crawl
+        payload = {"bucket": record.bucket, "crawl": record.crawl, "run_id": args.run_id}
     if args.position is not None:
         payload["position"] = args.position  # else each chain from its checkpoint
     answer = call(target, payload)
@@ -201,10 +239,17 @@ def cmd_sweep(args: argparse.Namespace, target: Target) -> int:
 
 
 def checked_list(path: Path) -> bytes:
-    """The file's bytes, once it reads as a task list; its bad entries are only warned of."""
+    """The file's bytes, once it reads as a task list (or a crawl spec); a list's bad entries
+    are only warned of."""
     if not path.is_file():
         raise CliError(f"{path} is not a file")
     body = path.read_bytes()
+    if path.name.endswith(CRAWL_SUFFIX):
+        try:
+            parse_crawl_file(body, path.name)
+        except ValueError as exc:
+            raise CliError(f"{path}: {exc}") from exc
+        return body
     try:
         tasks = parse_task_list(body)
     except TaskListError as exc:

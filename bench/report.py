@@ -57,6 +57,7 @@ def render(r: dict[str, Any]) -> str:
         | {"profile": _profile(r.get("profile"), r.get("runtime"))}
         | _fanout(r.get("fanout"))
         | _prefix(r.get("prefix"))
+        | {"crawl": _crawl(r.get("crawl"))}
     )
     return _template("BENCHMARKS.md").substitute(values)
 
@@ -1294,6 +1295,129 @@ def _listed(cell: dict[str, Any]) -> str:
 
 
 # --- templates and cells ---------------------------------------------------------------
+
+
+def _crawl(c: Any) -> str:
+    """bench/crawl.py's figures: baton's crawl mode against Crawlee on a many-host site."""
+    if not isinstance(c, dict) or not c.get("table"):
+        return _template("crawl_absent.md").substitute() + "\n"
+    site, cfg, table = c["site"], c["config"], c["table"]
+    reachable = site["reachable"]
+
+    def minmed(cell: dict[str, Any], field: str, digits: int) -> str:
+        low, mid = cell.get(f"{field}_min"), cell.get(f"{field}_median")
+        return f"{num(low, digits)} / {num(mid, digits)}" if mid is not None else "n/a"
+
+    rows = []
+    for key, label in c["contenders"].items():
+        cell = table.get(key) or {}
+        if "skipped" in cell or "missing" in cell:
+            why = cell.get("skipped") or cell.get("missing")
+            rows.append(f"| {label} | {why} |" + " |" * 8)
+            continue
+        asked, ran = cell.get("chains_asked"), cell.get("chains_ran")
+        chains = f"{asked} / {', '.join(map(str, ran))}" if asked and ran else "-"
+        rows.append(
+            f"| {label} | {minmed(cell, 'pages_per_s', 1)} | {num(cell['elapsed_s_median'], 1)} "
+            f"| {num(cell['e2e_s_median'], 1)} | {minmed(cell, 'cpu_ms_per_page', 2)} "
+            f"| {', '.join(map(str, cell['found']))} | {num(cell['fetches_per_page_median'])} "
+            f"| {chains} | {num(cell['mean_in_flight_median'], 1)} / {cell['max_per_host']} "
+            f"| {len(cell['errors'])} / {cell['short_of_oracle']} |"
+        )
+    ratios = c.get("ratios") or {}
+    r1, r16 = ratios.get("crawl_vs_crawlee_1") or {}, ratios.get("crawl_vs_crawlee_16") or {}
+    ran16 = r16.get("chains_ran")
+    ran_text = f"chains that ran: {', '.join(map(str, ran16))}" if ran16 else "chains: n/a"
+    labels = c["contenders"]
+    context_rows = [
+        f"| {key} | {num(ratio.get('value'))} | {num(ratio.get('of_minimums'))} | | "
+        f"{labels.get(ratio['ours'], ratio['ours'])} / {labels.get(ratio['against'])} "
+        "(medians; no target, for context) |"
+        for key, ratio in ratios.items()
+        if ratio.get("target") is None and ratio.get("against") in labels
+    ]
+    verdict = []
+    for key, ratio in ratios.items():
+        value, target = ratio.get("value"), ratio.get("target")
+        if target is None:
+            continue
+        if value is None:
+            verdict.append(f"`{key}` is missing (a contender had no clean run).")
+        else:
+            met = "meets" if value >= target else "misses"
+            verdict.append(f"`{key}` {num(value)} {met} its target {num(target, 1)}.")
+    if ran16 and max(ran16) < 16:
+        verdict.append(
+            f"The runs asked for 16 chains ran on {max(ran16)}: `crawl_vs_crawlee_16` measures "
+            "what ran, not host-partitioned chains."
+        )
+    errors = [e for cell in table.values() for e in cell.get("errors") or ()]
+    notes = [
+        "16 chains share this machine's 2 cores (and the S3 emulator, the site and the bench "
+        "share them too); on Lambda each chain has its own CPU, so the 16-chain figure here is "
+        "a floor.",
+    ]
+    default, tuned = table.get("crawlee_default") or {}, table.get("crawlee_64") or {}
+    if default.get("mean_in_flight_median") is not None:
+        notes.append(
+            f"Crawlee default had {num(default['mean_in_flight_median'], 1)} requests in flight "
+            f"on average as the site saw them (Crawlee 64: "
+            f"{num(tuned.get('mean_in_flight_median'), 1)}): its AutoscaledPool sizes itself by "
+            "`psutil.cpu_percent()`, the whole machine's CPU, which other people's work kept busy "
+            "here, so its default figure is low and moves with their load; the ratios against "
+            "Crawlee 64 do not depend on that."
+        )
+    for key, label in c["contenders"].items():
+        cell = table.get(key) or {}
+        if key.startswith("baton") and cell.get("max_per_host", 0) > cfg["per_host_concurrency"]:
+            notes.append(
+                f"{label}: the site saw {cell['max_per_host']} requests at once on one host, "
+                f"above `per_host_concurrency` {cfg['per_host_concurrency']}."
+            )
+    if errors:
+        notes.append("Runs left out of the cells: " + "; ".join(sorted(set(errors))[:6]) + ".")
+    for key, label in c["contenders"].items():
+        cell = table.get(key) or {}
+        if cell.get("short_of_oracle"):
+            shown = ", ".join(f"`{d}`" for d in cell.get("differences") or ())
+            notes.append(
+                f"{label}: {cell['short_of_oracle']} of {cell['rounds']} runs fetched a set other "
+                f"than the oracle's ({shown}; - missing, + extra); their pages/s counts what they "
+                "fetched."
+            )
+    memory = c.get("memory") or {}
+    contention = ((c.get("machine") or {}).get("other_runnable_processes") or {}).get("crawl")
+    text = _template("crawl.md").substitute(
+        reachable=f"{reachable:,}",
+        hosts=site["hosts"],
+        pages_per_host=site["pages_per_host"],
+        links_per_page=site["links_per_page"],
+        deepest=site["deepest"],
+        per_host=cfg["per_host_concurrency"],
+        tuned=cfg["tuned"],
+        rounds=cfg["rounds"],
+        crawlee_version=(c.get("versions") or {}).get("crawlee", ""),
+        scrapy_version=(c.get("versions") or {}).get("scrapy", ""),
+        rows="\n".join(rows),
+        crawl_vs_crawlee_1=num(c.get("crawl_vs_crawlee_1")),
+        crawl_vs_crawlee_1_min=num(r1.get("of_minimums")),
+        crawl_vs_crawlee_16=num(c.get("crawl_vs_crawlee_16")),
+        crawl_vs_crawlee_16_min=num(r16.get("of_minimums")),
+        chains_16_ran=ran_text,
+        context_rows="\n".join(context_rows),
+        rss_100k=num(c.get("crawl_peak_rss_mb_100k"), 1),
+        rss_1m=num(c.get("crawl_peak_rss_mb_1m"), 1),
+        memory_status=str(memory.get("status", "n/a")),
+        verdict=" ".join(verdict),
+        notes=" ".join(notes),
+        contention=(
+            f"Runnable threads outside the bench meanwhile: {contention['mean_runnable']:.2f} "
+            f"on average, some in {pct(contention['busy_share'], 0)} of {contention['seconds']} s."
+            if contention
+            else ""
+        ),
+    )
+    return text + "\n"
 
 
 @cache

@@ -20,11 +20,14 @@ Runs, in this order (one at a time, so they do not share the two cores):
 6. `bench.prefix`: baton's prefix runs (presign, sha256; C = 1, 16) against a plain
    boto3 loop on the same emulator (`prefix_ratio`); also written to
    `bench/results/prefix.json`, which `--render-only` reads back;
-7. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
+7. `bench.crawl`: baton's crawl mode (1 and 16 chains) against Crawlee on a 16-host
+   site (`crawl_vs_crawlee_1`, `crawl_vs_crawlee_16`, and the crawl's memory keys from
+   `bench.crawl_memory`); also written to `bench/results/crawl.json`, read back likewise;
+8. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
    (`--quick` in quick mode; `--huge` adds the 10M case that `peak_rss_mb_10m` comes
    from) and `bench.parse_cost`; their `bench/results/*.json` are read back;
-8. the cost per million tasks on Lambda prices, from the figures above;
-9. the last CPU profile of a leg, `bench/results/profile_leg.json`, read back as it is
+9. the cost per million tasks on Lambda prices, from the figures above;
+10. the last CPU profile of a leg, `bench/results/profile_leg.json`, read back as it is
    (`python -m bench.profile_leg --tree before=<worktree>` makes it; it is not run here:
    a "before" needs another commit's worktree), and marked stale in BENCHMARKS.md when
    it measured another worker tree than HEAD's.
@@ -50,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import budget, fanout, hop_overhead, prefix, throughput, versus
+from bench import budget, crawl, fanout, hop_overhead, prefix, throughput, versus
 from bench.cost import cost_model, recompute
 from bench.report import render
 from bench.sampler import Contention, machine_facts
@@ -80,6 +83,13 @@ FANOUT_KEYS = (
 """Issue 11's keys, copied from bench/results/fanout.json to the top of bench/results.json."""
 PREFIX_KEYS = prefix.PREFIX_KEYS
 """Issue 16's keys, copied from bench/results/prefix.json to the top of bench/results.json."""
+CRAWL_KEYS = (
+    "crawl_vs_crawlee_1",
+    "crawl_vs_crawlee_16",
+    "crawl_peak_rss_mb_100k",
+    "crawl_peak_rss_mb_1m",
+)
+"""Issue 12's keys, copied from bench/results/crawl.json to the top of bench/results.json."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-versus", action="store_true", help="no comparison with peers")
     parser.add_argument("--skip-fanout", action="store_true", help="no fan-out bench")
     parser.add_argument("--skip-prefix", action="store_true", help="no prefix-run bench")
+    parser.add_argument("--skip-crawl", action="store_true", help="no crawl bench")
+    parser.add_argument(
+        "--crawl-only",
+        action="store_true",
+        help="measure only the crawl bench; keep the rest of bench/results.json as it is",
+    )
     parser.add_argument(
         "--fanout-only",
         action="store_true",
@@ -140,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             return fanout_only(args, contention)
         if args.prefix_only:
             return prefix_only(args, contention)
+        if args.crawl_only:
+            return crawl_only(args, contention)
         return _main(args, contention)
 
 
@@ -181,6 +199,7 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
     compared = None if args.skip_versus else run_versus(args, contention)
     fanned = None if args.skip_fanout else run_fanout(args, contention)
     prefixed = None if args.skip_prefix else run_prefix(args, contention)
+    crawled = None if args.skip_crawl else run_crawl(args, contention)
 
     external: dict[str, Any] = {}
     if not args.skip_external:
@@ -223,6 +242,7 @@ def _main(args: argparse.Namespace, contention: Contention) -> int:
     }
     results = _with_fanout(_with_versus(results, compared), fanned or _read_json("fanout"))
     results = _with_prefix(results, prefixed or _read_json("prefix"))
+    results = _with_crawl(results, crawled or _read_json("crawl"))
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(f"wrote {RESULTS_JSON.relative_to(REPO_ROOT)} and {BENCHMARKS_MD.name}")
@@ -339,6 +359,39 @@ def _with_prefix(results: dict[str, Any], found: Any) -> dict[str, Any]:
     return results | top | {"prefix": {k: v for k, v in found.items() if k != "runs"}}
 
 
+def run_crawl(args: argparse.Namespace, contention: Contention) -> dict[str, Any]:
+    """bench.crawl in this process (one bench at a time); also writes its results file."""
+    plan = crawl.QUICK if args.quick else crawl.FULL
+    config = replace(plan, bench_python=str(Path(args.bench_python).absolute()))
+    _say(
+        f"crawl: baton (1 and 16 chains) and Crawlee (default, {config.tuned}) on "
+        f"{config.hosts} hosts of {config.pages_per_host} pages, {config.rounds} rounds ..."
+    )
+    found = crawl.run(config, args.workdir, quick=args.quick, contention=contention, say=_say)
+    crawl.RESULTS_FILE.write_text(json.dumps(found, indent=2, default=str) + "\n")
+    for key in CRAWL_KEYS:
+        _say(f"  {key}: {found.get(key)}")
+    return found
+
+
+def crawl_only(args: argparse.Namespace, contention: Contention) -> int:
+    """Measure the crawl bench alone, into the last results (the rest kept as measured)."""
+    results = json.loads(RESULTS_JSON.read_text())
+    results = _with_crawl(results, run_crawl(args, contention))
+    RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    BENCHMARKS_MD.write_text(render(results))
+    _say(f"wrote the crawl into {RESULTS_JSON.relative_to(REPO_ROOT)} and {BENCHMARKS_MD.name}")
+    return 0
+
+
+def _with_crawl(results: dict[str, Any], crawled: Any) -> dict[str, Any]:
+    """Issue 12's keys at the top, the bench (without its runs) under `crawl`."""
+    if not isinstance(crawled, dict) or not crawled.get("table"):
+        return results
+    top = {key: crawled.get(key) for key in CRAWL_KEYS}
+    return results | top | {"crawl": {k: v for k, v in crawled.items() if k != "runs"}}
+
+
 def runtime_tree() -> dict[str, Any]:
     """The commit measured, and the runtime's tree in it (a bar compares these with HEAD's)."""
 
@@ -372,6 +425,7 @@ def render_only() -> int:
     results["profile"] = _read_json("profile_leg") or results.get("profile")
     results = _with_fanout(results, _read_json("fanout"))
     results = _with_prefix(results, _read_json("prefix"))
+    results = _with_crawl(results, _read_json("crawl"))
     RESULTS_JSON.write_text(json.dumps(results, indent=2, default=str) + "\n")
     BENCHMARKS_MD.write_text(render(results))
     _say(f"rewrote the cost in {RESULTS_JSON.relative_to(REPO_ROOT)}, and {BENCHMARKS_MD.name}")

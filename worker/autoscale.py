@@ -7,7 +7,8 @@ the function's memory buys (Lambda: 1,769 MB is one vCPU; the local runtime
 sets the same variable), and
 
 - grows while the CPU is under its target and every slot is busy (work waits),
-  faster the further below target it is;
+  faster the further below target it is (doubling below a quarter of it, so a
+  leg reaches a latency-bound site's level in a couple of seconds);
 - shrinks on CPU saturation, on memory pressure, and when tasks time out;
 - holds otherwise (slots idle means the window, not the level, is the limit).
 
@@ -111,6 +112,6 @@ class Autoscaler:
         if memory_use > 0.85 or timeouts > 0.2 or use > 0.95:
             return max(1.0, self.level * 0.8)
         if saturated and use < self.target:
-            step = 1.5 if use < self.target / 2 else 1.15
+            step = 2.0 if use < self.target / 4 else 1.5 if use < self.target / 2 else 1.15
             return min(float(self.maximum), self.level * step + 1)
         return self.level

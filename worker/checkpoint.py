@@ -102,6 +102,10 @@ class Checkpoint:
     segment: dict[str, Any] | None = None
     """A prefix run's work chain: the segment its tasks are read from (`key`, `etag`,
     `first`, `count`); ranges stolen from it keep it."""
+    frontier: dict[str, Any] | None = None
+    """A crawl chain (its log is `[start, end)`, growing): `seeded`, `pauses` (seconds each
+    host must still wait, carried to the next leg), `depth` (the deepest page in the log),
+    and counts of the rows by `depths`, `statuses` and `hosts` (the top ones)."""
 
     # predicates
     @property

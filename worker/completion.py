@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from typing import Any
 
-from worker.checkpoint import Checkpoint
+from worker.checkpoint import Checkpoint, RunStatus
 from worker.exceptions import BatonError
 from worker.notice import NoticeError, Notifier
-from worker.store import LAYOUT_VERSION, RunRecord, RunStore
+from worker.store import LAYOUT_VERSION, RunRecord, RunStore, Versioned
 from worker.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -40,17 +40,41 @@ def finished_chains(
     if not chains or not set(chains) <= done:
         return None
 
-    def load(chain: str) -> Checkpoint:
-        return store.load_checkpoint(record.run_id, chain).checkpoint
+    def load(chain: str) -> Versioned:
+        return store.load_checkpoint(record.run_id, chain)
 
-    checkpoints = list(io.map(load, chains)) if io is not None else [load(c) for c in chains]
+    def read() -> list[Versioned]:
+        return list(io.map(load, chains)) if io is not None else [load(c) for c in chains]
+
+    found = read()
+    checkpoints = [v.checkpoint for v in found]
     for cp in checkpoints:
         if not cp.finished:  # a marker written from a read made before a resume reopened it
             log.warning(
                 "run %s: chain %s is marked done but %s", record.run_id, cp.chain, cp.status
             )
             store.clear_chain_done(record.run_id, cp.chain)  # the sweep sees it again
-    return checkpoints if all(cp.finished for cp in checkpoints) else None
+    if not all(cp.finished for cp in checkpoints):
+        return None
+    crawl = record.crawl is not None and len(chains) > 1
+    all_done = all(cp.status is RunStatus.DONE for cp in checkpoints)
+    if crawl and all_done and not _crawl_quiet(store, record, found, read):
+        return None
+    return checkpoints
+
+
+def _crawl_quiet(
+    store: RunStore,
+    record: RunRecord,
+    found: list[Versioned],
+    read: Callable[[], list[Versioned]],
+) -> bool:
+    """Every crawl chain ended done, and no links wait for any of them: no inbox holds an
+    object, and no checkpoint changed while the inboxes were listed (a chain woken in
+    between, for links sent before its sender ended, would otherwise be missed)."""
+    if store.chains_with_mail(record.run_id):
+        return False  # the sender wakes the chain, or the sweep does
+    return [v.etag for v in read()] == [v.etag for v in found]
 
 
 def try_complete(

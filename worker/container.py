@@ -18,6 +18,7 @@ from worker.autoscale import Autoscaler, cpu_share
 from worker.budget import TimeBudget
 from worker.clock import SYSTEM_CLOCK, Clock
 from worker.config import Settings
+from worker.crawl.steps import CrawlMemory
 from worker.exceptions import ConfigError
 from worker.fetch import Fetcher, FetchPolicy
 from worker.handoff import Invoker, LambdaInvoker
@@ -68,6 +69,8 @@ class Container:
     clock: Clock = SYSTEM_CLOCK
     in_flight: Callable[[], InFlight] = InFlight
     """A leg's set of tasks in flight (the simulator's waits in virtual time)."""
+    crawl: CrawlMemory = field(default_factory=CrawlMemory)
+    """Crawl runs' logs, seen-sets and robots rules, kept for the next leg."""
     recursion_checked: bool = False
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     """Tells this container's legs from another's: duplicate deliveries share a request id."""

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from worker.crawl.spec import CrawlSpec, parse_crawl_spec
+from worker.crawl.urls import host_of
 from worker.exceptions import BadEventError
 from worker.listing import PrefixSource, parse_prefix_source, refuse_loops
 
@@ -57,6 +59,8 @@ class StartRequest:
     """Chains asked for (manual `chains`, or the upload's `baton-chains` metadata)."""
     prefix: PrefixSource | None = None
     """A manual prefix run: `key` is then the listed prefix itself."""
+    crawl: CrawlSpec | None = None
+    """A manual crawl: `key` is then `crawl/{the first seed's host}`, which names the run."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ Event = LegEvent | StartRequest | SweepEvent | IgnoredEvent
 _LEG_FIELDS = {"v", "run_id", "bucket", "key", "etag", "position", "leg"}
 _LEG_FIELDS_V2 = _LEG_FIELDS | {"chain"}
 _MANUAL_REQUIRED = {"bucket"}
-_MANUAL_SOURCES = {"key", "prefix"}
+_MANUAL_SOURCES = {"key", "prefix", "crawl"}
 _MANUAL_OPTIONAL = {"position", "run_id", "chains"}
 _CHAIN = re.compile(r"^([0-9]{4}|s[0-9]{10})(\.[0-9]{1,6}){0,32}$")
 """Chain ids: four digits for the chains a run starts with, `s` and ten digits for a prefix
@@ -95,7 +99,7 @@ def parse_event(event: Any, tasks_prefix: str, results_prefix: str) -> list[Even
         return [SweepEvent(_tick_time(event["time"]) if "time" in event else None)]
     if "v" in event or "leg" in event:
         return [parse_leg_event(event)]
-    if "bucket" in event or "key" in event or "prefix" in event or "position" in event:
+    if event.keys() & {"bucket", "key", "prefix", "crawl", "position"}:
         request = parse_manual_event(event)
         if request.prefix is not None:
             try:
@@ -110,7 +114,8 @@ def parse_event(event: Any, tasks_prefix: str, results_prefix: str) -> list[Even
         return [request]
     raise BadEventError(
         "unrecognised event: expected an S3 ObjectCreated notification, a manual start "
-        '{"bucket", "key" or "prefix", "position"?, "chains"?}, a leg payload {"v": 2, ...} or '
+        '{"bucket", "key", "prefix" or "crawl", "position"?, "chains"?}, a leg payload '
+        '{"v": 2, ...} or '
         '{"action": "sweep"}; '
         f"got keys {sorted(event)}"
     )
@@ -144,7 +149,8 @@ def parse_leg_event(event: dict[str, Any]) -> LegEvent:
 
 def parse_manual_event(event: dict[str, Any]) -> StartRequest:
     """`{"bucket", <one source>, "position"?, "run_id"?, "chains"?}`: the source is `key` (a
-    task list) or `prefix` (`{"prefix", "suffix"?, "processor"?, "presign_s"?}`)."""
+    task list), `prefix` (`{"prefix", "suffix"?, "processor"?, "presign_s"?}`) or `crawl`
+    (a crawl spec, `worker.crawl.spec`)."""
     _no_unknown(event, _MANUAL_REQUIRED | _MANUAL_SOURCES | _MANUAL_OPTIONAL, "manual payload")
     missing = _MANUAL_REQUIRED - event.keys()
     if missing:
@@ -152,8 +158,8 @@ def parse_manual_event(event: dict[str, Any]) -> StartRequest:
     sources = sorted(_MANUAL_SOURCES & event.keys())
     if len(sources) != 1:
         raise BadEventError(
-            'manual payload needs exactly one source, "key" (a task list) or "prefix" '
-            f"(objects under a prefix), got {sources or 'neither'}"
+            'manual payload needs exactly one source, "key" (a task list), "prefix" '
+            f'(objects under a prefix) or "crawl" (a crawl spec), got {sources or "none"}'
         )
     run_id = event.get("run_id")
     if run_id is not None and (not isinstance(run_id, str) or not _RUN_ID.match(run_id)):
@@ -161,6 +167,23 @@ def parse_manual_event(event: dict[str, Any]) -> StartRequest:
     chains = event.get("chains")
     if chains is not None and (_count(event, "chains") < 1):
         raise BadEventError(f"'chains' must be a whole number >= 1, got {chains!r}")
+    if "crawl" in event:
+        if "position" in event:
+            raise BadEventError(
+                "'position' applies to a task list only: a crawl grows its own log "
+                "(resume one with its run_id)"
+            )
+        try:
+            spec = parse_crawl_spec(event["crawl"], "manual payload's 'crawl'")
+        except ValueError as exc:
+            raise BadEventError(str(exc)) from None
+        return StartRequest(
+            bucket=_string(event, "bucket"),
+            key=crawl_key(spec),
+            run_id=run_id,
+            chains=chains,
+            crawl=spec,
+        )
     if "prefix" in event:
         if "position" in event:
             raise BadEventError(
@@ -219,6 +242,11 @@ def parse_s3_event(event: dict[str, Any], tasks_prefix: str, results_prefix: str
                 )
             )
     return out
+
+
+def crawl_key(spec: CrawlSpec) -> str:
+    """What names a manual crawl's run (its id's readable part): its first seed's host."""
+    return f"crawl/{host_of(spec.seeds[0])}"
 
 
 def derive_run_id(bucket: str, key: str, etag: str, nonce: str = "") -> str:

@@ -54,6 +54,21 @@ class FetchError(Exception):
     """Requests made before the failure, when the fetcher got that far."""
 
 
+class TryAgain(Exception):
+    """A crawl's request the leg must make again in the host's turn, not here: a redirect
+    to another host, or an answer to retry (429, 503, a dropped connection). Sent from
+    the task, it would skip that host's slot and delay; queued, it waits for both."""
+
+    def __init__(self, url: str, *, hops: int, tries: int, wait_s: float = 0.0) -> None:
+        super().__init__(f"again at {url} in {wait_s:g} s")
+        self.url = url
+        self.hops = hops
+        self.tries = tries
+        """Failed requests so far (the fetcher's attempts, counted across turns)."""
+        self.wait_s = wait_s
+        """How long the host asked to be left alone (Retry-After), else the backoff."""
+
+
 class TransientFetchError(FetchError):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -125,11 +140,23 @@ class Fetcher:
         self.session.close()
         self.watchdog.close()
 
-    def fetch(self, url: str, deadline: float, headers: dict[str, str] | None = None) -> Page:
+    def fetch(
+        self,
+        url: str,
+        deadline: float,
+        headers: dict[str, str] | None = None,
+        *,
+        hops: int = 0,
+        tries: int = 0,
+        same_host: bool = False,
+    ) -> Page:
         """Fetch `url`, following redirects by hand so every hop is checked.
 
         A task's credential headers go only to the origin they were given for: a
-        redirect to another origin drops them, as a browser does.
+        redirect to another origin drops them, as a browser does. With `same_host` (a
+        crawl's politeness), a redirect to another host is not followed here: it raises
+        `TryAgain`, and the leg moves the task to that host's queue, where it
+        waits for that host's slot. `hops` are the redirects taken before this call.
         """
         attempts = 0
         sent = dict(headers) if headers else None
@@ -141,9 +168,12 @@ class Fetcher:
 
         current = url
         try:
-            for redirects in range(self.policy.max_redirects + 1):
+            for redirects in range(hops, self.policy.max_redirects + 1):
                 self._check(current)
-                hop = self._retrying(deadline)(one_attempt, current)
+                if same_host:
+                    hop = self._once(one_attempt, current, redirects, tries)
+                else:
+                    hop = self._retrying(deadline)(one_attempt, current)
                 if hop.location is None:
                     return Page(
                         url=url,
@@ -155,6 +185,8 @@ class Fetcher:
                         redirects=redirects,
                     )
                 target = urljoin(current, hop.location)
+                if same_host and _origin(target)[1] != _origin(current)[1]:
+                    raise TryAgain(target, hops=redirects + 1, tries=tries)
                 if sent and _origin(target) != _origin(current):
                     sent = {k: v for k, v in sent.items() if k.lower() not in CREDENTIAL_HEADERS}
                 current = target
@@ -162,6 +194,17 @@ class Fetcher:
         except FetchError as exc:
             exc.attempts = attempts
             raise
+
+    def _once(self, attempt: Callable[[str], _Hop], url: str, hops: int, tries: int) -> _Hop:
+        """One request, its retry left to the leg's queue (`TryAgain`) while tries remain."""
+        try:
+            return attempt(url)
+        except TransientFetchError as exc:
+            if tries + 1 >= self.policy.attempts:
+                raise
+            backoff = min(self.policy.backoff_max_s, self.policy.backoff_initial_s * 2**tries)
+            wait = exc.retry_after_s if exc.retry_after_s is not None else backoff
+            raise TryAgain(url, hops=hops, tries=tries + 1, wait_s=wait) from exc
 
     def _check(self, url: str) -> None:
         try:

@@ -19,6 +19,8 @@ from worker.tasks import Task
 
 THROTTLED = frozenset({429, 503})
 MAX_PAUSE_S = 30.0
+MAX_CARRIED_PAUSE_S = 120.0
+"""A pause carried across legs is bounded, so a skewed clock cannot park a host for long."""
 
 
 @dataclass
@@ -27,6 +29,9 @@ class _Host:
     in_flight: int = 0
     not_before: float = 0.0
     strikes: int = 0
+    delay_s: float = 0.0
+    """The least time between two request starts (a crawl's per-host delay, robots'
+    Crawl-delay); 0 for list runs."""
 
 
 @dataclass
@@ -34,14 +39,29 @@ class Hosts:
     """How many tasks each host may have in flight now, and when it may have more."""
 
     per_host: int = 8
+    delay_s: float = 0.0
+    """Every host's least gap between request starts, unless `set_delay` says otherwise."""
     _hosts: dict[str, _Host] = field(default_factory=dict)
+
+    def use(self, per_host: int, delay_s: float = 0.0) -> None:
+        """The run's politeness, set by each leg: a container serves legs of many runs."""
+        if (per_host, delay_s) != (self.per_host, self.delay_s):
+            self.per_host, self.delay_s = per_host, delay_s
+            self._hosts.clear()
+
+    def set_delay(self, host: str, delay_s: float) -> None:
+        """A host's own gap between request starts (robots' Crawl-delay, if larger)."""
+        if host:
+            state = self._host(host)
+            state.delay_s = max(self.delay_s, delay_s)
 
     def key(self, task: Task) -> str:
         """The host a task talks to ("" for a task with no URL: no politeness applies)."""
         if not task.url or task.s3_object is not None:  # the run's own bucket: no politeness
             return ""
+        url = task.options.get("moved_to") or task.url  # a crawl's redirect: its target's
         try:
-            return (urlsplit(task.url).hostname or "").lower()
+            return (urlsplit(str(url)).hostname or "").lower()
         except ValueError:
             return ""
 
@@ -51,9 +71,12 @@ class Hosts:
         state = self._host(host)
         return state.in_flight < max(1, int(state.cap)) and now >= state.not_before
 
-    def started(self, host: str) -> None:
+    def started(self, host: str, now: float = 0.0) -> None:
         if host:
-            self._host(host).in_flight += 1
+            state = self._host(host)
+            state.in_flight += 1
+            if state.delay_s:
+                state.not_before = max(state.not_before, now + state.delay_s)
 
     def finished(self, host: str, row: dict[str, Any] | None, now: float) -> None:
         if not host:
@@ -78,10 +101,25 @@ class Hosts:
     def paused_until(self, host: str) -> float:
         return self._host(host).not_before if host else 0.0
 
+    def pauses(self, now: float) -> dict[str, float]:
+        """Seconds each host must still wait: what a hand-off carries to the next leg, so
+        it does not hammer a host this one just hit (or that asked to be left alone)."""
+        return {
+            host: round(state.not_before - now, 3)
+            for host, state in self._hosts.items()
+            if state.not_before > now
+        }
+
+    def pause(self, host: str, seconds: float, now: float) -> None:
+        """Carry a pause over from the previous leg."""
+        if host and seconds > 0:
+            state = self._host(host)
+            state.not_before = max(state.not_before, now + min(seconds, MAX_CARRIED_PAUSE_S))
+
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
         if state is None:
-            state = self._hosts[host] = _Host(cap=float(self.per_host))
+            state = self._hosts[host] = _Host(cap=float(self.per_host), delay_s=self.delay_s)
         return state
 
 

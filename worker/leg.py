@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus, redo_after_split
 from worker.completion import try_complete
 from worker.container import Container
+from worker.crawl.steps import CRAWL_COMMIT_EVERY_S, CrawlSteps, Growth, crawl_checkpoint
 from worker.events import LegEvent
 from worker.exceptions import (
     ConflictError,
@@ -40,7 +42,8 @@ from worker.listing import (
     segment_key,
     waiting,
 )
-from worker.processor import Processor, TaskContext, run_one
+from worker.objects import INLINE
+from worker.processor import Outcome, Processor, TaskContext, run_one
 from worker.steal import ensure_split_ranges, steal
 from worker.store import LAYOUT_VERSION, RunRecord, RunStore, Versioned
 from worker.summary import tally_failures
@@ -151,6 +154,8 @@ class Leg:
         self._chain_count: tuple[int, list[str]] | None = None
         """A lister's count of running work chains and its queue, as last taken."""
         self._counted_at = 0.0
+        self.crawl: CrawlSteps | None = None
+        """A crawl run's steps (set when the leg loads its log)."""
         self._unsure: tuple[Checkpoint, Usage] | None = None
         """A write whose call raised and could not be read back, and the usage it carried:
         `release` finds out whether it landed."""
@@ -166,7 +171,10 @@ class Leg:
             self.record = self._matching_record()
             self.held = self.claim(first)
             self.check_recursion_once()
-            if self._checkpoint.listing is not None:
+            if self._record.crawl is not None:
+                tasks = self.load_crawl()
+                self.adopt_orphans()
+            elif self._checkpoint.listing is not None:
                 ended = self.list_prefix()
                 if ended is not None:
                     return ended
@@ -179,8 +187,12 @@ class Leg:
             self.c.autoscaler.resume_from(self._checkpoint.level)
             while True:
                 cp = self._checkpoint
+                if cp.exhausted and self.crawl_mail():
+                    continue
                 if cp.exhausted:
                     self.end_chain(RunStatus.DONE)
+                    if self.crawl is not None and self.crawl.has_mail(self._checkpoint):
+                        self.wake(cp.chain)  # links sent while it was ending
                     if self.take_another_range():
                         if self._record.listing is not None:
                             tasks = self.load_tasks()  # another segment's
@@ -303,6 +315,72 @@ class Leg:
             raise TaskListError(f"task list has {len(tasks)} tasks, run expects {total}")
         return tasks
 
+    def load_crawl(self) -> TaskList:
+        """A crawl chain's log as its task list; a new chain's first leg seeds it first."""
+        self.crawl = CrawlSteps(
+            self._record.crawl or {},
+            chains=self._record.chains,
+            store=self.store,
+            memory=self.c.crawl,
+            fetcher=self.c.fetcher,
+            hosts=self.c.hosts,
+            io=self.c.io,
+            clock=self.clock,
+        )
+        tasks = self.crawl.load(self._checkpoint)
+        if not (self._checkpoint.frontier or {}).get("seeded"):
+            growth = self.crawl.seeds(self._checkpoint)
+            self._swap(crawl_checkpoint(self._checkpoint, growth))
+            self._crawl_committed(self.crawl, growth)
+            log.info(
+                "run %s chain %s: seeded its log with %s pages",
+                self._checkpoint.run_id,
+                self._checkpoint.chain,
+                len(growth.entries),
+            )
+        return tasks
+
+    def _crawl_committed(self, steps: CrawlSteps, growth: Growth) -> None:
+        """After the CAS that counted a crawl's growth: the inbox objects it took in go,
+        and a chain that was sent links but had ended is woken to crawl them."""
+        steps.committed(growth)
+        if growth.sent_to:
+            # A chain ending done writes its marker, then reads its inbox once more: so a
+            # chain this commit wrote to either sees the links itself or has its marker
+            # listed here (one LIST, not a read of every chain written to).
+            ended = self.store.done_chains(self._record.run_id)
+            for chain in growth.sent_to:
+                if chain in ended:
+                    self.wake(chain)
+
+    def wake(self, chain: str) -> None:
+        """Resume a crawl chain that ended done (its inbox has links now); one running, or
+        ended otherwise (cancelled, failed: the run is ending), is left alone."""
+        run_id = self._record.run_id
+        try:
+            current = self.store.load_checkpoint(run_id, chain)
+            if current.checkpoint.status is not RunStatus.DONE:
+                return
+            woken = self.store.swap(current, current.checkpoint.resume(at_ms=self.clock.now_ms()))
+        except (ConflictError, RunNotFoundError):
+            return  # it moved: someone else woke it, or it is live
+        self.store.clear_chain_done(run_id, chain)
+        log.info("run %s: woke crawl chain %s for the links sent to it", run_id, chain)
+        self._invoke(woken.checkpoint, within_s=self._handoff_window_s())
+
+    def crawl_mail(self) -> bool:
+        """A crawl chain out of pages takes in its inbox before it ends: True if that
+        gave it more."""
+        steps, cp = self.crawl, self._checkpoint
+        if steps is None or self._record.chains < 2:
+            return False
+        growth = steps.grow(cp, [], mail=True)
+        if not growth.entries and not growth.merged:
+            return False
+        self._swap(crawl_checkpoint(cp, growth))
+        self._crawl_committed(steps, growth)
+        return bool(growth.entries)
+
     def adopt_orphans(self) -> None:
         """Keep what a leg wrote but did not checkpoint before it died, so nothing runs twice.
 
@@ -388,9 +466,9 @@ class Leg:
                         break
                     planned, last_commit = extended, self.clock.monotonic()
                     continue
-                if self._collect(in_flight, window, now, remaining, queue.next_ready_at()):
+                if self._collect(in_flight, window, now, remaining, queue):
                     stopping = self.out_of_time = True
-                due = self.clock.monotonic() - last_commit >= self.budget.commit_interval_ms / 1000
+                due = self.clock.monotonic() - last_commit >= self._commit_every_s
                 if not careful and not stopping and (due or window.buffered >= MAX_COMMIT_ROWS):
                     planned = self._commit(window, tasks, queue, planned)
                     last_commit = self.clock.monotonic()
@@ -417,7 +495,7 @@ class Leg:
         remaining_ms: int,
     ) -> None:
         host = self.c.hosts.key(task)
-        self.c.hosts.started(host)
+        self.c.hosts.started(host, now)
         window_ms = self.budget.work_deadline_ms(remaining_ms)
         if not self.first_window_ms:
             self.first_window_ms = window_ms
@@ -429,7 +507,12 @@ class Leg:
             presign_s=self._presign_s,
             signer=self.c.signer,
         )
-        future = self.c.pool.submit(run_one, task, self._processor, context)
+        processor = self._processor
+        if processor in INLINE:
+            future: Future[Outcome] = Future()
+            future.set_result(run_one(task, processor, context))
+        else:
+            future = self.c.pool.submit(run_one, task, processor, context)
         in_flight.add(future, task, host)
 
     def _collect(
@@ -438,20 +521,32 @@ class Leg:
         window: Window,
         now: float,
         remaining_ms: int,
-        paused_until: float,
+        queue: TaskQueue,
     ) -> bool:
         """Wait for some task to finish (or a paused host to reopen); file what finished.
 
-        True when a task ran out of the leg's time: the leg must stop starting tasks.
+        True when a task ran out of the leg's time: the leg must stop starting tasks. A
+        crawl's request to make again (a redirect to another host, a 429 to retry) goes
+        back in the queue, in its host's line, the host paused as long as it asked: it
+        waits for that host's slot and delay like any request to it.
         """
         if not in_flight:
-            self.clock.sleep(max(0.0, min(paused_until - now, remaining_ms / 1000, 0.5)))
+            wait = min(queue.next_ready_at() - now, remaining_ms / 1000, 0.5)
+            self.clock.sleep(max(0.0, wait))
             return False
-        timeout = min(self.c.autoscaler.interval_s, self.budget.commit_interval_ms / 1000)
+        timeout = min(self.c.autoscaler.interval_s, self._commit_every_s)
         finished = in_flight.finished(timeout)
         at = self.clock.monotonic()
         out_of_time = False
         for task, host, outcome in finished:
+            again = outcome.again
+            if again is not None:  # a retry backs its host off, as a throttled row would
+                self.c.hosts.finished(host, {"status": 429} if again.wait_s else None, at)
+                moved = {"moved_to": again.url, "hops": again.hops, "tries": again.tries}
+                retry = replace(task, options={**task.options, **moved})
+                self.c.hosts.pause(self.c.hosts.key(retry), again.wait_s, at)
+                queue.extend([retry])
+                continue
             row = outcome.row
             late = outcome.deferred
             if row is None and late and late.tried and self._had_fair_share(outcome.left_ms):
@@ -472,20 +567,32 @@ class Leg:
         now = self.clock.monotonic()
         self.budget.record_rate(len(commit.rows), now - self._last_commit_at, self._work_key())
         self._last_commit_at = now
-        self._commit_state(
-            commit, 0, planned=max(planned, self._plan(commit.end, cp.careful_until))
-        )
+        self._commit_state(commit, 0, planned=planned, replan_from=cp.careful_until)
         plan_end = self._checkpoint.batch_end  # a steal since may have cut it shorter
         if plan_end > planned:
             queue.extend(tasks[planned:plan_end])
         return max(planned, plan_end)
 
     def _commit_state(
-        self, commit: Commit, task_ms: int, planned: int = 0, *, write: bool = True
+        self,
+        commit: Commit,
+        task_ms: int,
+        planned: int = 0,
+        *,
+        write: bool = True,
+        replan_from: int | None = None,
     ) -> None:
-        """Write a commit's rows (range object, holes object), then CAS the checkpoint past it."""
+        """Write a commit's rows (range object, holes object), then CAS the checkpoint past it.
+
+        A crawl's commit also writes the links its rows found as the log's next segment
+        before the CAS, which then counts them. With `replan_from` (the careful line)
+        the plan is extended from the commit's end in the same CAS.
+        """
         cp = self._checkpoint
         cancel = self.c.io.submit(self.store.cancel_requested, cp.run_id)
+        if self.crawl is not None:
+            for row in (*commit.rows, *commit.hole_rows):
+                self.crawl.annotate(row)
         if commit.rows and write:
             self.store.put_results(cp.run_id, commit.start, commit.end - 1, commit.rows)
         if commit.hole_rows and write:
@@ -497,20 +604,28 @@ class Leg:
         failed = tally_failures(kinds, samples, rows)
         self._failed_in_leg += failed
         self.meter.rows(rows)
-        self._swap(
-            cp.advance(
-                commit.end,
-                holes=commit.holes,
-                level=self.c.autoscaler.current,
-                ok=len(rows) - failed,
-                failed=failed,
-                failure_kinds=kinds,
-                failure_samples=samples,
-                task_ms=task_ms,
-                at_ms=self.clock.now_ms(),
-                plan_end=max(planned, commit.end),
-            )
+        steps = self.crawl
+        growth = steps.grow(cp, rows) if steps is not None else None
+        end = growth.end if growth is not None else cp.range_end
+        if replan_from is not None:
+            planned = max(planned, self._plan(commit.end, replan_from, end))
+        advanced = cp.advance(
+            commit.end,
+            holes=commit.holes,
+            level=self.c.autoscaler.current,
+            ok=len(rows) - failed,
+            failed=failed,
+            failure_kinds=kinds,
+            failure_samples=samples,
+            task_ms=task_ms,
+            at_ms=self.clock.now_ms(),
+            plan_end=max(planned, commit.end),
         )
+        if steps is None or growth is None:
+            self._swap(advanced)
+        else:
+            self._swap(crawl_checkpoint(advanced, growth))
+            self._crawl_committed(steps, growth)
         if rows:
             self.batches += 1
             self.processed += len(rows)
@@ -671,6 +786,8 @@ class Leg:
         make one more of them run.
         """
         record = self._record
+        if record.crawl is not None:
+            return False  # a crawl chain owns its hosts' log: nothing to steal or queue
         lister = self._checkpoint.listing is not None
         if lister and chain_state(self.store, record.run_id).live >= record.chains:
             return False
@@ -763,9 +880,18 @@ class Leg:
         return True
 
     @property
+    def _commit_every_s(self) -> float:
+        """The budget's commit interval; a crawl over chains commits more often, since the
+        links a commit finds for other chains reach their inboxes only then."""
+        every = self.budget.commit_interval_ms / 1000
+        if self.crawl is not None and self._record.chains > 1:
+            return min(every, CRAWL_COMMIT_EVERY_S)
+        return every
+
+    @property
     def _processor(self) -> Processor:
         """The run's processor: a prefix run names its own (pinned in run.json)."""
-        name = (self._record.listing or {}).get("processor")
+        name = (self._record.listing or self._record.crawl or {}).get("processor")
         if name is None or name == self.settings.processor:
             return self.c.processor
         return self.c.named_processor(str(name))

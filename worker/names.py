@@ -21,3 +21,6 @@ def triggers(key: str, tasks_prefix: str = TASKS_PREFIX) -> bool:
 TICK_RATE = "rate(1 minute)"
 """The one EventBridge rule that carries the sweep and the schedule tick (template and
 LocalStack deploy alike)."""
+
+CRAWL_SUFFIX = ".crawl.json"
+"""An upload under the tasks prefix with this suffix is a crawl spec, not a task list."""

@@ -48,3 +48,8 @@ def _object(task: Task) -> Any:
     if task.s3_object is None:
         raise ValueError("this processor works on objects: start a prefix run")
     return task.s3_object
+
+
+INLINE: frozenset[object] = frozenset({presign})
+"""Processors the leg runs in its own thread as it starts them: CPU-only and a fraction of
+a millisecond (signing a URL), where a pool hand-off would cost several times the work."""

@@ -18,7 +18,7 @@ from worker.clock import SYSTEM_CLOCK, Clock
 from worker.config import BUILTIN_PROCESSORS, DEFAULT_PRESIGN_EXPIRES_S
 from worker.exceptions import ConfigError, ObjectChangedError, OutOfTimeError
 from worker.extract import extract, without_userinfo
-from worker.fetch import Fetcher, FetchError
+from worker.fetch import Fetcher, FetchError, TryAgain
 from worker.reader import CHUNK_BYTES, ObjectReader
 from worker.s3 import ObjectStore
 from worker.tasks import S3Object, Task
@@ -70,10 +70,16 @@ def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
     assert task.url is not None
     started = ctx.clock.monotonic()
     headers = task.options.get("headers")
+    moved = task.options.get("moved_to")
     row: dict[str, Any] = {}
     try:
         page = ctx.fetcher.fetch(
-            task.url, ctx.deadline, headers if isinstance(headers, dict) else None
+            moved or task.url,
+            ctx.deadline,
+            headers if isinstance(headers, dict) else None,
+            hops=int(task.options.get("hops", 0)),
+            tries=int(task.options.get("tries", 0)),
+            same_host=bool(task.options.get("same_host")),
         )
     except FetchError as exc:
         row["error"] = str(exc)
@@ -126,6 +132,9 @@ class Outcome:
     elapsed_ms: float
     left_ms: float = 0.0
     """Time the task had left before the batch's deadline when it started."""
+    again: TryAgain | None = None
+    """A crawl's request to make again in its host's turn: a redirect to another host, or
+    an answer to retry (row and deferral both None)."""
 
 
 def run_tasks(
@@ -147,6 +156,8 @@ def run_one(task: Task, processor: Processor, ctx: TaskContext) -> Outcome:
         produced = processor(task, ctx)
     except OutOfTimeError as exc:
         return Outcome(None, exc, _ms_since(ctx.clock, started), left_ms)
+    except TryAgain as again:
+        return Outcome(None, None, _ms_since(ctx.clock, started), left_ms, again)
     except ObjectChangedError as exc:  # listed, then rewritten or deleted: never read anew
         row["error"] = str(exc)
     except Exception as exc:

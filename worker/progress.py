@@ -9,7 +9,7 @@ from typing import Any
 from worker.checkpoint import Checkpoint, RunStatus
 from worker.clock import SYSTEM_CLOCK
 from worker.store import RunRecord, RunStore
-from worker.summary import run_cost, run_status, source_url
+from worker.summary import crawl_summary, run_cost, run_status, source_url
 
 EXIT_OK = 0
 EXIT_CODES = {"failed_tasks": 3, "failed": 4, "cancelled": 5, "superseded": 6, "unfinished": 7}
@@ -67,6 +67,8 @@ class RunView:
     def total(self) -> int:
         """Tasks in the run: a prefix run's grows as its listing goes on."""
         listing = self.listing
+        if self.record.crawl is not None:
+            return sum(cp.total for cp in self.chains)
         return int(listing["listed"]) if listing is not None else self.record.total
 
     @property
@@ -116,6 +118,8 @@ class RunView:
     def eta_s(self) -> float | None:
         if self.finished or self.stalled or self.rate <= 0 or not self.listing_done:
             return None  # a prefix run still listing has no known end
+        if self.record.crawl is not None:
+            return None  # nor has a crawl: its log grows with every page
         return (self.todo - self.done) / self.rate
 
     @property
@@ -146,6 +150,7 @@ class RunView:
             "sweeps": sum(cp.sweeps for cp in self.chains),
             "cost": self.cost,
             "per_chain": [_chain_dict(cp) for cp in self.chains],
+            "crawl": None if self.record.crawl is None else crawl_summary(self.chains, self.record),
         }
 
     @property
@@ -185,10 +190,11 @@ def progress_line(v: RunView) -> str:
 def chain_lines(v: RunView) -> list[str]:
     """A bar per chain (or, for many chains, a histogram of how far they are and the
     chains with the most left): where a straggler shows, and what stealing did."""
+    crawl = [crawl_line(v)] if v.record.crawl is not None else []
     if len(v.chains) <= 1:
-        return []
+        return crawl
     if len(v.chains) <= CHAIN_LINES:
-        return [_chain_line(cp) for cp in v.chains]
+        return crawl + [_chain_line(cp) for cp in v.chains]
     work = [cp for cp in v.chains if cp.listing is None]
     buckets = Counter(min(9, int(_share(cp) * 10)) for cp in work)
     lines = [_chain_line(cp) for cp in v.chains if cp.listing is not None]
@@ -199,7 +205,17 @@ def chain_lines(v: RunView) -> list[str]:
     ]
     left = sorted(work, key=lambda cp: cp.range_end - cp.position, reverse=True)[:3]
     lines.extend(f"  most left: {_chain_line(cp).strip()}" for cp in left if not cp.finished)
-    return lines
+    return crawl + lines
+
+
+def crawl_line(v: RunView) -> str:
+    """A crawl's own progress: its log grows, so the bar above is of pages found so far."""
+    found = crawl_summary(v.chains, v.record)
+    return (
+        f"  crawl: {v.done} pages crawled, {v.total - v.done} in the frontier, depth "
+        f"{found['depth_reached']}/{found['max_depth']}, {found['hosts']} hosts, "
+        f"{found['pages']}/{found['max_pages']} pages found"
+    )
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
@@ -220,6 +236,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"{kinds['blocked']} tasks were refused by the address guard: allow private "
             "targets with BATON_ALLOW_NETS on the function (or --allow-loopback for baton local)"
+        )
+    crawl = summary.get("crawl")
+    if crawl:
+        depths = ", ".join(f"{d}: {n}" for d, n in crawl["by_depth"].items())
+        lines.append(
+            f"crawl: {crawl['pages']} pages from {crawl['hosts']} hosts, depth reached "
+            f"{crawl['depth_reached']} of {crawl['max_depth']} (pages by depth {depths})"
         )
     if summary.get("cost"):
         lines.append(cost_line(summary["cost"]))

@@ -23,11 +23,15 @@ from worker.completion import try_complete
 from worker.config import DEFAULT_PRESIGN_EXPIRES_S, DEFAULT_PROCESSOR
 from worker.container import Container
 from worker.cost import pricing_config
+from worker.crawl.chainlog import empty_frontier
+from worker.crawl.spec import parse_spec_file as parse_crawl_file
+from worker.crawl.steps import MAX_CRAWL_CHAINS, STRIDE
 from worker.events import FIRST_CHAIN, LegEvent, StartRequest, derive_run_id, quote_etag
 from worker.exceptions import BadEventError, RunNotFoundError, TaskListError
 from worker.handoff import HandoffError
 from worker.leg import LambdaContext
 from worker.listing import SPEC_SUFFIX, lister_checkpoint, parse_spec, refuse_loops, waiting
+from worker.names import CRAWL_SUFFIX
 from worker.prices import architecture, parse_overrides
 from worker.s3 import Listed
 from worker.schedule import SCHEDULE_ID, SCHEDULE_METADATA, is_scheduled, run_nonce
@@ -64,8 +68,11 @@ def start_run(container: Container, request: StartRequest, context: LambdaContex
     """Create the run (once) and hand its leg 0 off."""
     meter = start_meter(container, context)
     store = RunStore(container.s3, request.bucket, container.settings.results_prefix)
-    if request.prefix is not None:
-        etag, metadata = request.prefix.digest(), {}
+    metadata: dict[str, str] = {}
+    if request.crawl is not None:
+        etag = request.crawl.digest()
+    elif request.prefix is not None:
+        etag = request.prefix.digest()
     else:
         source = _source_object(container, request.bucket, request.key)
         etag, metadata = request.etag or quote_etag(source.etag), source.metadata
@@ -116,6 +123,8 @@ def resume_run(
             f"run {request.run_id} is for s3://{record.bucket}/{listed or record.key}, "
             f"not s3://{request.bucket}/{request.key}"
         )
+    if record.crawl is not None and request.position is not None:
+        raise BadEventError(f"run {record.run_id} is a crawl: it resumes where it stopped")
     at = container.clock.now_ms()
     queued = set(store.queued_chains(record.run_id)) if record.listing else set()
     chains = [store.load_checkpoint(record.run_id, c) for c in store.chain_ids(record.run_id)]
@@ -293,6 +302,10 @@ def _new_record(
     chains: int,
 ) -> RunRecord:
     settings = container.settings
+    if request.crawl is not None or request.key.endswith(CRAWL_SUFFIX):
+        return _new_crawl_record(
+            container, store, request=request, etag=etag, run_id=run_id, chains=chains
+        )
     if request.prefix is not None or request.key.endswith(SPEC_SUFFIX):
         return _new_prefix_record(
             container, store, request=request, etag=etag, run_id=run_id, chains=chains
@@ -387,11 +400,72 @@ def _new_prefix_record(
     )
 
 
+def _new_crawl_record(
+    container: Container,
+    store: RunStore,
+    *,
+    request: StartRequest,
+    etag: str,
+    run_id: str,
+    chains: int,
+) -> RunRecord:
+    """A crawl's record: its spec, pinned. A spec that cannot be used still gets a run,
+    failed with the reason, as an unreadable list does."""
+    settings = container.settings
+    spec = request.crawl
+    if request.position:
+        raise BadEventError(f"{request.key} is a crawl spec: a crawl has no position")
+    if spec is None:
+        try:
+            body = container.s3.get(request.bucket, request.key, if_match=etag).body
+            spec = parse_crawl_file(body, request.key)
+        except ValueError as exc:
+            error = TaskListError(str(exc))
+            _record_unreadable(
+                container, store, request=request, etag=etag, run_id=run_id, exc=error
+            )
+            raise error from None
+    return RunRecord(
+        run_id=run_id,
+        bucket=request.bucket,
+        key=request.key,
+        etag=etag,
+        total=0,
+        start_position=0,
+        created_ms=container.clock.now_ms(),
+        source=request.source,
+        config={
+            "concurrency": settings.concurrency,
+            "processor": spec.processor or settings.processor,
+            "max_legs": settings.max_legs,
+            "stall_after_ms": settings.stall_after_ms,
+        },
+        version=LAYOUT_VERSION,
+        chains=max(1, min(chains, MAX_CRAWL_CHAINS)),
+        crawl=spec.as_dict(),
+    )
+
+
 def first_checkpoints(record: RunRecord, at_ms: int) -> list[Checkpoint]:
     """What a start creates: a checkpoint per chain over contiguous ranges of a list, or a
     prefix run's lister (its work chains come with the listing)."""
     if record.listing is not None:
         return [lister_checkpoint(record, at_ms)]
+    if record.crawl is not None:
+        return [
+            Checkpoint(
+                run_id=record.run_id,
+                total=0,
+                position=number * STRIDE,
+                chain=f"{number:04d}",
+                start=number * STRIDE,
+                end=number * STRIDE,
+                handed_off_ms=at_ms,
+                heartbeat_ms=at_ms,
+                frontier=empty_frontier(),
+            )
+            for number in range(record.chains)
+        ]
     return [
         Checkpoint(
             run_id=record.run_id,
@@ -445,7 +519,13 @@ def _begin(
         return StartResult(
             record.run_id, "duplicate", record.total, record.start_position, 0, chains=record.chains
         )
-    if record.listing is not None:
+    if record.crawl is not None:
+        log.info(
+            "run %s started: crawling from %s",
+            record.run_id,
+            ", ".join(record.crawl["seeds"][:3]),
+        )
+    elif record.listing is not None:
         log.info(
             "run %s started: listing s3://%s/%s, %s chains",
             record.run_id,

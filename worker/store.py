@@ -50,6 +50,10 @@ ACTIVE_DIR = "_active/"
 SOURCES_DIR = "_sources/"
 QUEUE_DIR = "queue/"
 PRESIGNED_FILE = "presigned.jsonl"
+FRONTIER_DIR = "frontier/"
+SEEN_DIR = "seen/"
+ROBOTS_DIR = "robots/"
+INBOX_DIR = "inbox/"
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class RunRecord:
     listing: dict[str, Any] | None = None
     """A prefix run's source: `prefix`, `suffix`, `processor`, `presign_s`, and `cutoff_ms`
     (objects modified later are not in the run); None for a task list."""
+    crawl: dict[str, Any] | None = None
+    """A crawl run's spec (`worker.crawl.spec.CrawlSpec.as_dict`); None otherwise."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,65 @@ class RunStore:
 
     def put_segment(self, key: str, body: bytes) -> str:
         return self.objects.put(self.bucket, key, body, content_type="application/x-ndjson")
+
+    # crawl runs: each chain's frontier log, its seen-set, robots.txt per origin
+    def frontier_key(self, run_id: str, chain: str, first: int) -> str:
+        return f"{self.run_prefix(run_id)}{FRONTIER_DIR}{chain}/{first:010d}.jsonl"
+
+    def seen_key(self, run_id: str, chain: str, first: int) -> str:
+        return f"{self.run_prefix(run_id)}{SEEN_DIR}{chain}/{first:010d}.bin"
+
+    def put_frontier(self, run_id: str, chain: str, first: int, body: bytes, seen: bytes) -> None:
+        """A segment of the log and its URL hashes, both before the CAS that counts them.
+
+        Keys are the segment's first index, so a segment a dead leg wrote past the
+        checkpoint's end is simply written over by the next one there.
+        """
+        self.objects.put(
+            self.bucket,
+            self.frontier_key(run_id, chain, first),
+            body,
+            content_type="application/x-ndjson",
+        )
+        self.objects.put(self.bucket, self.seen_key(run_id, chain, first), seen)
+
+    def frontier_firsts(self, run_id: str, chain: str, after: int = -1) -> list[int]:
+        """First indices of the chain's seen-set objects after `after`, in order."""
+        prefix = f"{self.run_prefix(run_id)}{SEEN_DIR}{chain}/"
+        start = f"{prefix}{after:010d}.bin" if after >= 0 else None
+        return [
+            int(obj.key[len(prefix) :].removesuffix(".bin"))
+            for obj in self.objects.list(self.bucket, prefix, start_after=start)
+        ]
+
+    def put_inbox(self, run_id: str, to: str, sender: str, number: int, body: bytes) -> None:
+        """Links for another chain's hosts; keyed by the sender's rows so far, so a redone
+        batch writes over its own earlier attempt."""
+        key = f"{self.run_prefix(run_id)}{INBOX_DIR}{to}/{sender}-{number:010d}.jsonl"
+        self.objects.put(self.bucket, key, body, content_type="application/x-ndjson")
+
+    def inbox_keys(self, run_id: str, chain: str) -> list[str]:
+        prefix = f"{self.run_prefix(run_id)}{INBOX_DIR}{chain}/"
+        return [obj.key for obj in self.objects.list(self.bucket, prefix)]
+
+    def chains_with_mail(self, run_id: str) -> set[str]:
+        """Chains with links waiting in their inbox."""
+        prefix = self.run_prefix(run_id) + INBOX_DIR
+        return {
+            obj.key[len(prefix) :].split("/", 1)[0]
+            for obj in self.objects.list(self.bucket, prefix)
+        }
+
+    def robots_key(self, run_id: str, origin: str) -> str:
+        name = "".join(c if c.isalnum() or c in ".-" else "_" for c in origin)
+        return f"{self.run_prefix(run_id)}{ROBOTS_DIR}{name}.json"
+
+    def create_robots(self, run_id: str, origin: str, rules: dict[str, Any]) -> bool:
+        """Once per origin per run: the first leg to fetch it decides for the whole run."""
+        return self._create(self.robots_key(run_id, origin), rules) is not None
+
+    def load_robots(self, run_id: str, origin: str) -> dict[str, Any] | None:
+        return self._get_json(self.robots_key(run_id, origin))
 
     def presigned_key(self, run_id: str) -> str:
         return self.run_prefix(run_id) + PRESIGNED_FILE

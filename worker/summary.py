@@ -6,6 +6,7 @@ what is kept), so both cap kinds and samples the same way.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -77,6 +78,9 @@ def summarize(
     task_ms = sum(cp.task_ms_total for cp in chains)
     listed = total_listed(chains)
     extra: dict[str, Any] = {}
+    if record.crawl is not None:
+        listed = sum(cp.total for cp in chains)
+        extra["crawl"] = crawl_summary(chains, record)
     if record.listing is not None:
         lister = next((cp.listing for cp in chains if cp.listing is not None), None) or {}
         extra["listing"] = {
@@ -112,6 +116,30 @@ def summarize(
         "cost": run_cost(chains, record, architecture),
         "results": f"s3://{record.bucket}/{store.run_prefix(record.run_id)}results/",
         **extra,
+    }
+
+
+def crawl_summary(chains: list[Checkpoint], record: RunRecord, top: int = 20) -> dict[str, Any]:
+    """Pages by depth, by status and by host (the top ones), over every chain."""
+    depths: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    hosts: Counter[str] = Counter()
+    for cp in chains:
+        state = cp.frontier or {}
+        depths.update(state.get("depths", {}))
+        statuses.update(state.get("statuses", {}))
+        hosts.update(state.get("hosts", {}))
+    spec = record.crawl or {}
+    return {
+        "seeds": spec.get("seeds", []),
+        "pages": sum(cp.total for cp in chains),
+        "depth_reached": max(int((cp.frontier or {}).get("depth", 0)) for cp in chains),
+        "max_depth": spec.get("max_depth"),
+        "max_pages": spec.get("max_pages"),
+        "by_depth": dict(sorted(depths.items(), key=lambda kv: int(kv[0]))),
+        "by_status": dict(statuses.most_common()),
+        "hosts": len(hosts) - ("(other)" in hosts),
+        "top_hosts": dict(hosts.most_common(top)),
     }
 
 

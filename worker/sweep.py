@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from worker.checkpoint import Checkpoint
+from worker.checkpoint import Checkpoint, RunStatus
 from worker.completion import repair
 from worker.container import Container
 from worker.events import FIRST_CHAIN, LegEvent
@@ -74,6 +74,10 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
             )
         if queued:
             _start_queued(container, store, record, function=function, at=at, result=result)
+        if finished == len(chains) and record.crawl is not None and len(chains) > 1:
+            finished -= _wake_crawl_chains(
+                container, store, record, function=function, at=at, result=result
+            )
         if finished == len(chains):
             outcome = repair(
                 store,
@@ -130,6 +134,40 @@ def _sweep_chain(
             cp.position,
         )
     return 0
+
+
+def _wake_crawl_chains(
+    container: Container,
+    store: RunStore,
+    record: RunRecord,
+    *,
+    function: str,
+    at: int,
+    result: SweepResult,
+) -> int:
+    """Every chain of a crawl ended done, yet links wait in some inboxes (their sender died
+    between its CAS and waking the chain): resume those chains. How many were woken. A
+    crawl that was cancelled (or failed) ends as it is."""
+    ended = store.load_chains(record.run_id)
+    if any(cp.status is not RunStatus.DONE for cp in ended):
+        return 0
+    woken = 0
+    for chain in sorted(store.chains_with_mail(record.run_id)):
+        try:
+            current = store.load_checkpoint(record.run_id, chain)
+        except RunNotFoundError:
+            continue
+        if current.checkpoint.status is not RunStatus.DONE:
+            continue
+        try:
+            resumed = store.swap(current, current.checkpoint.resume(at_ms=at))
+        except ConflictError:
+            continue
+        store.clear_chain_done(record.run_id, chain)
+        if _invoke(container, record, resumed.checkpoint, function, result):
+            log.warning("sweep woke crawl chain %s of run %s for its inbox", chain, record.run_id)
+        woken += 1
+    return woken
 
 
 def _invoke(

@@ -22,21 +22,25 @@ import re
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from devstack.chaos.faults import FAULTS, FaultKind, Layer, by_name
 from worker.exceptions import OutOfTimeError
 from worker.processor import TaskContext
+from worker.processor import process as fetch_page
 from worker.tasks import Task
 
 __all__ = [
     "CRASH_ONCE",
+    "CRAWL_PROCESSOR",
     "HANG_ONCE",
     "KILLER",
+    "PLANTED_URLS",
     "PROCESSOR",
     "ProcessorChaos",
+    "crawl_page",
     "process",
     "recorded",
 ]
@@ -163,6 +167,30 @@ def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
 
 PROCESSOR = f"{__name__}:{process.__name__}"
 """The function's BATON_PROCESSOR."""
+
+PLANTED_URLS = "CHAOS_PLANTED_URLS"
+"""A crawl's plantings: lines of `{crash_once|hang_once|killer} URL` (its tasks are the
+pages it finds, so there is no task list to plant them in)."""
+CRAWL_TAG = "crawl"
+
+
+def crawl_page(task: Task, ctx: TaskContext) -> dict[str, Any]:
+    """`process`'s faults (drawn per log index and attempt, planted per URL), then the real
+    page fetch: a crawl under chaos, its rows carrying the links that grow its log."""
+    plan = _planted().get(task.url or "")
+    options = {"tag": CRAWL_TAG, "ms": 0} | ({"chaos": plan} if plan else {})
+    process(replace(task, options=options), ctx)
+    return fetch_page(task, ctx)
+
+
+CRAWL_PROCESSOR = f"{__name__}:{crawl_page.__name__}"
+"""BATON_PROCESSOR for a crawl under chaos."""
+
+
+@functools.cache
+def _planted() -> dict[str, str]:
+    lines = os.environ.get(PLANTED_URLS, "").splitlines()
+    return {url: plan for plan, _, url in (line.strip().partition(" ") for line in lines) if url}
 
 
 def _kinds() -> list[FaultKind]:

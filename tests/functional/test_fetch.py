@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from devstack.crawlsite import CrawlSite, CrawlSiteConfig
 from devstack.site import Hostile, PageKind, Site, SiteConfig
 from worker.exceptions import OutOfTimeError
-from worker.fetch import Fetcher, FetchPolicy
+from worker.fetch import Fetcher, FetchError, FetchPolicy, TryAgain
 from worker.netguard import BlockedURLError, NetPolicy
 from worker.processor import TaskContext, process
 from worker.tasks import Task
@@ -79,6 +80,23 @@ def test_fetch_retries_transient_statuses_then_succeeds(
     row = run(fetcher, site.url(f"/page/{index}"))
     assert row["status"] == 200
     assert row["attempts"] == 2
+
+
+def test_fetch_for_a_crawl_leaves_a_retry_to_the_hosts_turn(site: Site, fetcher: Fetcher) -> None:
+    path = f"/page/{site.pages_of(PageKind.RATE_LIMITED)[1]}"
+    with pytest.raises(TryAgain) as again:
+        fetcher.fetch(site.url(path), time.monotonic() + 5, same_host=True)
+    assert (again.value.url, again.value.tries, again.value.wait_s) == (site.url(path), 1, 0)
+    page = fetcher.fetch(site.url(path), time.monotonic() + 5, tries=1, same_host=True)
+    assert page.status == 200
+
+
+def test_fetch_for_a_crawl_gives_up_after_its_attempts_across_turns(
+    site: Site, fetcher: Fetcher
+) -> None:
+    url = site.url(f"/page/{site.pages_of(PageKind.SERVER_ERROR)[2]}")
+    with pytest.raises(FetchError, match="HTTP 500"):
+        fetcher.fetch(url, time.monotonic() + 5, tries=2, same_host=True)
 
 
 @pytest.mark.parametrize(
@@ -171,3 +189,13 @@ def test_fetch_connection_guard_refuses_a_private_peer_even_past_the_dns_check(
             strict.session.get(site.url("/page/0"), timeout=2)
     finally:
         strict.close()
+
+
+def test_fetch_for_a_crawl_hands_a_redirect_to_another_host_back(fetcher: Fetcher) -> None:
+    with CrawlSite(CrawlSiteConfig(hosts=2, pages_per_host=3, calendar=False)) as crawl_site:
+        start = crawl_site.url(0, "/go/1/0")
+        with pytest.raises(TryAgain) as again:
+            fetcher.fetch(start, time.monotonic() + 5, same_host=True)
+        assert again.value.url == crawl_site.url(1, "/p/0")
+        assert (again.value.hops, again.value.wait_s) == (1, 0)
+        assert crawl_site.served()[crawl_site.url(1, "/p/0")] == 0  # not fetched here

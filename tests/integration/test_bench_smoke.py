@@ -20,6 +20,7 @@ from bench import (
     throughput,
     versus,
 )
+from bench import crawl as crawl_bench
 from bench.baseline_crawler import crawl
 from devstack.site import Site, SiteConfig
 from worker.config import Settings
@@ -370,3 +371,47 @@ def test_bench_profile_sorts_samples_into_stages(tmp_path: Any) -> None:
     split = profile_leg.stage_ms(measured)
     assert abs(sum(split.values()) - 2.0) < 0.01
     assert split["fetch: HTTP request and headers"] == 0.5
+
+
+CRAWL_TOY = crawl_bench.CrawlBenchConfig(
+    hosts=2,
+    pages_per_host=4,
+    rounds=1,
+    contenders=("baton_1", "baton_16", "crawlee_default"),
+    memory_bench=False,
+    max_wait_s=120.0,
+)
+"""Two hosts of a few pages; Crawlee only where the peers' virtualenv exists."""
+
+
+@pytest.fixture(scope="module")
+def crawled() -> dict[str, Any]:
+    return crawl_bench.run(CRAWL_TOY, say=lambda _: None)
+
+
+def test_bench_crawl_baton_finds_the_oracles_pages(crawled: dict[str, Any]) -> None:
+    reachable = crawled["site"]["reachable"]
+    for key in ("baton_1", "baton_16"):
+        cell = crawled["table"][key]
+        assert cell["rounds"] == 1, cell
+        assert cell["pages_per_s_median"] > 0
+        assert cell["cpu_ms_per_page_median"] > 0
+        assert max(cell["found"]) <= reachable
+        assert cell["chains_ran"], cell
+        assert cell["chains_ran"][0] >= 1
+    assert crawled["table"]["baton_1"]["found"] == [reachable]
+    assert crawled["crawl_peak_rss_mb_100k"] > 0
+    assert crawled["crawl_peak_rss_mb_1m"] > 0
+    section = report._crawl(crawled)
+    assert "## Crawl (issue 12)" in section
+    assert "${" not in section
+    assert "Not measured" in report._crawl(None)
+
+
+@pytest.mark.skipif(
+    not crawl_bench.BENCH_PYTHON.exists(), reason="no .venv-bench (make bench-setup)"
+)
+def test_bench_crawl_keys_are_numbers(crawled: dict[str, Any]) -> None:
+    for key in ("crawl_vs_crawlee_1", "crawl_vs_crawlee_16"):
+        assert isinstance(crawled[key], float), key
+        assert crawled[key] > 0

@@ -33,6 +33,18 @@ def test_autoscale_grows_while_cpu_is_under_target_and_work_waits() -> None:
     assert run(scaler, cpu, 0.1, busy=True, steps=5) > 8 * 1.5**4
 
 
+def test_autoscale_doubles_while_the_cpu_is_nearly_idle() -> None:
+    cpu = Cpu()
+    scaler = Autoscaler(start=8, cpu_seconds=cpu)
+    assert run(scaler, cpu, 0.1, busy=True) == 8 * 2 + 1
+
+
+def test_autoscale_grows_by_half_well_under_its_target() -> None:
+    cpu = Cpu()
+    scaler = Autoscaler(start=8, cpu_seconds=cpu)
+    assert run(scaler, cpu, 0.3, busy=True) == round(8 * 1.5 + 1)
+
+
 def test_autoscale_grows_slower_near_its_target() -> None:
     cpu = Cpu()
     scaler = Autoscaler(start=100, cpu_seconds=cpu)

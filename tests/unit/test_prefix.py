@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -366,6 +367,20 @@ def test_prefix_presign_run_writes_presigned_jsonl_in_index_order(h: Harness) ->
     [notice] = h.notifier.sent
     assert notice["presigned_key"] == f"runs/{run_id}/presigned.jsonl"
     assert "https://" not in json.dumps(notice)  # no bearer URL unless BATON_PRESIGN_S opts in
+
+
+def test_prefix_presign_runs_in_the_legs_own_thread_not_the_task_pool(h: Harness) -> None:
+    class NoPool(ThreadPoolExecutor):
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("presign went through the task pool")
+
+    h.container.pool = NoPool(1)
+    run_id = start(h)
+    h.drive(h.invoker.pop())
+    while h.invoker.calls:
+        h.drive(h.invoker.pop())
+    assert sorted(h.result_indices(run_id)) == list(range(23))
+    assert h.summary(run_id)["ok"] == 23
 
 
 def test_prefix_cancel_ends_queued_chains_too_and_notifies_once(
