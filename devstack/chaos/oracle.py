@@ -139,7 +139,8 @@ class Oracle:
             check.forks += len(runs) - 1
             check.problems.append(f"one upload started {len(runs)} runs: {runs}")
         self._check_results(check, run_id, chains)
-        self._check_legs(check, run_id)
+        wakeable = self.store.load_run(run_id).crawl is not None and len(chains) > 1
+        self._check_legs(check, run_id, wakeable=wakeable)
         self._check_summary(check, chains, summary)
         return check
 
@@ -205,16 +206,19 @@ class Oracle:
         if check.duplicated:
             check.problems.append(f"{check.duplicated} duplicate or stray results")
 
-    def _check_legs(self, check: RunCheck, run_id: str) -> None:
-        """Each (chain, leg) carries its chain on at most once, and each chain ends once."""
+    def _check_legs(self, check: RunCheck, run_id: str, *, wakeable: bool = False) -> None:
+        """Each (chain, leg) carries its chain on at most once, and each chain ends once:
+        a crawl's chain over several may end again after links woke it, so there each
+        (chain, leg) ends at most once (a woken chain goes on at the next leg)."""
         carried: Counter[tuple[str, int]] = Counter()
-        ends: Counter[str] = Counter()
+        ends: Counter[str | tuple[str, int]] = Counter()
         for leg in self.leg_lines():
             if leg.get("run_id") != run_id or leg.get("exit") not in CHAIN_EXITS:
                 continue
             chain = str(leg.get("chain", "0000"))
             carried[chain, int(leg["leg"])] += 1
-            ends[chain] += leg["exit"] not in ("handed_off", "handoff_failed")
+            ended = leg["exit"] not in ("handed_off", "handoff_failed")
+            ends[(chain, int(leg["leg"])) if wakeable else chain] += ended
         forked = {key: n for key, n in carried.items() if n > 1}
         if forked:
             check.forks += sum(n - 1 for n in forked.values())
