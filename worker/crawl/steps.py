@@ -261,6 +261,13 @@ class CrawlSteps:
             self._others = (now, others)
         return self.spec.max_pages - mine - others
 
+    def owns(self, url: str, chain: str) -> bool:
+        """Whether `chain` is the one whose log holds `url`'s host."""
+        if self.chains == 1:
+            return True
+        found = normalise(url, query=self.spec.query)
+        return found is not None and partition(found, self.chains) == int(chain)
+
     def has_mail(self, cp: Checkpoint) -> bool:
         return bool(self.store.inbox_keys(cp.run_id, cp.chain))
 
