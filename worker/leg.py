@@ -19,7 +19,14 @@ from typing import Any, Protocol
 from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus, redo_after_split
 from worker.completion import try_complete
 from worker.container import Container
-from worker.crawl.steps import CRAWL_COMMIT_EVERY_S, CrawlSteps, Growth, crawl_checkpoint
+from worker.crawl.steps import (
+    CRAWL_COMMIT_EVERY_S,
+    CRAWL_LINGER_S,
+    CRAWL_LINGER_STEP_S,
+    CrawlSteps,
+    Growth,
+    crawl_checkpoint,
+)
 from worker.events import LegEvent
 from worker.exceptions import (
     ConflictError,
@@ -375,6 +382,15 @@ class Leg:
         steps, cp = self.crawl, self._checkpoint
         if steps is None or self._record.chains < 2:
             return False
+        waited = 0.0
+        while not steps.has_mail(cp):
+            # Other chains are likely still finding links for this one: a short wait
+            # here is cheaper than ending and being woken (an invoke and a new leg).
+            left = self.context.get_remaining_time_in_millis()
+            if waited >= CRAWL_LINGER_S or not self.budget.can_start(left):
+                return False
+            self.clock.sleep(CRAWL_LINGER_STEP_S)
+            waited += CRAWL_LINGER_STEP_S
         growth = steps.grow(cp, [], mail=True)
         if not growth.entries and not growth.merged:
             return False

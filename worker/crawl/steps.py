@@ -48,10 +48,13 @@ STRIDE = 10_000_000
 MAX_CRAWL_CHAINS = 1000
 """Result keys hold ten digits: 1,000 chains of STRIDE indices."""
 KEPT_RUNS = 4
-MAIL_EVERY_S = 1.0
+MAIL_EVERY_S = 0.5
 """With several chains, how often a leg looks in its inbox."""
-CRAWL_COMMIT_EVERY_S = 1.0
+CRAWL_COMMIT_EVERY_S = 0.5
 """With several chains, how often a leg commits: links for other chains leave with it."""
+CRAWL_LINGER_S = 1.0
+"""With several chains, how long a leg out of pages watches its inbox before it ends."""
+CRAWL_LINGER_STEP_S = 0.25
 COUNT_EVERY_S = 10.0
 """With several chains, how often a leg counts the others' pages (for `max_pages`)."""
 
