@@ -35,8 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tests.sim.faults import FAULTS, FaultPlan
 from tests.sim import oracle
+from tests.sim.faults import FAULTS, FaultPlan
 from tests.sim.processor import SimProcessor, draw_plan
 from worker.checkpoint import Checkpoint, RunStatus
 from worker.crawl.frontier import decode_segment
@@ -180,20 +180,7 @@ class CrawlWorld:
         """The crawl of a crawl world (None for a list world), and its world's parameters."""
         if not is_crawl_world(seed):
             return None
-        rng = random.Random(f"baton-sim:{seed}:crawl")
-        graph = draw_graph(rng)
-        chains = 1 if rng.random() < 0.45 else rng.randint(2, 8)
-        spec: dict[str, Any] = {
-            "seeds": [link.href for link in graph.seeds],
-            "robots": False,
-            "scope": "hosts",
-            "hosts": list(graph.hosts),
-            "max_depth": rng.randint(0, 4) if chains == 1 else DEEP,
-        }
-        if rng.random() < 0.2:
-            spec["max_pages"] = rng.randint(2, max(2, len(graph.pages) - 1))
-        if rng.random() < 0.3:
-            spec["per_host_delay_ms"] = rng.choice((100, 500, 1_500))
+        graph, chains, spec = _draw_crawl(seed)
         parsed = parse_crawl_spec(spec, "the sim's crawl")
         run_id = derive_run_id(params.settings.bucket, crawl_key(parsed), parsed.digest(), "")
         settings = replace(params.settings, chains=1, max_chains=max(8, chains))
@@ -256,12 +243,41 @@ class CrawlWorld:
         elif op == "PutObject" and tail.startswith(DONE_DIR) and self.chains > 1:
             point = "crawl_kill_after_end"
         elif op == "PutObject" and tail == f"{CHAINS_DIR}{_own(invocation)}/{CHECKPOINT_FILE}":
-            if invocation.number in self.mailed:
-                self.mailed.discard(invocation.number)
-                point = "crawl_kill_before_wake"
+            point = "crawl_kill_before_wake" if invocation.number in self.mailed else None
+            self.mailed.discard(invocation.number)
         if point is not None and faults.hit(point):
             return point
         return None
+
+
+def _draw_crawl(seed: int) -> tuple[Graph, int, dict[str, Any]]:
+    """A crawl world's graph, chains and spec (from its own stream)."""
+    rng = random.Random(f"baton-sim:{seed}:crawl")
+    graph = draw_graph(rng)
+    chains = 1 if rng.random() < 0.45 else rng.randint(2, 8)
+    spec: dict[str, Any] = {
+        "seeds": [link.href for link in graph.seeds],
+        "robots": False,
+        "scope": "hosts",
+        "hosts": list(graph.hosts),
+        "max_depth": rng.randint(0, 4) if chains == 1 else DEEP,
+    }
+    if rng.random() < 0.2:
+        spec["max_pages"] = rng.randint(2, max(2, len(graph.pages) - 1))
+    if rng.random() < 0.3:
+        spec["per_host_delay_ms"] = rng.choice((100, 500, 1_500))
+    return graph, chains, spec
+
+
+def crawl_seeds(count: int, *, chains: int = 1) -> list[int]:
+    """The first `count` seeds whose world is a crawl over at least `chains` chains."""
+    found: list[int] = []
+    seed = 0
+    while len(found) < count:
+        seed += 1
+        if is_crawl_world(seed) and _draw_crawl(seed)[1] >= chains:
+            found.append(seed)
+    return found
 
 
 def _own(invocation: Invocation) -> str:
@@ -342,7 +358,9 @@ def chain_log(s3: MemoryS3, bucket: str, prefix: str, cp: Checkpoint) -> list[st
         if first != at:
             return f"chain {cp.chain}: a segment at {first} where the log is at {at}"
         body = s3.body(bucket, key)
-        seen = s3.body(bucket, key.replace(f"/{FRONTIER_DIR}", f"/{SEEN_DIR}").replace(".jsonl", ".bin"))
+        seen = s3.body(
+            bucket, key.replace(f"/{FRONTIER_DIR}", f"/{SEEN_DIR}").replace(".jsonl", ".bin")
+        )
         entries = decode_segment(body or b"")
         if seen is None or len(seen) != 8 * len(entries):
             return f"chain {cp.chain}: segment {first} and its seen-set differ"
@@ -371,7 +389,9 @@ def check_run(world: World, store: RunStore, run_id: str) -> list[oracle.Violati
     by_index = Counter(row["index"] for row in rows)
     twice = sorted(i for i, n in by_index.items() if n > 1)
     if twice:
-        out.append(oracle.Violation("duplicated", f"{run_id}: indices in the results twice: {twice[:20]}"))
+        out.append(
+            oracle.Violation("duplicated", f"{run_id}: indices in the results twice: {twice[:20]}")
+        )
 
     logs: dict[str, list[str]] = {}
     for chain, cp in chains.items():
@@ -388,14 +408,20 @@ def check_run(world: World, store: RunStore, run_id: str) -> list[oracle.Violati
             expected |= set(range(cp.start, cp.position)) - set(cp.holes)
     missing = sorted(expected - by_index.keys())
     if missing:
-        out.append(oracle.Violation("lost", f"{run_id}: log indices missing from the results: {missing[:20]}"))
+        out.append(
+            oracle.Violation(
+                "lost", f"{run_id}: log indices missing from the results: {missing[:20]}"
+            )
+        )
     for row in rows:
         index, chain = row["index"], f"{row['index'] // STRIDE:04d}"
         log = logs.get(chain)
         if chain not in chains:
             out.append(oracle.Violation("stray", f"{run_id}: row {index} is in no chain's log"))
         elif log is not None and not chains[chain].start <= index < chains[chain].start + len(log):
-            out.append(oracle.Violation("stray", f"{run_id}: row {index} is past chain {chain}'s log"))
+            out.append(
+                oracle.Violation("stray", f"{run_id}: row {index} is past chain {chain}'s log")
+            )
         elif log is not None and log[index - chains[chain].start] != row.get("url"):
             out.append(
                 oracle.Violation(
@@ -415,8 +441,14 @@ def check_run(world: World, store: RunStore, run_id: str) -> list[oracle.Violati
     could = closure(crawl.graph, max_depth, lambda url: True)
     strays = sorted(urls.keys() - could.keys())
     if strays:
-        out.append(oracle.Violation("stray", f"{run_id}: pages the crawl could not have found: {strays[:5]}"))
-    must = closure(crawl.graph, max_depth, lambda url: url in by_url and not by_url[url].get("error"))
+        out.append(
+            oracle.Violation(
+                "stray", f"{run_id}: pages the crawl could not have found: {strays[:5]}"
+            )
+        )
+    must = closure(
+        crawl.graph, max_depth, lambda url: url in by_url and not by_url[url].get("error")
+    )
     pages = sum(len(log) for log in logs.values())
     budget = spec.get("max_pages")
     done = all(cp.status is RunStatus.DONE for cp in chains.values())
@@ -435,11 +467,15 @@ def check_run(world: World, store: RunStore, run_id: str) -> list[oracle.Violati
                 if u in must and row.get("depth") != must[u]
             )
             if deeper:
-                out.append(oracle.Violation("depth", f"{run_id}: depth is not distance: {deeper[:3]}"))
+                out.append(
+                    oracle.Violation("depth", f"{run_id}: depth is not distance: {deeper[:3]}")
+                )
     if done:
         waiting = s3.keys(bucket, f"{prefix}{run_id}/{INBOX_DIR}")
         if waiting:
-            out.append(oracle.Violation("unfinished", f"{run_id} is done with links in {waiting[:3]}"))
+            out.append(
+                oracle.Violation("unfinished", f"{run_id} is done with links in {waiting[:3]}")
+            )
     out += oracle._ranges(store, run_id)
     out += _counts(store, run_id, rows, expected, chains)
     return out

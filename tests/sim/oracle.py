@@ -309,8 +309,10 @@ class OwnerLedger:
         if not old or not new or old.get("status", "running") == "running":
             return
         status = new.get("status", "running")
+        if crawl.reopened(old, new):
+            return  # a crawl chain that ended done, woken for links sent to it
         resumed = status == "running" and writer is not None and writer.event.source == "manual"
-        if resumed or crawl.reopened(old, new) or (status, new.get("finished_ms")) == (old["status"], old.get("finished_ms")):
+        if resumed or (status, new.get("finished_ms")) == (old["status"], old.get("finished_ms")):
             return
         self.violations.append(
             Violation(
