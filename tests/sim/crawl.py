@@ -446,9 +446,13 @@ def check_run(world: World, store: RunStore, run_id: str) -> list[oracle.Violati
                 "stray", f"{run_id}: pages the crawl could not have found: {strays[:5]}"
             )
         )
-    must = closure(
-        crawl.graph, max_depth, lambda url: url in by_url and not by_url[url].get("error")
-    )
+    # What the crawl had to find, by the depths it gave its pages: the seeds, and every link
+    # of each page it crawled ok above max_depth. (Whether those depths are the distances is
+    # the depth check's, below: for one chain they must be.)
+    must = {seed.target for seed in crawl.graph.seeds if seed.target is not None}
+    for url, row in by_url.items():
+        if not row.get("error") and int(row.get("depth") or 0) < max_depth:
+            must.update(crawl.graph.targets(url))
     pages = sum(len(log) for log in logs.values())
     budget = spec.get("max_pages")
     done = all(cp.status is RunStatus.DONE for cp in chains.values())
@@ -457,18 +461,24 @@ def check_run(world: World, store: RunStore, run_id: str) -> list[oracle.Violati
     if budget is not None and len(chains) == 1 and pages > budget:
         out.append(oracle.Violation("max_pages", f"{run_id}: {pages} pages, max_pages {budget}"))
     if done and (budget is None or pages < budget):
-        lost = sorted(must.keys() - urls.keys())
+        lost = sorted(must - urls.keys())
         if lost:
             out.append(oracle.Violation("lost", f"{run_id}: pages never crawled: {lost[:5]}"))
         if len(chains) == 1:
+            ok = {url for url, row in by_url.items() if not row.get("error")}
+            distance = closure(crawl.graph, max_depth, ok.__contains__)
             deeper = sorted(
-                f"{u} at {row.get('depth')} (distance {must[u]})"
+                f"{u} at {row.get('depth')} (distance {distance[u]})"
                 for u, row in by_url.items()
-                if u in must and row.get("depth") != must[u]
+                if u in distance and row.get("depth") != distance[u]
             )
+            unreached = sorted(distance.keys() - urls.keys())
             if deeper:
+                missed = f"; so never crawled: {unreached[:3]}" if unreached else ""
                 out.append(
-                    oracle.Violation("depth", f"{run_id}: depth is not distance: {deeper[:3]}")
+                    oracle.Violation(
+                        "depth", f"{run_id}: depth is not distance: {deeper[:3]}{missed}"
+                    )
                 )
     if done:
         waiting = s3.keys(bucket, f"{prefix}{run_id}/{INBOX_DIR}")
