@@ -94,7 +94,7 @@ class Graph:
         return [link.target for link in self.pages.get(url, ()) if link.target is not None]
 
 
-def _spellings(rng: random.Random, host: str, path: str, query: str) -> str:
+def _spelling(rng: random.Random, host: str, path: str, query: str) -> str:
     """One of the many spellings of http://{host}{path}{query} (query: "" or "?a=..&b=..")."""
     roll = rng.randrange(10)
     if roll == 1:
@@ -147,16 +147,16 @@ def draw_graph(rng: random.Random) -> Graph:
         links: list[Link] = []
         # a path through the graph, so some pages lie deep
         if number + 1 < len(where) and rng.random() < 0.5:
-            links.append(Link(_spellings(rng, *where[number + 1]), canonical[number + 1]))
+            links.append(Link(_spelling(rng, *where[number + 1]), canonical[number + 1]))
         for _ in range(rng.randint(0, 5)):
             target = rng.choice(order)
-            links.append(Link(_spellings(rng, *where[target]), canonical[target]))
+            links.append(Link(_spelling(rng, *where[target]), canonical[target]))
         if rng.random() < 0.3:
             links.append(Link(rng.choice(outside), None))
         rng.shuffle(links)
         pages[url] = tuple(links)
     picks = rng.sample(order, k=min(len(order), rng.choice((1, 1, 2, 3))))
-    seeds = tuple(Link(_spellings(rng, *where[i]), canonical[i]) for i in picks)
+    seeds = tuple(Link(_spelling(rng, *where[i]), canonical[i]) for i in picks)
     return Graph(pages, seeds, tuple(hosts))
 
 
@@ -229,9 +229,10 @@ class CrawlWorld:
     ) -> str | None:
         """After a write of `invocation` landed: the crawl fault point it is, if the fault
         strikes there now (the invocation is then killed)."""
-        tail = key.partition(f"/{self.run_id}/")[2]
-        if not tail:
+        prefix = self.params.settings.results_prefix
+        if not key.startswith(prefix):
             return None
+        tail = key[len(prefix) :].partition("/")[2]  # under runs/{id}/: any run of the crawl
         point: str | None = None
         if op == "PutObject" and tail.startswith(SEEN_DIR):
             point = "crawl_kill_after_frontier"
