@@ -49,6 +49,8 @@ CAREFUL_STEAL_SEED = 1094
 into a chain with no strikes, and the killer killed more than max_task_attempts + 1 times."""
 CRAWL_DEPTH_SEED = 97651
 """A crawl of one chain with per-host delays (so holes): a page's depth past its distance."""
+RESUME_RACE_SEED = 133308
+"""A start retried by Lambda resumes a cancelled run while its last chain completes it."""
 
 
 @pytest.mark.timeout(900)
@@ -333,6 +335,18 @@ def test_sim_a_crawl_page_found_past_a_hole_keeps_its_distance() -> None:
     at distance 3 was never crawled. (The same within one commit is fixed: a commit's links
     are taken shallowest first.)"""
     assert [str(v) for v in simulate(CRAWL_DEPTH_SEED).violations] == []
+
+
+@pytest.mark.xfail(strict=True, reason="open finding: a start's resume races the completion")
+def test_sim_a_start_that_resumes_a_stopped_run_never_undoes_its_completion() -> None:
+    """Seed 133308: the user's crawl start fails twice (S3 errors), the user cancels, the sweep
+    makes the missing chains, which end cancelled at once; Lambda's last retry of the start
+    reads no summary yet (a stopped run: resume it), the last chain then completes the run
+    (summary, notice "cancelled"), and the resume clears that completion and the cancel, so
+    the run goes on to a second summary and a notice "done". worker.start decides to resume
+    on a read that the completion overtakes (`_identity`, then `resume_run`'s
+    `clear_completion`); the same race exists for list runs, and for `baton resume`."""
+    assert [str(v) for v in simulate(RESUME_RACE_SEED).violations] == []
 
 
 # --------------------------------------------------------------------------------------
