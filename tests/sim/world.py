@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 
 from cache import ObjectCache
 from tests.fakes import Killed
+from tests.sim.crawl import CrawlWorld
 from tests.sim.executors import InlineExecutor, SimClock, SimInFlight, TaskPool
 from tests.sim.faults import FaultPlan
 from tests.sim.lam import USER_SOURCES, Invocation, SimContainer, SimInvoker, SimLambda
@@ -223,6 +224,10 @@ class World:
             return random.Random(f"baton-sim:{seed}:{name}")
 
         self.params = Params.draw(stream("params"))
+        self.crawl = CrawlWorld.draw(seed, self.params)
+        """A crawl world's crawl (`tests.sim.crawl`); None in a world of task lists."""
+        if self.crawl is not None:
+            self.params = self.crawl.params
         self.settings = self.params.settings
         self.bucket = BUCKET
         self.timeout_ms = self.params.timeout_ms
@@ -232,6 +237,7 @@ class World:
         self.start_ms = self.scheduler.now
         self.trace = Trace(self.scheduler)
         self.faults = FaultPlan(stream("plan"), stream("faults"))
+        CrawlWorld.plan_faults(self.faults, crawl=self.crawl is not None)
         self.lambda_rng = stream("lambda")
         self.s3_rng = stream("s3")
         self.workload_rng = stream("workload")
@@ -245,6 +251,8 @@ class World:
         self.invoker = SimInvoker(self)
         self.plans: dict[str, TaskPlan] = {}
         self.processor = SimProcessor(self.clock, self.plans, self.faults, self._task_started)
+        if self.crawl is not None:
+            self.processor = self.crawl.processor(self.processor)
         self.killer_deaths: Counter[tuple[str, str]] = Counter()
         """Deaths by (run, the killer task's reason): a list started twice has two runs."""
         self.uploads: list[Upload] = []
@@ -264,7 +272,9 @@ class World:
     def run(self) -> list[Violation]:
         params = self.params
         self.trace.add("world", self._describe())
-        if self.legacy:
+        if self.crawl is not None:
+            self.crawl.start(self)
+        elif self.legacy:
             self.upload(version=1, by_old_code=True)
             self._deploy()  # at the world's start: 0.1's legs are its past
         else:
@@ -339,6 +349,8 @@ class World:
 
     def _manual_start(self, upload: Upload) -> None:
         payload = {"bucket": BUCKET, "key": upload.key, "chains": self.params.chains}
+        if self.crawl is not None:
+            payload = self.crawl.payload()
         self.lam.send(payload, source="manual", by="user")
 
     def _notification(self, upload: Upload) -> dict[str, Any]:
@@ -603,8 +615,9 @@ class World:
         on = ", ".join(f"{k}={v:.3g}" for k, v in rates.items() if v and k != "recursion_cutoff")
         if self.recursion_cutoff:
             on += ", recursion cutoff after 16 hops"
+        what = self.crawl.describe() if self.crawl else f"{p.tasks} tasks on {p.hosts} hosts"
         return (
-            f"seed {self.seed}: {p.tasks} tasks on {p.hosts} hosts, timeout {p.timeout_ms} ms, "
+            f"seed {self.seed}: {what}, timeout {p.timeout_ms} ms, "
             f"margin {s.margin_ms} ms, concurrency {s.concurrency or 'auto'}, "
             f"commit every {p.commit_interval_ms} ms, reserved concurrency "
             f"{p.reserved_concurrency}, event age {p.max_event_age_ms} ms, lease slack "
@@ -669,6 +682,12 @@ class SimNetwork:
             self.trace.add(who, f"{what} -> {_code(exc)}")
             raise
         if write:
+            crawl = self.world.crawl
+            point = crawl.fault_after(faults, op, key, invocation) if crawl else None
+            if point is not None:
+                self.trace.add(who, f"{what} -> landed, then KILLED ({point})")
+                self._notes(who)
+                raise Killed(f"killed after {what} ({point})")
             if faults.hit("kill_after"):
                 self.trace.add(who, f"{what} -> landed, then KILLED")
                 self._notes(who)

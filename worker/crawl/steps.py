@@ -214,7 +214,9 @@ class CrawlSteps:
         own = int(cp.chain)
         fresh: dict[int, Entry] = {}
         outgoing: dict[int, dict[int, Entry]] = {}
-        for raw, depth, page in found:
+        # Shallowest first, so a link found twice keeps its shallower depth: a commit's rows
+        # come in index order with its holes' rows (worked late, often shallower) last.
+        for raw, depth, page in sorted(found, key=lambda link: link[1]):
             url = normalise(raw, query=self.spec.query)
             if url is None or not self.scope.allows(url):
                 continue
