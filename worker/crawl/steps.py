@@ -226,11 +226,9 @@ class CrawlSteps:
                 if send:
                     outgoing.setdefault(part, {}).setdefault(hashed, Entry(url, depth, page))
                 continue
-            if hashed in self.log.seen:
+            if hashed in self.log.seen or hashed in fresh:
                 continue
-            known = fresh.get(hashed)
-            if known is None or depth < known.depth:  # found twice: the shallower wins
-                fresh[hashed] = Entry(url, depth, page)
+            fresh[hashed] = Entry(url, depth, page)
         room = self._room(cp)
         entries = self._robots_allow(cp.run_id, breadth_first(fresh.values()))[: max(0, room)]
         number = cp.ok + cp.failed  # grows with every commit of rows: the mail's key
