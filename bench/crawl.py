@@ -34,10 +34,13 @@ The peers are this module run in `.venv-bench` (`--peer crawlee`): that virtuale
 lacks baton's dependencies, so the stack's modules are imported inside the functions that
 use them, never at the top.
 
-**The containers run this worktree's code**: the function's `code_dir` is this checkout
-(`REPO_ROOT`), which is the containers' cwd and so the first entry of their `sys.path`,
-ahead of the editable install's finder (which may point at another checkout); the bench
-refuses to run if its own `worker` package was imported from elsewhere.
+**The containers run a committed tree of this checkout**: `git archive` of `--tree`
+(HEAD by default) puts its `handler.py`, `worker/`, `cache/` and `devstack/` in a scratch
+directory that is the function's `code_dir`: the containers' cwd, so the first entry of
+their `sys.path`, ahead of the editable install's finder (which may point at another
+checkout), and files being edited in the worktree meanwhile are not what is measured.
+`--tree worktree` runs the checkout's files as they are. The bench refuses to run if its
+own `worker` package was imported from outside this checkout.
 
 **Measured**, in interleaved rounds (the order rotates each round), min and median:
 pages/s is the distinct normalised URLs the site answered (`CrawlSite.served`, robots.txt
@@ -47,8 +50,9 @@ time: for baton the run's first claim to its last chain's end (the summary's
 end-to-end time (the start's invocation to the summary; the peer process's whole life) is
 kept beside it. CPU per page: baton's containers (user + system), Crawlee's process over
 its crawl call; the site and the S3 emulator run in this process and are counted for
-no one. Every run's URL set is compared with the oracle (`found`, `missing`, `extra`),
-and its fetches per page (re-fetches of one URL in other spellings show there).
+no one (this process's CPU over each run is kept beside it, `bench_cpu_s`). Every run's
+URL set is compared with the oracle (`found`, `missing`, `extra`), and its fetches per
+page (re-fetches of one URL in other spellings show there).
 
 Keys: `crawl_vs_crawlee_1` and `crawl_vs_crawlee_16` (baton's median pages/s over Crawlee
 default's; targets 1.0 and 3.0, DESIGN.md "Benchmark fairness"), and the crawl's memory
@@ -141,6 +145,8 @@ class CrawlBenchConfig:
     """Re-run `bench.crawl_memory` (about a minute) for the memory keys."""
     warm: bool = True
     """One short crawl first, so the measured runs start on warm containers."""
+    tree: str = "HEAD"
+    """The commit whose runtime the containers run; "worktree": the checkout's files."""
 
 
 FULL = CrawlBenchConfig()
@@ -172,6 +178,9 @@ class CrawlRun:
     failed: int = 0
     cpu_s: float = 0.0
     cpu_ms_per_page: float | None = None
+    bench_cpu_s: float = 0.0
+    """The bench's own process meanwhile: the site's threads, and for baton the S3 emulator
+    and the Lambda runtime's API too (counted for no one in pages/s or CPU a page)."""
     chains_asked: int = 0
     chains: int | None = None
     """Baton: the chains the run had (run.json and summary `chains`)."""
@@ -223,7 +232,8 @@ def measure(
                     runs.append(run)
                     say(_line(run, BY_KEY[run.contender]))
             site = bench.describe()
-    return figures(config, runs, skipped) | {"site": site, "warm": warm}
+            code = bench.code
+    return figures(config, runs, skipped) | {"site": site, "warm": warm, "code": code}
 
 
 def _check_code_dir() -> None:
@@ -234,6 +244,32 @@ def _check_code_dir() -> None:
             f"worker is imported from {worker.__file__}, not {REPO_ROOT}: run the bench "
             f"from the checkout's root (python -m bench.crawl), so its code is measured"
         )
+
+
+RUNTIME_PATHS = ("handler.py", "worker", "cache", "devstack")
+
+
+def _code_dir(tree: str, work: Path) -> dict[str, Any]:
+    """Where the containers' code is: `tree`'s runtime exported, or the checkout itself."""
+    if tree == "worktree":
+        return {"tree": tree, "dir": str(REPO_ROOT), "commit": None}
+    commit = subprocess.run(
+        ["git", "rev-parse", f"{tree}^{{commit}}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    target = work / f"runtime-{commit[:12]}"
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", commit, *RUNTIME_PATHS],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return {"tree": tree, "dir": str(target), "commit": commit}
 
 
 def _unavailable(contender: Contender, config: CrawlBenchConfig) -> str | None:
@@ -266,10 +302,11 @@ class _Bench:
             memory_mb=self.config.memory_mb,
         )
         most = max(c.chains for c in CONTENDERS)
+        self.code = _code_dir(self.config.tree, self.work)
         function = replace(
             setting.function(self.bucket),
             name=FUNCTION,
-            code_dir=REPO_ROOT,
+            code_dir=Path(self.code["dir"]),
             max_concurrency=most + 16,  # the local runtime's default is 4
         )
         with ExitStack() as stack:
@@ -328,6 +365,7 @@ class _Bench:
         run = CrawlRun(contender.key, round_, chains_asked=contender.chains)
         mark = len(self.contention.samples) if self.contention is not None else 0
         self.site.reset()
+        bench_cpu = time.process_time()
         try:
             if contender.peer is None:
                 self._baton(run, contender)
@@ -337,6 +375,7 @@ class _Bench:
             run.error = f"{type(exc).__name__}: {exc}"[:500]
         except subprocess.SubprocessError as exc:
             run.error = f"{type(exc).__name__}: {exc}"[:500]
+        run.bench_cpu_s = round(time.process_time() - bench_cpu, 3)
         served = self.site.served()
         found = set(served)
         expected = set(self.oracle)
@@ -531,6 +570,7 @@ def _cell(runs: list[CrawlRun], skipped: str | None) -> dict[str, Any]:
         "e2e_s_median": round(statistics.median(r.e2e_s for r in ok), 3),
         "cpu_ms_per_page_min": min(cpu) if cpu else None,
         "cpu_ms_per_page_median": round(statistics.median(cpu), 3) if cpu else None,
+        "bench_cpu_s_median": round(statistics.median(r.bench_cpu_s for r in ok), 2),
         "found": sorted({r.found for r in ok}),
         "fetches_per_page_median": round(
             statistics.median(r.fetches / r.found for r in ok if r.found), 3
@@ -600,6 +640,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(BY_KEY))
     parser.add_argument("--workdir", type=Path, help="keep the containers' log here")
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)
+    parser.add_argument(
+        "--tree", default="HEAD", help="the commit the containers run, or 'worktree'"
+    )
     parser.add_argument("--peer", choices=["crawlee", "scrapy"], help=argparse.SUPPRESS)
     parser.add_argument("--seeds", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", default="default", help=argparse.SUPPRESS)
@@ -613,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, pages_per_host=args.pages_per_host)
     if args.only:
         config = replace(config, contenders=tuple(args.only))
+    config = replace(config, tree=args.tree)
     found = run(config, args.workdir, quick=args.quick, say=_stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(found, indent=2, default=str) + "\n")

@@ -1313,13 +1313,14 @@ def _crawl(c: Any) -> str:
         cell = table.get(key) or {}
         if "skipped" in cell or "missing" in cell:
             why = cell.get("skipped") or cell.get("missing")
-            rows.append(f"| {label} | {why} |" + " |" * 8)
+            rows.append(f"| {label} | {why} |" + " |" * 9)
             continue
         asked, ran = cell.get("chains_asked"), cell.get("chains_ran")
         chains = f"{asked} / {', '.join(map(str, ran))}" if asked and ran else "-"
         rows.append(
             f"| {label} | {minmed(cell, 'pages_per_s', 1)} | {num(cell['elapsed_s_median'], 1)} "
             f"| {num(cell['e2e_s_median'], 1)} | {minmed(cell, 'cpu_ms_per_page', 2)} "
+            f"| {num(cell.get('bench_cpu_s_median'), 1)} "
             f"| {', '.join(map(str, cell['found']))} | {num(cell['fetches_per_page_median'])} "
             f"| {chains} | {num(cell['mean_in_flight_median'], 1)} / {cell['max_per_host']} "
             f"| {len(cell['errors'])} / {cell['short_of_oracle']} |"
@@ -1353,10 +1354,31 @@ def _crawl(c: Any) -> str:
         )
     errors = [e for cell in table.values() for e in cell.get("errors") or ()]
     notes = [
-        "16 chains share this machine's 2 cores (and the S3 emulator, the site and the bench "
-        "share them too); on Lambda each chain has its own CPU, so the 16-chain figure here is "
-        "a floor.",
+        "16 chains share this machine's 2 cores with the S3 emulator, the site and the bench; "
+        "on Lambda each chain has its own CPU."
     ]
+    one, many = table.get("baton_1") or {}, table.get("baton_16") or {}
+    if one.get("cpu_ms_per_page_median") and many.get("cpu_ms_per_page_median"):
+
+        def cores(cell: dict[str, Any]) -> str:
+            return num(cell["cpu_ms_per_page_median"] * cell["pages_per_s_median"] / 1000)
+
+        def busy(cell: dict[str, Any]) -> str:
+            return num((cell.get("bench_cpu_s_median") or 0) / cell["elapsed_s_median"])
+
+        notes.append(
+            f"Here the 16-chain runs' containers used {cores(many)} cores on average and kept "
+            f"{num(many['mean_in_flight_median'], 1)} requests in flight (one chain: "
+            f"{cores(one)} cores, {num(one['mean_in_flight_median'], 1)} in flight); the bench's "
+            f"process (the S3 emulator, the Lambda API, the site) used "
+            f"{num(many.get('bench_cpu_s_median'), 1)} CPU s a run against "
+            f"{num(one.get('bench_cpu_s_median'), 1)} for one chain, "
+            f"{busy(many)} of a core over the 16-chain run's working time: one Python process, "
+            "so its interpreter lock holds it to about one core, and the S3 emulator is a possible "
+            "bound here that real S3 is not. Links also cross between chains through inboxes "
+            "taken in every 2 s or when a chain runs dry; how much each costs is not measured "
+            "here."
+        )
     default, tuned = table.get("crawlee_default") or {}, table.get("crawlee_64") or {}
     if default.get("mean_in_flight_median") is not None:
         notes.append(
@@ -1404,6 +1426,13 @@ def _crawl(c: Any) -> str:
         crawl_vs_crawlee_16=num(c.get("crawl_vs_crawlee_16")),
         crawl_vs_crawlee_16_min=num(r16.get("of_minimums")),
         chains_16_ran=ran_text,
+        code=(
+            f"commit `{code['commit'][:12]}`'s runtime (handler, worker, cache, exported with "
+            "`git archive` as the function's `code_dir`, so files edited in the worktree "
+            "meanwhile are not what is measured)"
+            if (code := c.get("code") or {}).get("commit")
+            else "the checkout's files as they were (the function's `code_dir`)"
+        ),
         context_rows="\n".join(context_rows),
         rss_100k=num(c.get("crawl_peak_rss_mb_100k"), 1),
         rss_1m=num(c.get("crawl_peak_rss_mb_1m"), 1),

@@ -59,9 +59,13 @@ class TryAgain(Exception):
     to another host, or an answer to retry (429, 503, a dropped connection). Sent from
     the task, it would skip that host's slot and delay; queued, it waits for both."""
 
-    def __init__(self, url: str, *, hops: int, tries: int, wait_s: float = 0.0) -> None:
+    def __init__(
+        self, url: str, *, hops: int, tries: int, wait_s: float = 0.0, redirect: int = 0
+    ) -> None:
         super().__init__(f"again at {url} in {wait_s:g} s")
         self.url = url
+        self.redirect = redirect
+        """The redirect's status (301, 302, ...); 0 for a retry."""
         self.hops = hops
         self.tries = tries
         """Failed requests so far (the fetcher's attempts, counted across turns)."""
@@ -186,7 +190,7 @@ class Fetcher:
                     )
                 target = urljoin(current, hop.location)
                 if same_host and _origin(target)[1] != _origin(current)[1]:
-                    raise TryAgain(target, hops=redirects + 1, tries=tries)
+                    raise TryAgain(target, hops=redirects + 1, tries=tries, redirect=hop.status)
                 if sent and _origin(target) != _origin(current):
                     sent = {k: v for k, v in sent.items() if k.lower() not in CREDENTIAL_HEADERS}
                 current = target

@@ -19,7 +19,14 @@ from typing import Any, Protocol
 from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus, redo_after_split
 from worker.completion import try_complete
 from worker.container import Container
-from worker.crawl.steps import CRAWL_COMMIT_EVERY_S, CrawlSteps, Growth, crawl_checkpoint
+from worker.crawl.steps import (
+    CRAWL_COMMIT_EVERY_S,
+    CRAWL_LINGER_S,
+    CRAWL_LINGER_STEP_S,
+    CrawlSteps,
+    Growth,
+    crawl_checkpoint,
+)
 from worker.events import LegEvent
 from worker.exceptions import (
     ConflictError,
@@ -28,6 +35,7 @@ from worker.exceptions import (
     TaskListError,
     TransientError,
 )
+from worker.fetch import TryAgain
 from worker.handoff import HandoffError, recursion_allowed
 from worker.hosts import TaskQueue
 from worker.inflight import InFlight
@@ -374,6 +382,15 @@ class Leg:
         steps, cp = self.crawl, self._checkpoint
         if steps is None or self._record.chains < 2:
             return False
+        waited = 0.0
+        while not steps.has_mail(cp):
+            # Other chains are likely still finding links for this one: a short wait
+            # here is cheaper than ending and being woken (an invoke and a new leg).
+            left = self.context.get_remaining_time_in_millis()
+            if waited >= CRAWL_LINGER_S or not self.budget.can_start(left):
+                return False
+            self.clock.sleep(CRAWL_LINGER_STEP_S)
+            waited += CRAWL_LINGER_STEP_S
         growth = steps.grow(cp, [], mail=True)
         if not growth.entries and not growth.merged:
             return False
@@ -539,13 +556,8 @@ class Leg:
         at = self.clock.monotonic()
         out_of_time = False
         for task, host, outcome in finished:
-            again = outcome.again
-            if again is not None:  # a retry backs its host off, as a throttled row would
-                self.c.hosts.finished(host, {"status": 429} if again.wait_s else None, at)
-                moved = {"moved_to": again.url, "hops": again.hops, "tries": again.tries}
-                retry = replace(task, options={**task.options, **moved})
-                self.c.hosts.pause(self.c.hosts.key(retry), again.wait_s, at)
-                queue.extend([retry])
+            if outcome.again is not None:
+                self._try_again(task, host, outcome.again, window=window, queue=queue, at=at)
                 continue
             row = outcome.row
             late = outcome.deferred
@@ -559,6 +571,25 @@ class Leg:
             else:
                 out_of_time = True
         return out_of_time
+
+    def _try_again(
+        self, task: Task, host: str, again: TryAgain, *, window: Window, queue: TaskQueue, at: float
+    ) -> None:
+        """A crawl's request to make in its host's turn: queued again on that host (a retry
+        backs its host off, as a throttled row would); over chains, a redirect to a host
+        another chain owns is the row, its target a link sent to that chain."""
+        if again.redirect and not self._owns(again.url):
+            self.c.hosts.finished(host, None, at)
+            row = task.result_base()
+            row.update(status=again.redirect, final_url=again.url, attempts=again.tries + 1)
+            row.update(links=[again.url], links_count=1)
+            window.finished(task.index, row)
+            return
+        self.c.hosts.finished(host, {"status": 429} if again.wait_s else None, at)
+        moved = {"moved_to": again.url, "hops": again.hops, "tries": again.tries}
+        retry = replace(task, options={**task.options, **moved})
+        self.c.hosts.pause(self.c.hosts.key(retry), again.wait_s, at)
+        queue.extend([retry])
 
     def _commit(self, window: Window, tasks: TaskList, queue: TaskQueue, planned: int) -> int:
         """Commit the finished prefix and extend the plan; the new plan end."""
@@ -878,6 +909,10 @@ class Leg:
             return False
         self.meter.invokes += 1
         return True
+
+    def _owns(self, url: str) -> bool:
+        """Whether this chain's log holds `url`'s host (always, but for a crawl over chains)."""
+        return self.crawl is None or self.crawl.owns(url, self._checkpoint.chain)
 
     @property
     def _commit_every_s(self) -> float:

@@ -457,7 +457,7 @@ def test_crawl_on_stack_over_three_chains_finds_every_page_once(
     once. Unbounded by depth (with chains a depth may exceed the shortest distance, README),
     the calendar denied."""
     seeds = site.seed_urls(IN_SCOPE)
-    spec = {"seeds": seeds, "max_depth": 20, "deny": ["/cal/"]}
+    spec = {"seeds": seeds, "max_depth": 20, "deny": ["/cal/"], "per_host_concurrency": PER_HOST}
     site.reset()
     client = stack.lambda_client()
     try:
@@ -479,3 +479,5 @@ def test_crawl_on_stack_over_three_chains_finds_every_page_once(
     assert len(store.load_chains(run_id)) == 3
     chains = Counter(index(row) // CHAIN_STRIDE for row in rows.values())
     assert len(chains) >= 2, chains  # the hosts spread over chains, links crossed inboxes
+    # one chain owns each host, redirects into another chain's hosts included
+    assert all(n <= PER_HOST for n in site.max_concurrent.values()), site.max_concurrent

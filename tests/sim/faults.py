@@ -4,8 +4,11 @@ counts derive.
 A world draws, per kind, whether it is on and at what rate (so some worlds are
 calm and some are storms). `layer` says who asks: the S3 fake at every call, the
 Lambda service at every invoke or event, the world at a few moments, the processor
-at every task attempt. `per` says what the rate is a probability of. Faults of the
-S3, Lambda and world layers stop when the world turns calm (only Lambda and the
+at every task attempt, a crawl world at the crawl's own moments (`tests.sim.crawl`:
+after a write of the kind it names landed). `per` says what the rate is a
+probability of. Kinds are appended, never inserted: a world's rates are drawn in
+table order, so a new kind leaves every older world as it was. Faults of the
+S3, Lambda, world and crawl layers stop when the world turns calm (only Lambda and the
 sweep keep going, and every run must then end); the processor's are the workload
 and never stop.
 """
@@ -21,12 +24,12 @@ from dataclasses import dataclass
 class FaultKind:
     name: str
     layer: str
-    """s3 | lambda | world | notice | processor"""
+    """s3 | lambda | world | notice | processor | crawl"""
     per: str
     """What the rate is the chance of: call (an S3 call), write (an S3 write), invoke,
     event (an accepted async event), world (once in a world, up to `count` times),
     notice (a completion notice sent), attempt (a task attempt), task (a task of the
-    list)."""
+    list), point (the moment a crawl fault names: `tests.sim.crawl`)."""
     low: float
     high: float
     off: float
@@ -90,6 +93,19 @@ FAULTS: tuple[FaultKind, ...] = (
     FaultKind("notice_refused", "notice", "notice", 0.1, 0.6, 0.4,
               "the completion notice's target refuses it (or takes it and answers with an "
               "error): the sweep sends it again"),
+    # a crawl's own moments (asked only in crawl worlds, after the write named landed)
+    FaultKind("crawl_kill_after_frontier", "crawl", "point", 0.05, 0.3, 0.3,
+              "a crawl leg killed after its segment and seen-set PUT, before the CAS that "
+              "counts them"),
+    FaultKind("crawl_kill_after_inbox", "crawl", "point", 0.05, 0.3, 0.3,
+              "a crawl leg killed after writing links to another chain's inbox, before its CAS"),
+    FaultKind("crawl_kill_before_wake", "crawl", "point", 0.1, 0.5, 0.3,
+              "a crawl leg killed after the CAS that counted links it mailed, before it wakes "
+              "their owners"),
+    FaultKind("crawl_kill_after_end", "crawl", "point", 0.05, 0.3, 0.3,
+              "a crawl chain's leg killed after its done marker, before it reads its inbox again"),
+    FaultKind("crawl_kill_mid_merge", "crawl", "point", 0.05, 0.3, 0.3,
+              "a crawl leg killed after deleting one of the inbox objects its CAS took in"),
 )
 # fmt: on
 KINDS = {kind.name: kind for kind in FAULTS}

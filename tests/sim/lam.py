@@ -66,7 +66,7 @@ class AsyncEvent:
         if payload.get("action") == "sweep":
             return "sweep"
         if "v" not in payload:
-            return f"start {payload.get('key')} with {payload.get('chains')} chains"
+            return f"start {payload.get('key', 'a crawl')} with {payload.get('chains')} chains"
         chain = f" chain {payload['chain']}" if "chain" in payload else f" (v{payload.get('v')})"
         return (
             f"leg {payload.get('leg')} of {payload.get('run_id')}{chain} "

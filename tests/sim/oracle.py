@@ -53,7 +53,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tests.sim import prefix
+from tests.sim import crawl, prefix
 from tests.sim.scheduler import SPINNING
 from worker.checkpoint import Checkpoint
 from worker.events import FIRST_CHAIN
@@ -158,6 +158,7 @@ def unended(s3: MemoryS3, bucket: str, prefix: str, run_id: str) -> str | None:
     record = json.loads(body)
     spans: list[tuple[int, int, str]] = []
     total = record["total"]
+    statuses: list[str] = []
     for key in s3.keys(bucket, f"{prefix}{run_id}/"):
         chain = chain_of(key, prefix)
         raw = s3.body(bucket, key)
@@ -170,6 +171,9 @@ def unended(s3: MemoryS3, bucket: str, prefix: str, run_id: str) -> str | None:
             total = int(cp.listing["listed"])  # a prefix run's total is what its lister listed
         layout2 = record.get("version", 1) >= LAYOUT_VERSION
         spans.append((cp.start if layout2 else record["start_position"], cp.range_end, chain[1]))
+        statuses.append(str(cp.status))
+    if record.get("crawl") is not None:  # a crawl's chains own growing logs, not a list's ranges
+        return crawl.unended(s3, bucket, prefix, run_id, statuses)
     return _gap(spans, record["start_position"], total)
 
 
@@ -309,6 +313,8 @@ class OwnerLedger:
         if not old or not new or old.get("status", "running") == "running":
             return
         status = new.get("status", "running")
+        if crawl.reopened(old, new):
+            return  # a crawl chain that ended done, woken for links sent to it
         resumed = status == "running" and writer is not None and writer.event.source == "manual"
         if resumed or (status, new.get("finished_ms")) == (old["status"], old.get("finished_ms")):
             return
@@ -397,7 +403,10 @@ def judge(world: World) -> list[Violation]:
     violations += _invocations(world)
     run_ids = [r for r in store.run_ids() if _has_record(store, r)]
     for run_id in run_ids:
-        violations += check_run(store, run_id)
+        if world.crawl is not None:
+            violations += crawl.check_run(world, store, run_id)
+        else:
+            violations += check_run(store, run_id)
         violations += check_manifest(store, run_id)
         violations += check_notices(world, run_id)
         if world.prefix is not None:

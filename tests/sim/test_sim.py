@@ -6,6 +6,7 @@ import contextlib
 import multiprocessing
 import os
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -17,7 +18,10 @@ from botocore.exceptions import ClientError
 from tests.fakes import Killed
 from tests.sim import prefix as sim_prefix
 from tests.sim.conftest import report_line
+from tests.sim.crawl import CATEGORIES as CRAWL_CATEGORIES
+from tests.sim.crawl import CRAWL_FAULTS, crawl_seeds
 from tests.sim.executors import SimClock, SimFuture
+from tests.sim.oracle import CATEGORIES
 from tests.sim.s3 import MemoryS3, etag_of
 from tests.sim.scheduler import Actor, Scheduler
 from tests.sim.soak import soak
@@ -25,6 +29,8 @@ from tests.sim.world import Params, simulate
 from worker import completion, leg, listing, steal, sweep
 from worker.checkpoint import Checkpoint, Plan
 from worker.clock import Clock
+from worker.crawl.seen import SeenSet
+from worker.crawl.steps import CrawlSteps
 from worker.exceptions import ConflictError, InputChangedError
 from worker.notice import Notifier
 from worker.s3 import ObjectNotFoundError, ObjectStore
@@ -42,6 +48,10 @@ take the next chain's results objects and count their rows twice."""
 CAREFUL_STEAL_SEED = 1094
 """A fanned-out world with a killer task: a thief used to split a dead leg's careful range off
 into a chain with no strikes, and the killer killed more than max_task_attempts + 1 times."""
+CRAWL_DEPTH_SEED = 97651
+"""A crawl of one chain with per-host delays (so holes): a page's depth past its distance."""
+RESUME_RACE_SEED = 133308
+"""A start retried by Lambda resumes a cancelled run while its last chain completes it."""
 
 
 @pytest.mark.timeout(900)
@@ -250,6 +260,94 @@ def test_sim_a_steal_leaves_a_dead_legs_careful_range_alone(
         Checkpoint, "steal_line", property(lambda self: max(self.position, self.batch_end))
     )
     assert any(v.category == "killer_deaths" for v in simulate(CAREFUL_STEAL_SEED).violations)
+
+
+# --------------------------------------------------------------------------------------
+# teeth for crawl worlds: the crawl's protocol broken (in this process only) is caught
+# within the first hundred crawl worlds (about 700 seeds); its safety nets hold alone
+# --------------------------------------------------------------------------------------
+
+
+def _first_crawl_caught(categories: set[str], seeds: list[int]) -> int | None:
+    for seed in seeds:
+        if any(v.category in categories for v in simulate(seed).violations):
+            return seed
+    return None
+
+
+def test_sim_crawl_worlds_strike_every_crawl_fault_point() -> None:
+    struck: Counter[str] = Counter()
+    for seed in crawl_seeds(60):
+        struck.update(simulate(seed).faults.counts)
+    assert all(struck[name] for name in CRAWL_FAULTS), struck
+
+
+def test_sim_catches_a_crawl_completion_that_ignores_inboxes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run completes while links wait in an inbox: the summary comes early, and the
+    pages behind those links are never crawled."""
+    monkeypatch.setattr(completion, "_crawl_quiet", lambda *args: True)
+    caught = _first_crawl_caught({"completed_early", "lost"}, crawl_seeds(100, chains=2))
+    assert caught is not None  # seed 386 today
+
+
+def test_sim_crawl_senders_that_never_wake_are_covered_by_the_sweep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sender that dies before waking the owner of its links is the sweep's to repair: with
+    no sender ever waking, every crawl still finds every page (later); without the sweep's
+    waking too, links are left in inboxes at once."""
+    seeds = crawl_seeds(30, chains=2)
+    monkeypatch.setattr(leg.Leg, "wake", lambda self, chain: None)
+    assert _first_crawl_caught(set(CATEGORIES) | set(CRAWL_CATEGORIES), seeds) is None
+    monkeypatch.setattr(sweep, "_wake_crawl_chains", lambda *args, **kw: 0)
+    assert _first_crawl_caught({"lost", "unfinished"}, seeds) is not None  # the first today
+
+
+def test_sim_catches_a_crawl_that_forgets_its_seen_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SeenSet, "__contains__", lambda self, hashed: False)
+    assert _first_crawl_caught({"duplicated"}, crawl_seeds(10)) is not None  # the first today
+
+
+def test_sim_catches_inbox_objects_deleted_before_the_cas_that_counts_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The owner deletes the mail it takes in as it reads it: a leg that dies before its CAS
+    (or loses it) loses those links."""
+    read = CrawlSteps._mail
+
+    def eager(self: CrawlSteps, cp: Checkpoint) -> tuple[list[str], list[Any]]:
+        keys, found = read(self, cp)
+        for key in keys:
+            self.store.delete(key)
+        return [], found
+
+    monkeypatch.setattr(CrawlSteps, "_mail", eager)
+    caught = _first_crawl_caught({"lost"}, crawl_seeds(100, chains=2))
+    assert caught is not None  # seed 196 today
+
+
+@pytest.mark.xfail(strict=True, reason="known finding: soak.KNOWN_FINDINGS['depth']")
+def test_sim_a_crawl_page_found_past_a_hole_keeps_its_distance() -> None:
+    """Seed 97651, one chain, max_depth 3: a page deferred by its leg (a hole) links to pages
+    that rows found after it, one level deeper, also link to; those rows were committed
+    first, so the pages got the deeper depth, were not followed at the limit, and a page
+    at distance 3 was never crawled. (The same within one commit is fixed: a commit's links
+    are taken shallowest first.)"""
+    assert [str(v) for v in simulate(CRAWL_DEPTH_SEED).violations] == []
+
+
+@pytest.mark.xfail(strict=True, reason="open finding: a start's resume races the completion")
+def test_sim_a_start_that_resumes_a_stopped_run_never_undoes_its_completion() -> None:
+    """Seed 133308: the user's crawl start fails twice (S3 errors), the user cancels, the sweep
+    makes the missing chains, which end cancelled at once; Lambda's last retry of the start
+    reads no summary yet (a stopped run: resume it), the last chain then completes the run
+    (summary, notice "cancelled"), and the resume clears that completion and the cancel, so
+    the run goes on to a second summary and a notice "done". worker.start decides to resume
+    on a read that the completion overtakes (`_identity`, then `resume_run`'s
+    `clear_completion`); the same race exists for list runs, and for `baton resume`."""
+    assert [str(v) for v in simulate(RESUME_RACE_SEED).violations] == []
 
 
 # --------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from botocore.exceptions import ClientError
 from cache import ObjectCache
 from tests.fakes import Killed
 from tests.sim import prefix
+from tests.sim.crawl import CrawlWorld
 from tests.sim.executors import InlineExecutor, SimClock, SimInFlight, TaskPool
 from tests.sim.faults import FaultPlan
 from tests.sim.lam import USER_SOURCES, Invocation, SimContainer, SimInvoker, SimLambda
@@ -224,8 +225,12 @@ class World:
             return random.Random(f"baton-sim:{seed}:{name}")
 
         self.params = Params.draw(stream("params"))
-        self.prefix = prefix.draw(stream("prefix"), self.params.tasks)
-        """A prefix world's plan (None: the world's run is of a task list)."""
+        self.crawl = CrawlWorld.draw(seed, self.params)
+        """A crawl world's crawl (`tests.sim.crawl`); None in a world of task lists."""
+        self.prefix = None if self.crawl else prefix.draw(stream("prefix"), self.params.tasks)
+        """A prefix world's plan (None: the world's run is of a task list, or a crawl)."""
+        if self.crawl is not None:
+            self.params = self.crawl.params
         if self.prefix is not None:
             self.params = _prefix_params(self.params, self.prefix)
         self.settings = self.params.settings
@@ -237,6 +242,7 @@ class World:
         self.start_ms = self.scheduler.now
         self.trace = Trace(self.scheduler)
         self.faults = FaultPlan(stream("plan"), stream("faults"))
+        CrawlWorld.plan_faults(self.faults, crawl=self.crawl is not None)
         if self.prefix is not None:
             self.faults.off("deploy", "replace_list")  # of task lists
         self.lambda_rng = stream("lambda")
@@ -252,6 +258,8 @@ class World:
         self.invoker = SimInvoker(self)
         self.plans: dict[str, TaskPlan] = {}
         self.processor = SimProcessor(self.clock, self.plans, self.faults, self._task_started)
+        if self.crawl is not None:
+            self.processor = self.crawl.processor(self.processor)
         self.killer_deaths: Counter[tuple[str, str]] = Counter()
         """Deaths by (run, the killer task's reason): a list started twice has two runs."""
         self.uploads: list[Upload] = []
@@ -271,7 +279,9 @@ class World:
     def run(self) -> list[Violation]:
         params = self.params
         self.trace.add("world", self._describe())
-        if self.legacy:
+        if self.crawl is not None:
+            self.crawl.start(self)
+        elif self.legacy:
             self.upload(version=1, by_old_code=True)
             self._deploy()  # at the world's start: 0.1's legs are its past
         elif self.prefix is not None:
@@ -352,7 +362,9 @@ class World:
             "key": upload.key,
             "chains": self.params.chains,
         }
-        if self.prefix is not None:
+        if self.crawl is not None:
+            payload = self.crawl.payload()
+        elif self.prefix is not None:
             payload = self.prefix.payload(BUCKET, self.params.chains)
         self.lam.send(payload, source="manual", by="user")
 
@@ -645,8 +657,9 @@ class World:
         on = ", ".join(f"{k}={v:.3g}" for k, v in rates.items() if v and k != "recursion_cutoff")
         if self.recursion_cutoff:
             on += ", recursion cutoff after 16 hops"
+        what = self.crawl.describe() if self.crawl else f"{p.tasks} tasks on {p.hosts} hosts"
         return (
-            f"seed {self.seed}: {p.tasks} tasks on {p.hosts} hosts, timeout {p.timeout_ms} ms, "
+            f"seed {self.seed}: {what}, timeout {p.timeout_ms} ms, "
             f"margin {s.margin_ms} ms, concurrency {s.concurrency or 'auto'}, "
             f"commit every {p.commit_interval_ms} ms, reserved concurrency "
             f"{p.reserved_concurrency}, event age {p.max_event_age_ms} ms, lease slack "
@@ -724,6 +737,12 @@ class SimNetwork:
             self.trace.add(who, f"{what} -> {_code(exc)}")
             raise
         if write:
+            crawl = self.world.crawl
+            point = crawl.fault_after(faults, op, key, invocation) if crawl else None
+            if point is not None:
+                self.trace.add(who, f"{what} -> landed, then KILLED ({point})")
+                self._notes(who)
+                raise Killed(f"killed after {what} ({point})")
             if faults.hit("kill_after"):
                 self.trace.add(who, f"{what} -> landed, then KILLED")
                 self._notes(who)

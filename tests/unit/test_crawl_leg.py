@@ -18,7 +18,7 @@ from worker.completion import finished_chains
 from worker.crawl.frontier import Entry, encode_segment
 from worker.crawl.steps import STRIDE
 from worker.events import parse_event
-from worker.exceptions import BadEventError
+from worker.exceptions import BadEventError, OutOfTimeError
 from worker.leg import Leg
 from worker.processor import TaskContext
 from worker.progress import chain_lines, view
@@ -335,3 +335,40 @@ def test_crawl_container_forgets_the_urls_of_segments_already_crawled(h: Harness
     [log] = [found for (run, _), found in h.container.crawl.logs.items() if run == run_id]
     assert log.segments[0].body is None  # the seeds': every task in it has its row
     assert len(log.seen) == len(DEPTHS)  # while the seen-set keeps every URL
+
+
+def test_crawl_a_deferred_page_crawled_beside_a_deeper_one_gives_its_links_its_depth(
+    h: Harness,
+) -> None:
+    """A page that ran out of its leg's time is a hole, worked by the next leg beside pages
+    found after it, one level deeper; their rows land in one commit, the hole's last. A link
+    both make must take the shallower page's depth: taken at the deeper one's, it was never
+    followed at the depth limit, and the page behind it (within max_depth) never crawled."""
+    graph = {
+        f"{A}/": [f"{A}/1", f"{A}/2"],
+        f"{A}/1": [f"{A}/4"],  # the page deferred: A/4 is at distance 2
+        f"{A}/2": [f"{A}/3"],
+        f"{A}/3": [f"{A}/4"],  # A/3 is at distance 2: through it, A/4 is at 3
+        f"{A}/4": [f"{A}/5"],  # A/5 is at distance 3
+        f"{A}/5": [],
+    }
+    deferred: list[str] = []
+
+    def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
+        h.clock.advance(100)
+        if task.url == f"{A}/1" and not deferred:
+            deferred.append(task.url)
+            raise OutOfTimeError("ran out of the leg's time", tried=False)
+        return {"status": 200, "links": graph[str(task.url)]}
+
+    h.container.processor = process
+    run_id = crawl(h, max_depth=3)
+    assert deferred
+    assert pages(h, run_id) == {
+        f"{A}/": 0,
+        f"{A}/1": 1,
+        f"{A}/2": 1,
+        f"{A}/3": 2,
+        f"{A}/4": 2,
+        f"{A}/5": 3,
+    }

@@ -48,10 +48,13 @@ STRIDE = 10_000_000
 MAX_CRAWL_CHAINS = 1000
 """Result keys hold ten digits: 1,000 chains of STRIDE indices."""
 KEPT_RUNS = 4
-MAIL_EVERY_S = 1.0
+MAIL_EVERY_S = 0.5
 """With several chains, how often a leg looks in its inbox."""
-CRAWL_COMMIT_EVERY_S = 1.0
+CRAWL_COMMIT_EVERY_S = 0.5
 """With several chains, how often a leg commits: links for other chains leave with it."""
+CRAWL_LINGER_S = 1.0
+"""With several chains, how long a leg out of pages watches its inbox before it ends."""
+CRAWL_LINGER_STEP_S = 0.25
 COUNT_EVERY_S = 10.0
 """With several chains, how often a leg counts the others' pages (for `max_pages`)."""
 
@@ -211,7 +214,9 @@ class CrawlSteps:
         own = int(cp.chain)
         fresh: dict[int, Entry] = {}
         outgoing: dict[int, dict[int, Entry]] = {}
-        for raw, depth, page in found:
+        # Shallowest first, so a link found twice keeps its shallower depth: a commit's rows
+        # come in index order with its holes' rows (worked late, often shallower) last.
+        for raw, depth, page in sorted(found, key=lambda link: link[1]):
             url = normalise(raw, query=self.spec.query)
             if url is None or not self.scope.allows(url):
                 continue
@@ -221,11 +226,9 @@ class CrawlSteps:
                 if send:
                     outgoing.setdefault(part, {}).setdefault(hashed, Entry(url, depth, page))
                 continue
-            if hashed in self.log.seen:
+            if hashed in self.log.seen or hashed in fresh:
                 continue
-            known = fresh.get(hashed)
-            if known is None or depth < known.depth:  # found twice: the shallower wins
-                fresh[hashed] = Entry(url, depth, page)
+            fresh[hashed] = Entry(url, depth, page)
         room = self._room(cp)
         entries = self._robots_allow(cp.run_id, breadth_first(fresh.values()))[: max(0, room)]
         number = cp.ok + cp.failed  # grows with every commit of rows: the mail's key
@@ -260,6 +263,13 @@ class CrawlSteps:
             others = sum(v.checkpoint.total for v in found)
             self._others = (now, others)
         return self.spec.max_pages - mine - others
+
+    def owns(self, url: str, chain: str) -> bool:
+        """Whether `chain` is the one whose log holds `url`'s host."""
+        if self.chains == 1:
+            return True
+        found = normalise(url, query=self.spec.query)
+        return found is not None and partition(found, self.chains) == int(chain)
 
     def has_mail(self, cp: Checkpoint) -> bool:
         return bool(self.store.inbox_keys(cp.run_id, cp.chain))
