@@ -46,10 +46,8 @@ out. `reset()` forgets all of it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import random
-import socket
 import socketserver
 import sys
 import threading
@@ -59,13 +57,13 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from itertools import pairwise
 from typing import Any, Protocol, Self
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from devstack.service import Service
-from devstack.site import LatencyProfile
+from devstack.site import ClosableServer, LatencyProfile
 
 __all__ = [
     "CrawlSite",
@@ -894,16 +892,13 @@ def _html(title: str, body: str) -> bytes:
     ).encode()
 
 
-class _HostServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class _HostServer(ClosableServer):
+    label = "crawl site"
 
     def __init__(self, addr: str, port: int, host: int, site: CrawlSite) -> None:
         self.address = addr
         self.host = host
         self.site = site
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
         super().__init__((addr, port), _Handler)
 
     def server_bind(self) -> None:
@@ -911,36 +906,6 @@ class _HostServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name = self.address
         self.server_port = self.socket.getsockname()[1]
-
-    def process_request(
-        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
-    ) -> None:
-        if isinstance(request, socket.socket):
-            with self._open_lock:
-                self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
-        if isinstance(request, socket.socket):
-            with self._open_lock:
-                self._open.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        """Wake every handler blocked on a socket, so server_close() can join it."""
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):  # already closed by its handler
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(
-        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
-    ) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            logger.debug("crawl site: connection from %s dropped", client_address)
-        else:
-            logger.exception("crawl site: error serving %s", client_address)
 
 
 # --- command line ----------------------------------------------------------------------

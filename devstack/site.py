@@ -34,7 +34,16 @@ from urllib.parse import urlsplit
 
 from devstack.service import Service
 
-__all__ = ["Hostile", "LatencyProfile", "PageInfo", "PageKind", "Site", "SiteConfig", "main"]
+__all__ = [
+    "ClosableServer",
+    "Hostile",
+    "LatencyProfile",
+    "PageInfo",
+    "PageKind",
+    "Site",
+    "SiteConfig",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -657,15 +666,20 @@ def _index(site: Site) -> bytes:
     ).encode()
 
 
-class _Server(ThreadingHTTPServer):
+class ClosableServer(ThreadingHTTPServer):
+    """A threading HTTP server that can be stopped mid-request: it tracks its open
+    sockets, so `drop_connections` wakes every handler blocked on one before
+    `server_close()` joins them. The sites of the test suite and benches serve on it."""
+
     daemon_threads = True
     request_queue_size = 128
+    label = "site"
+    """How its log lines name it."""
 
-    def __init__(self, address: tuple[str, int], site: Site):
-        self.site = site
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        super().__init__(address, handler)
 
     def process_request(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
@@ -693,9 +707,15 @@ class _Server(ThreadingHTTPServer):
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
     ) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            logger.debug("site: connection from %s dropped", client_address)
+            logger.debug("%s: connection from %s dropped", self.label, client_address)
         else:
-            logger.exception("site: error serving %s", client_address)
+            logger.exception("%s: error serving %s", self.label, client_address)
+
+
+class _Server(ClosableServer):
+    def __init__(self, address: tuple[str, int], site: Site):
+        self.site = site
+        super().__init__(address, _Handler)
 
 
 # --- command line -------------------------------------------------------------------------
