@@ -39,6 +39,7 @@ from worker.fetch import TryAgain
 from worker.handoff import HandoffError, recursion_allowed
 from worker.hosts import TaskQueue
 from worker.inflight import InFlight
+from worker.landed import landed
 from worker.listing import (
     chain_state,
     dequeue,
@@ -199,7 +200,7 @@ class Leg:
                     continue
                 if cp.exhausted:
                     self.end_chain(RunStatus.DONE)
-                    if self.crawl is not None and self.crawl.has_mail(self._checkpoint):
+                    if self.crawl is not None and self.crawl.mail(self._checkpoint):
                         self.wake(cp.chain)  # links sent while it was ending
                     if self.take_another_range():
                         if self._record.listing is not None:
@@ -383,7 +384,7 @@ class Leg:
         if steps is None or self._record.chains < 2:
             return False
         waited = 0.0
-        while not steps.has_mail(cp):
+        while not (mail := steps.mail(cp)):
             # Other chains are likely still finding links for this one: a short wait
             # here is cheaper than ending and being woken (an invoke and a new leg).
             left = self.context.get_remaining_time_in_millis()
@@ -391,7 +392,7 @@ class Leg:
                 return False
             self.clock.sleep(CRAWL_LINGER_STEP_S)
             waited += CRAWL_LINGER_STEP_S
-        growth = steps.grow(cp, [], mail=True)
+        growth = steps.grow(cp, [], mail=mail)
         if not growth.entries and not growth.merged:
             return False
         self._swap(crawl_checkpoint(cp, growth))
@@ -620,23 +621,31 @@ class Leg:
         the plan is extended from the commit's end in the same CAS.
         """
         cp = self._checkpoint
+        began = self.clock.monotonic()
         cancel = self.c.io.submit(self.store.cancel_requested, cp.run_id)
         if self.crawl is not None:
             for row in (*commit.rows, *commit.hole_rows):
                 self.crawl.annotate(row)
+        writes = []  # side by side with a crawl's segment and mail
         if commit.rows and write:
-            self.store.put_results(cp.run_id, commit.start, commit.end - 1, commit.rows)
+            put = self.store.put_results
+            writes.append(
+                self.c.io.submit(put, cp.run_id, commit.start, commit.end - 1, commit.rows)
+            )
         if commit.hole_rows and write:
-            self.store.put_holes(cp.run_id, commit.hole_rows)
-        self.cancel_seen = cancel.result()
+            writes.append(self.c.io.submit(self.store.put_holes, cp.run_id, commit.hole_rows))
         rows = [*commit.rows, *commit.hole_rows]
+        steps = self.crawl
+        try:
+            growth = steps.grow(cp, rows) if steps is not None else None
+        finally:
+            landed(writes)
+        self.cancel_seen = cancel.result()
         kinds = dict(cp.failure_kinds)
         samples = list(cp.failure_samples)
         failed = tally_failures(kinds, samples, rows)
         self._failed_in_leg += failed
         self.meter.rows(rows)
-        steps = self.crawl
-        growth = steps.grow(cp, rows) if steps is not None else None
         end = growth.end if growth is not None else cp.range_end
         if replan_from is not None:
             planned = max(planned, self._plan(commit.end, replan_from, end))
@@ -661,7 +670,7 @@ class Leg:
             self.batches += 1
             self.processed += len(rows)
             now = self.clock.monotonic()
-            self._log_commit(cp, commit, failed, (now - self._logged_at) * 1000)
+            self._log_commit(cp, commit, failed, (now - self._logged_at) * 1000, now - began)
             self._logged_at = now
 
     def _had_fair_share(self, left_ms: float) -> bool:
@@ -1170,8 +1179,11 @@ class Leg:
                 self.held, new = current, redone
         raise ConflictError(f"chain {new.chain} of {new.run_id} kept changing under us")
 
-    def _log_commit(self, cp: Checkpoint, commit: Commit, failed: int, since_ms: float) -> None:
-        """One line per commit; `batch_ms` is the wall time since the previous one."""
+    def _log_commit(
+        self, cp: Checkpoint, commit: Commit, failed: int, since_ms: float, took_s: float
+    ) -> None:
+        """One line per commit; `batch_ms` is the wall time since the previous one,
+        `commit_ms` what the commit's writes and CAS took of it."""
         remaining = self.context.get_remaining_time_in_millis()
         count = len(commit.rows) + len(commit.hole_rows)
         level = self.c.autoscaler.current
@@ -1198,6 +1210,7 @@ class Leg:
                 "failed": failed,
                 "holes": len(commit.holes),
                 "batch_ms": round(since_ms, 1),
+                "commit_ms": round(took_s * 1000, 1),
                 "concurrency": level,
                 "cpu_use": round(self.c.autoscaler.last_cpu_use, 3),
                 "remaining_ms": remaining,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +51,8 @@ PRECONDITION_CODES = frozenset({"412", "PreconditionFailed", "ConditionalRequest
 NOT_MODIFIED_CODES = frozenset({"304", "NotModified"})
 """botocore reports a 304 to a conditional GET as a ClientError with code "304"."""
 LIST_PAGE = 1000
+DELETE_BATCH = 1000
+"""Keys per DeleteObjects request, S3's most."""
 REQUEST_KINDS = ("get", "put", "list", "head", "delete", "copy")
 """What `ObjectStore.counts()` counts: one per call made (botocore's own retries of a call
 are not seen here), by the request's kind as S3 prices it."""
@@ -204,6 +206,29 @@ class ObjectStore:
                 raise _convert(exc, f"DELETE s3://{bucket}/{key}") from exc
         except BotoCoreError as exc:
             raise TransientError(f"DELETE s3://{bucket}/{key} failed: {exc}") from exc
+
+    def delete_many(self, bucket: str, keys: Sequence[str]) -> None:
+        """DeleteObjects: one request per 1,000 keys instead of one a key. Not atomic (S3
+        may delete some and refuse others), so callers must tolerate a partial delete."""
+        for first in range(0, len(keys), DELETE_BATCH):
+            batch = keys[first : first + DELETE_BATCH]
+            what = f"DELETE {len(batch)} objects under s3://{bucket}/{batch[0]}"
+            self._count("delete")
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=bucket,
+                    Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
+                )
+            except ClientError as exc:
+                raise _convert(exc, what) from exc
+            except BotoCoreError as exc:
+                raise TransientError(f"{what} failed: {exc}") from exc
+            refused = answer.get("Errors") or []
+            if refused:
+                first_error = refused[0]
+                code = str(first_error.get("Code", ""))
+                message = f"{what}: {len(refused)} refused, first {first_error.get('Key')}: {code}"
+                raise TransientError(message) if code in TRANSIENT_CODES else S3Error(message)
 
     def list(self, bucket: str, prefix: str, *, start_after: str | None = None) -> Iterator[Listed]:
         """Every object under `prefix`, in key order, a page at a time."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -336,6 +336,10 @@ class RunStore:
 
     def delete(self, key: str) -> None:
         self.objects.delete(self.bucket, key)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        if keys:
+            self.objects.delete_many(self.bucket, keys)
 
     # summary, cancel, active index
     def put_summary(self, run_id: str, summary: dict[str, Any]) -> None:

@@ -118,6 +118,13 @@ class MemoryS3:
     def delete_object(self, **kw: Any) -> dict[str, Any]:
         return self._call("DeleteObject", kw, True, lambda: self._delete(kw))  # type: ignore[no-any-return]
 
+    def delete_objects(self, **kw: Any) -> dict[str, Any]:
+        """One DeleteObject per key, each through the network: S3 does not delete a batch
+        atomically, so a fault may land between any two."""
+        for item in kw["Delete"]["Objects"]:
+            self.delete_object(Bucket=kw["Bucket"], Key=item["Key"])
+        return {}
+
     def copy_object(self, **kw: Any) -> dict[str, Any]:
         return self._call("CopyObject", kw, True, lambda: self._copy(kw))  # type: ignore[no-any-return]
 

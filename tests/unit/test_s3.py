@@ -110,3 +110,31 @@ def test_s3_put_stream_that_fails_aborts_its_upload(s3: Any, bucket: str) -> Non
         ObjectStore(s3).put_stream(bucket, "broken", pieces(), part_bytes=5 * MIB)
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert ObjectStore(s3).head(bucket, "broken") is None
+
+
+def test_s3_delete_many_takes_a_thousand_keys_a_request(s3: Any, bucket: str) -> None:
+    for i in range(1_005):
+        s3.put_object(Bucket=bucket, Key=f"d/{i:05d}", Body=b"")
+    store = ObjectStore(s3)
+    store.delete_many(bucket, [f"d/{i:05d}" for i in range(1_005)] + ["d/never-there"])
+    assert list(store.list(bucket, "d/")) == []
+    assert store.counts()["delete"] == 2
+
+
+class _Refusing:
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def delete_objects(self, **kw: Any) -> Any:
+        key = kw["Delete"]["Objects"][0]["Key"]
+        return {"Errors": [{"Key": key, "Code": self.code, "Message": "no"}]}
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"), [("InternalError", TransientError), ("AccessDenied", S3Error)]
+)
+def test_s3_delete_many_with_a_key_refused_raises_by_what_a_caller_does_about_it(
+    code: str, kind: type[Exception]
+) -> None:
+    with pytest.raises(kind, match=f"1 refused, first k1: {code}"):
+        ObjectStore(_Refusing(code)).delete_many("b", ["k1", "k2"])

@@ -36,6 +36,16 @@ class _Segment:
     """Encoded entries; None until a task in the segment is needed (a cold container)."""
 
 
+@dataclass(frozen=True)
+class OthersCount:
+    """How many pages a crawl's other chains had at `at` (monotonic s), and when to count
+    them again."""
+
+    at: float
+    pages: int
+    again_at: float
+
+
 @dataclass
 class ChainLog:
     """One crawl chain's log and seen-set, cached per container across its legs."""
@@ -49,6 +59,9 @@ class ChainLog:
     _decoded: dict[int, list[Entry]] = field(default_factory=dict)
     _released: int = 0
     """Segments before this one hold no URLs in memory (`release_below`)."""
+    others: OthersCount | None = None
+    """The run's other chains' pages when last counted: kept across legs, since counting
+    reads every other chain's checkpoint."""
 
     @property
     def end(self) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 from worker.checkpoint import Checkpoint
 from worker.clock import Clock
-from worker.crawl.chainlog import ChainLog, FrontierTasks, new_segment
+from worker.crawl.chainlog import ChainLog, FrontierTasks, OthersCount, new_segment
 from worker.crawl.frontier import Entry, decode_segment, encode_segment, interleave_by_host
 from worker.crawl.robots import RobotsRules, fetch_robots, rules_from_response
 from worker.crawl.seen import url_hash
@@ -30,6 +30,7 @@ from worker.crawl.spec import CrawlSpec, parse_crawl_spec
 from worker.crawl.urls import ScopeFilter, host_of, normalise, origin_of, partition
 from worker.fetch import Fetcher, FetchError
 from worker.hosts import Hosts
+from worker.landed import landed
 from worker.netguard import UnresolvedHostError
 from worker.store import RunStore
 from worker.tasks import Task
@@ -48,15 +49,17 @@ STRIDE = 10_000_000
 MAX_CRAWL_CHAINS = 1000
 """Result keys hold ten digits: 1,000 chains of STRIDE indices."""
 KEPT_RUNS = 4
-MAIL_EVERY_S = 0.5
+MAIL_EVERY_S = 1.0
 """With several chains, how often a leg looks in its inbox."""
-CRAWL_COMMIT_EVERY_S = 0.5
+CRAWL_COMMIT_EVERY_S = 1.0
 """With several chains, how often a leg commits: links for other chains leave with it."""
 CRAWL_LINGER_S = 1.0
 """With several chains, how long a leg out of pages watches its inbox before it ends."""
 CRAWL_LINGER_STEP_S = 0.25
 COUNT_EVERY_S = 10.0
-"""With several chains, how often a leg counts the others' pages (for `max_pages`)."""
+"""With several chains, how often a leg counts the others' pages (for `max_pages`) when
+the run nears its cap; far from it, as seldom as COUNT_MOST_S."""
+COUNT_MOST_S = 60.0
 
 
 @dataclass
@@ -129,8 +132,6 @@ class CrawlSteps:
         self._fetched: set[str] = set()
         """Origins whose robots.txt this leg fetched itself."""
         self._mail_checked = 0.0
-        self._others: tuple[float, int] = (-COUNT_EVERY_S, 0)
-        """When the other chains' pages were last counted, and how many they had."""
 
     # the leg's three calls
     def load(self, cp: Checkpoint) -> FrontierTasks:
@@ -160,11 +161,14 @@ class CrawlSteps:
             found += [(url, 0, where) for url, where in self._sitemap_urls(cp.run_id)]
         return self._grow(cp, found, rows=(), send=False)  # each chain seeds its own hosts
 
-    def grow(self, cp: Checkpoint, rows: Sequence[dict[str, Any]], *, mail: bool = False) -> Growth:
+    def grow(
+        self, cp: Checkpoint, rows: Sequence[dict[str, Any]], *, mail: Sequence[str] = ()
+    ) -> Growth:
         """The links in a commit's rows that are new to the log, written as its next
         segment (nothing written when there are none); links to other chains' hosts go to
-        their inboxes. With several chains, the links other chains sent are taken in too,
-        every MAIL_EVERY_S or when `mail` (the chain has nothing else left)."""
+        their inboxes. With several chains, the links other chains sent are taken in too:
+        the inbox objects `mail` names (the chain has nothing else left and just listed
+        them), else the whole inbox every MAIL_EVERY_S."""
         assert self.log is not None
         self.log.release_below(min([cp.position, *cp.holes]))
         found: list[tuple[str, int, str | None]] = []
@@ -179,8 +183,8 @@ class CrawlSteps:
         now = self.clock.monotonic()
         if self.chains > 1 and (mail or now - self._mail_checked >= MAIL_EVERY_S):
             self._mail_checked = now
-            merged, mailed = self._mail(cp)
-            found += mailed
+            merged = list(mail) or self.mail(cp)
+            found += self._read_mail(merged)
         return self._grow(cp, found, rows, merged=tuple(merged))
 
     def committed(self, growth: Growth) -> None:
@@ -189,8 +193,7 @@ class CrawlSteps:
         assert self.log is not None
         if growth.entries:
             self.log.appended(growth.first, growth.entries, growth.body)
-        for key in growth.merged:
-            self.store.delete(key)
+        self.store.delete_many(growth.merged)
 
     def annotate(self, row: dict[str, Any]) -> None:
         """A crawl row also says how deep its page is and where it was found."""
@@ -229,16 +232,27 @@ class CrawlSteps:
             if hashed in self.log.seen or hashed in fresh:
                 continue
             fresh[hashed] = Entry(url, depth, page)
-        room = self._room(cp)
-        entries = self._robots_allow(cp.run_id, breadth_first(fresh.values()))[: max(0, room)]
+        entries = self._robots_allow(cp.run_id, breadth_first(fresh.values()))
+        if entries:
+            entries = entries[: max(0, self._room(cp))]
         number = cp.ok + cp.failed  # grows with every commit of rows: the mail's key
-        for part, mail in outgoing.items():
-            body = encode_segment(list(mail.values()))
-            self.store.put_inbox(cp.run_id, f"{part:04d}", cp.chain, number, body)
+        writes = [
+            self.io.submit(
+                self.store.put_inbox,
+                cp.run_id,
+                f"{part:04d}",
+                cp.chain,
+                number,
+                encode_segment(list(mail.values())),
+            )
+            for part, mail in outgoing.items()
+        ]
         body = b""
         if entries:
             body, seen = new_segment(entries)
-            self.store.put_frontier(cp.run_id, cp.chain, cp.range_end, body, seen)
+            put = self.store.put_frontier
+            writes.append(self.io.submit(put, cp.run_id, cp.chain, cp.range_end, body, seen))
+        landed(writes)
         return Growth(
             cp.range_end,
             entries,
@@ -250,19 +264,27 @@ class CrawlSteps:
 
     def _room(self, cp: Checkpoint) -> int:
         """Pages this chain may still add. With several chains the others' pages are
-        counted every MAIL_EVERY_S, so together they may pass `max_pages` by what they
-        add in between (a bound, not an exact cap, across chains)."""
+        counted from time to time (COUNT_EVERY_S), so together they may pass `max_pages`
+        by what they add in between (a bound, not an exact cap, across chains)."""
+        assert self.log is not None
         mine = cp.range_end - cp.start
         if self.chains == 1:
             return self.spec.max_pages - mine
-        at, others = self._others
         now = self.clock.monotonic()
-        if now - at >= COUNT_EVERY_S:
+        last = self.log.others
+        if last is None or now >= last.again_at:
             names = [c for c in self.store.chain_ids(cp.run_id) if c != cp.chain]
             found = self.io.map(lambda c: self.store.load_checkpoint(cp.run_id, c), names)
-            others = sum(v.checkpoint.total for v in found)
-            self._others = (now, others)
-        return self.spec.max_pages - mine - others
+            pages = sum(v.checkpoint.total for v in found)
+            wait = COUNT_EVERY_S
+            if last is not None and now > last.at:
+                # Far from the cap at the others' pace: no need to read them all so often.
+                rate = max(0, pages - last.pages) / (now - last.at)
+                room = self.spec.max_pages - mine - pages
+                wait = COUNT_MOST_S if rate == 0 else room / (2 * rate)
+                wait = min(COUNT_MOST_S, max(COUNT_EVERY_S, wait))
+            last = self.log.others = OthersCount(now, pages, now + wait)
+        return self.spec.max_pages - mine - last.pages
 
     def owns(self, url: str, chain: str) -> bool:
         """Whether `chain` is the one whose log holds `url`'s host."""
@@ -271,17 +293,16 @@ class CrawlSteps:
         found = normalise(url, query=self.spec.query)
         return found is not None and partition(found, self.chains) == int(chain)
 
-    def has_mail(self, cp: Checkpoint) -> bool:
-        return bool(self.store.inbox_keys(cp.run_id, cp.chain))
+    def mail(self, cp: Checkpoint) -> list[str]:
+        """The inbox objects other chains sent this one."""
+        return self.store.inbox_keys(cp.run_id, cp.chain)
 
-    def _mail(self, cp: Checkpoint) -> tuple[list[str], list[tuple[str, int, str | None]]]:
-        """What other chains sent this one: every inbox object's entries."""
-        keys = self.store.inbox_keys(cp.run_id, cp.chain)
+    def _read_mail(self, keys: Sequence[str]) -> list[tuple[str, int, str | None]]:
         bodies = list(self.io.map(self.store.read_bytes, keys))
         found: list[tuple[str, int, str | None]] = []
         for key, body in zip(keys, bodies, strict=True):
             found += [(e.url, e.depth, e.found_on) for e in decode_segment(body, key)]
-        return keys, found
+        return found
 
     def _robots_allow(self, run_id: str, entries: list[Entry]) -> list[Entry]:
         if not self.spec.robots or not entries:
