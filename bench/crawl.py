@@ -10,9 +10,11 @@ are reset before every run, so every contender sees the same delays), robots.txt
 on every host, no traps. Seeds are every host's home page; the scope is those hosts
 (baton's `scope: host`, Crawlee's `strategy='all'` with an `include` of exactly those
 origins); no depth limit binds (baton's `max_depth` is the oracle's deepest level plus
-DEPTH_SLACK: over chains a page can be recorded deeper than its distance, DESIGN.md
+DEPTH_SLACK: over chains a page can be recorded deeper than its distance, docs/design.md
 "Known limits", and a limit at the deepest level would then cut a page or two).
 `CrawlSite.expected` is the oracle: the set of normalised URLs a correct crawl fetches.
+Each baton run's objects are deleted once it is measured: the emulator (moto) lists a
+prefix by scanning the whole bucket, so later runs would otherwise list ever slower.
 The site runs in a process of its own (`bench.site_process`): the S3 emulator in this
 process would otherwise slow its answers, and only baton's runs load the emulator.
 
@@ -362,6 +364,7 @@ class _Bench:
             run_id = self._start(self.spec(max_depth=1), min(step, most))["run_id"]
             summary = self._wait(lambda run_id=run_id: self.store.load_summary(run_id))
             self.stack.runtime.wait_idle(60)
+            self._forget(run_id)
             chains.append(summary.get("chains"))
         return {
             "seconds": round(time.monotonic() - started, 1),
@@ -440,6 +443,19 @@ class _Bench:
         run.sample = _sample(rows, self.site.url(0, "/p/0"))
         if summary.get("status") != "done":
             run.error = f"run {summary.get('status')}: {summary.get('reason')}"
+        self._forget(run_id)
+
+    def _forget(self, run_id: str) -> None:
+        """Delete a measured run's objects: moto lists a prefix by scanning the whole
+        bucket, so a bucket growing run by run would make each later run's LISTs slower
+        (S3's do not depend on the bucket's size)."""
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"runs/{run_id}/"
+        )
+        for page in pages:
+            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
 
     def _peer(self, run: CrawlRun, contender: Contender) -> None:
         scratch = Path(tempfile.mkdtemp(prefix=f"{contender.key}-", dir=self.work))

@@ -38,10 +38,13 @@ class SiteProcess:
         self._process.start()
         theirs.close()
         self._conn = ours
-        if not ours.poll(START_TIMEOUT_S):
+        try:
+            if not ours.poll(START_TIMEOUT_S):
+                raise RuntimeError(f"the crawl site did not start within {START_TIMEOUT_S:.0f} s")
+            self._answer()
+        except BaseException:
             self.__exit__(None, None, None)
-            raise RuntimeError(f"the crawl site did not start within {START_TIMEOUT_S:.0f} s")
-        self._answer()
+            raise
         return self
 
     def __exit__(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -335,6 +335,7 @@ class Leg:
             hosts=self.c.hosts,
             io=self.c.io,
             clock=self.clock,
+            incarnation=f"{self._record.run_id}@{self._record.created_ms}",
         )
         tasks = self.crawl.load(self._checkpoint)
         if not (self._checkpoint.frontier or {}).get("seeded"):
@@ -638,8 +639,10 @@ class Leg:
         steps = self.crawl
         try:
             growth = steps.grow(cp, rows) if steps is not None else None
-        finally:
-            landed(writes)
+        except BaseException:
+            wait(writes)  # none may land after the redone batch's write of its key
+            raise
+        landed(writes)
         self.cancel_seen = cancel.result()
         kinds = dict(cp.failure_kinds)
         samples = list(cp.failure_samples)
@@ -1183,7 +1186,8 @@ class Leg:
         self, cp: Checkpoint, commit: Commit, failed: int, since_ms: float, took_s: float
     ) -> None:
         """One line per commit; `batch_ms` is the wall time since the previous one,
-        `commit_ms` what the commit's writes and CAS took of it."""
+        `commit_ms` what the commit itself took of it (its writes and CAS, and for a
+        crawl its inbox deletes and wakes)."""
         remaining = self.context.get_remaining_time_in_millis()
         count = len(commit.rows) + len(commit.hole_rows)
         level = self.c.autoscaler.current

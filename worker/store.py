@@ -210,10 +210,16 @@ class RunStore:
             for obj in self.objects.list(self.bucket, prefix, start_after=start)
         ]
 
-    def put_inbox(self, run_id: str, to: str, sender: str, number: int, body: bytes) -> None:
-        """Links for another chain's hosts; keyed by the sender's rows so far, so a redone
-        batch writes over its own earlier attempt."""
-        key = f"{self.run_prefix(run_id)}{INBOX_DIR}{to}/{sender}-{number:010d}.jsonl"
+    def put_inbox(
+        self, run_id: str, to: str, sender: str, number: int, body: bytes, *, attempt: str
+    ) -> None:
+        """Links for another chain's hosts, keyed by the sender's rows so far and by the
+        leg that wrote them (`attempt`, its claim). A redone batch writes beside its
+        earlier attempt, never over it: the owner may have taken that one in already and
+        would delete the redo's links with it. The earlier attempt's links were found on
+        pages really fetched; whatever they repeat, the seen-set drops."""
+        tag = hashlib.blake2b(attempt.encode(), digest_size=4).hexdigest()
+        key = f"{self.run_prefix(run_id)}{INBOX_DIR}{to}/{sender}-{number:010d}-{tag}.jsonl"
         self.objects.put(self.bucket, key, body, content_type="application/x-ndjson")
 
     def inbox_keys(self, run_id: str, chain: str) -> list[str]:

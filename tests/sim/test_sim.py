@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -313,15 +313,14 @@ def test_sim_catches_inbox_objects_deleted_before_the_cas_that_counts_them(
 ) -> None:
     """The owner deletes the mail it takes in as it reads it: a leg that dies before its CAS
     (or loses it) loses those links."""
-    read = CrawlSteps._mail
+    read = CrawlSteps._read_mail
 
-    def eager(self: CrawlSteps, cp: Checkpoint) -> tuple[list[str], list[Any]]:
-        keys, found = read(self, cp)
-        for key in keys:
-            self.store.delete(key)
-        return [], found
+    def eager(self: CrawlSteps, keys: Sequence[str]) -> list[Any]:
+        found = read(self, keys)
+        self.store.delete_many(keys)
+        return found
 
-    monkeypatch.setattr(CrawlSteps, "_mail", eager)
+    monkeypatch.setattr(CrawlSteps, "_read_mail", eager)
     caught = _first_crawl_caught({"lost"}, crawl_seeds(100, chains=2))
     assert caught is not None  # seed 196 today
 

@@ -15,8 +15,9 @@ from tests.fakes import Killed
 from tests.unit.harness import Harness, settings
 from worker.checkpoint import RunStatus
 from worker.completion import finished_chains
+from worker.crawl.chainlog import OthersCount
 from worker.crawl.frontier import Entry, encode_segment
-from worker.crawl.steps import STRIDE
+from worker.crawl.steps import COUNT_EVERY_S, COUNT_MOST_S, STRIDE, count_wait
 from worker.events import parse_event
 from worker.exceptions import BadEventError, OutOfTimeError
 from worker.leg import Leg
@@ -108,6 +109,21 @@ def test_crawl_over_many_legs_finds_what_one_leg_finds(h: Harness) -> None:
     run_id = crawl(h)
     assert pages(h, run_id) == DEPTHS
     assert h.checkpoint(run_id)["leg"] >= 2
+
+
+def test_crawl_started_again_after_its_run_was_deleted_is_crawled_afresh_in_a_warm_container(
+    h: Harness, s3: Any, bucket: str
+) -> None:
+    """A lifecycle rule (or a user) deleting a finished run's objects frees its id: the
+    same crawl started again is a new run there, not the warm container's cached log."""
+    first = crawl(h)
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=f"runs/{first}/")["Contents"]:
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    h.clock.advance(1_000)
+    again = crawl(h)
+    assert again == first
+    assert pages(h, again) == DEPTHS
+    assert h.summary(again)["status"] == "done"
 
 
 def test_crawl_in_a_cold_container_rebuilds_its_seen_set_from_s3(
@@ -311,7 +327,7 @@ def _end_chains(h: Harness, run_id: str, *statuses: RunStatus) -> None:
 
 def _mail(h: Harness, run_id: str, to: str) -> None:
     body = encode_segment([Entry("http://h0.test/3", 1, None)])
-    h.store.put_inbox(run_id, to, "0001", 1, body)
+    h.store.put_inbox(run_id, to, "0001", 1, body, attempt="a dead leg")
 
 
 def test_crawl_over_chains_is_not_complete_while_links_wait_in_an_inbox(h: Harness) -> None:
@@ -332,7 +348,7 @@ def test_crawl_container_forgets_the_urls_of_segments_already_crawled(h: Harness
     h.timeout_ms = 1_500
     h.container.processor = graph_processor(h, ms=400)
     run_id = crawl(h)
-    [log] = [found for (run, _), found in h.container.crawl.logs.items() if run == run_id]
+    [log] = [found for found in h.container.crawl.logs.values() if found.run_id == run_id]
     assert log.segments[0].body is None  # the seeds': every task in it has its row
     assert len(log.seen) == len(DEPTHS)  # while the seen-set keeps every URL
 
@@ -372,3 +388,31 @@ def test_crawl_a_deferred_page_crawled_beside_a_deeper_one_gives_its_links_its_d
         f"{A}/4": 2,
         f"{A}/5": 3,
     }
+
+
+def test_crawl_inbox_objects_of_two_attempts_at_one_batch_are_two_objects(h: Harness) -> None:
+    """A redone batch never writes over the mail of its dead attempt: the owner may have
+    taken that in, and deleting it after its CAS would take the redo's links with it."""
+    run_id = wide_crawl(h, chains=2)
+    body = encode_segment([Entry(f"http://{HOSTS[1]}/3", 1, None)])
+    h.store.put_inbox(run_id, "0000", "0001", 7, body, attempt="req-1/a.1")
+    h.store.put_inbox(run_id, "0000", "0001", 7, body, attempt="req-2/b.1")
+    h.store.put_inbox(run_id, "0000", "0001", 7, body, attempt="req-2/b.1")
+    assert len(h.store.inbox_keys(run_id, "0000")) == 2
+
+
+@pytest.mark.parametrize(
+    ("last", "now", "expected"),
+    [
+        (None, OthersCount(0.0, 10, 10, 0.0), COUNT_EVERY_S),  # first count
+        (OthersCount(0.0, 10, 10, 0.0), OthersCount(10.0, 20, 20, 0.0), COUNT_MOST_S),  # far
+        (OthersCount(0.0, 10, 10, 0.0), OthersCount(10.0, 10, 10, 0.0), COUNT_MOST_S),  # idle
+        (OthersCount(0.0, 10, 10, 0.0), OthersCount(10.0, 260, 260, 0.0), COUNT_EVERY_S),
+        (OthersCount(0.0, 10, 10, 0.0), OthersCount(10.0, 300, 300, 0.0), COUNT_EVERY_S),
+        (OthersCount(0.0, 10, 10, 0.0), OthersCount(1.0, 20, 20, 0.0), 24.0),  # at the pace
+    ],
+)
+def test_crawl_counts_the_other_chains_pages_often_only_near_max_pages(
+    last: OthersCount | None, now: OthersCount, expected: float
+) -> None:
+    assert count_wait(last, now, cap=1_000) == pytest.approx(expected)

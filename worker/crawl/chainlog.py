@@ -43,6 +43,8 @@ class OthersCount:
 
     at: float
     pages: int
+    mine: int
+    """This chain's own pages then (the run's pace is both)."""
     again_at: float
 
 

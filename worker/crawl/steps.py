@@ -15,8 +15,9 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from worker.checkpoint import Checkpoint
@@ -51,9 +52,9 @@ MAX_CRAWL_CHAINS = 1000
 KEPT_RUNS = 4
 MAIL_EVERY_S = 1.0
 """With several chains, how often a leg looks in its inbox."""
-CRAWL_COMMIT_EVERY_S = 1.0
+CRAWL_COMMIT_EVERY_S = 2.0
 """With several chains, how often a leg commits: links for other chains leave with it."""
-CRAWL_LINGER_S = 1.0
+CRAWL_LINGER_S = 3.0
 """With several chains, how long a leg out of pages watches its inbox before it ends."""
 CRAWL_LINGER_STEP_S = 0.25
 COUNT_EVERY_S = 10.0
@@ -65,22 +66,24 @@ COUNT_MOST_S = 60.0
 @dataclass
 class CrawlMemory:
     """Container-scoped: each chain's log and seen-set, and robots rules per origin, so a
-    warm leg reads only what the previous legs added."""
+    warm leg reads only what the previous legs added. Keyed by the run's incarnation
+    (its id and when its run.json was made): a run whose objects were deleted (say, by
+    a lifecycle rule) and started again under the same id is a new run here too."""
 
     logs: dict[tuple[str, str], ChainLog] = field(default_factory=dict)
     robots: dict[tuple[str, str], RobotsRules] = field(default_factory=dict)
 
-    def chain_log(self, run_id: str, chain: str, base: int) -> ChainLog:
-        key = (run_id, chain)
+    def chain_log(self, incarnation: str, run_id: str, chain: str, base: int) -> ChainLog:
+        key = (incarnation, chain)
         found = self.logs.pop(key, None) or ChainLog(run_id, chain, base)
         self.logs[key] = found  # most recent last
         while len(self.logs) > KEPT_RUNS:
             self.logs.pop(next(iter(self.logs)))
         return found
 
-    def forget(self, run_id: str, chain: str) -> None:
+    def forget(self, incarnation: str, chain: str) -> None:
         """After a write whose fate is unknown: the next leg rebuilds from S3."""
-        self.logs.pop((run_id, chain), None)
+        self.logs.pop((incarnation, chain), None)
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,11 @@ class CrawlSteps:
         hosts: Hosts,
         io: Executor,
         clock: Clock,
+        incarnation: str,
     ) -> None:
         self.spec: CrawlSpec = parse_crawl_spec(spec, "the run's crawl spec")
+        self.incarnation = incarnation
+        """Which run this is to the container's memory (`CrawlMemory`)."""
         self.store = store
         self.memory = memory
         self.fetcher = fetcher
@@ -145,11 +151,11 @@ class CrawlSteps:
             self.hosts.set_delay(host, float(seconds))
         for host, seconds in state.get("pauses", {}).items():
             self.hosts.pause(host, float(seconds), now)
-        self.log = self.memory.chain_log(cp.run_id, cp.chain, cp.start)
+        self.log = self.memory.chain_log(self.incarnation, cp.run_id, cp.chain, cp.start)
         try:
             self.log.sync(self.store, cp.range_end, self.io)
         except Exception:
-            self.memory.forget(cp.run_id, cp.chain)
+            self.memory.forget(self.incarnation, cp.chain)
             raise
         return FrontierTasks(self.log, self.store, self._task)
 
@@ -236,22 +242,23 @@ class CrawlSteps:
         if entries:
             entries = entries[: max(0, self._room(cp))]
         number = cp.ok + cp.failed  # grows with every commit of rows: the mail's key
-        writes = [
-            self.io.submit(
-                self.store.put_inbox,
-                cp.run_id,
-                f"{part:04d}",
-                cp.chain,
-                number,
-                encode_segment(list(mail.values())),
-            )
-            for part, mail in outgoing.items()
-        ]
+        writes: list[Future[None]] = []
         body = b""
-        if entries:
-            body, seen = new_segment(entries)
-            put = self.store.put_frontier
-            writes.append(self.io.submit(put, cp.run_id, cp.chain, cp.range_end, body, seen))
+        try:
+            for part, mail in outgoing.items():
+                sent = encode_segment(list(mail.values()))
+                to, attempt = f"{part:04d}", cp.owner or ""
+                put = partial(self.store.put_inbox, attempt=attempt)
+                writes.append(self.io.submit(put, cp.run_id, to, cp.chain, number, sent))
+            if entries:
+                body, seen = new_segment(entries)
+                put_segment = self.store.put_frontier
+                writes.append(
+                    self.io.submit(put_segment, cp.run_id, cp.chain, cp.range_end, body, seen)
+                )
+        except BaseException:
+            wait(writes)  # none may land after the redone batch's write of its key
+            raise
         landed(writes)
         return Growth(
             cp.range_end,
@@ -276,14 +283,9 @@ class CrawlSteps:
             names = [c for c in self.store.chain_ids(cp.run_id) if c != cp.chain]
             found = self.io.map(lambda c: self.store.load_checkpoint(cp.run_id, c), names)
             pages = sum(v.checkpoint.total for v in found)
-            wait = COUNT_EVERY_S
-            if last is not None and now > last.at:
-                # Far from the cap at the others' pace: no need to read them all so often.
-                rate = max(0, pages - last.pages) / (now - last.at)
-                room = self.spec.max_pages - mine - pages
-                wait = COUNT_MOST_S if rate == 0 else room / (2 * rate)
-                wait = min(COUNT_MOST_S, max(COUNT_EVERY_S, wait))
-            last = self.log.others = OthersCount(now, pages, now + wait)
+            counted = OthersCount(now, pages, mine, now)
+            after_s = count_wait(last, counted, self.spec.max_pages)
+            last = self.log.others = replace(counted, again_at=now + after_s)
         return self.spec.max_pages - mine - last.pages
 
     def owns(self, url: str, chain: str) -> bool:
@@ -318,7 +320,7 @@ class CrawlSteps:
     def rules(self, run_id: str, origins: Iterable[str]) -> dict[str, RobotsRules]:
         """robots.txt of each origin, fetched once per run: this container's copy, else
         the run's (S3), else fetched now and kept with the run for every other leg."""
-        wanted = {o: self.memory.robots.get((run_id, o)) for o in origins}
+        wanted = {o: self.memory.robots.get((self.incarnation, o)) for o in origins}
         missing = [o for o, rules in wanted.items() if rules is None]
         for origin, rules in zip(
             missing, self.io.map(lambda o: self._rules(run_id, o), missing), strict=True
@@ -328,7 +330,7 @@ class CrawlSteps:
         for origin, found in wanted.items():
             assert found is not None
             out[origin] = found
-            self.memory.robots[(run_id, origin)] = found
+            self.memory.robots[(self.incarnation, origin)] = found
             delay = found.crawl_delay_s(self.spec.user_agent)
             if delay:
                 host, seconds = host_of(origin), min(MAX_DELAY_S, delay)
@@ -423,3 +425,16 @@ def breadth_first(entries: Iterable[Entry]) -> list[Entry]:
 def crawl_checkpoint(cp: Checkpoint, growth: Growth) -> Checkpoint:
     """`cp` with the log grown: its range now ends where the log does."""
     return replace(cp, end=growth.end, total=growth.end - cp.start, frontier=growth.frontier)
+
+
+def count_wait(last: OthersCount | None, now: OthersCount, cap: int) -> float:
+    """How long until a crawl chain counts the others' pages again: COUNT_EVERY_S near
+    `max_pages` (half of it used, or the room gone in twice that at the run's pace since
+    the last count), up to COUNT_MOST_S far from it."""
+    room = cap - now.pages - now.mine
+    if last is None or room < cap / 2 or now.at <= last.at:
+        return COUNT_EVERY_S
+    rate = (now.pages + now.mine - last.pages - last.mine) / (now.at - last.at)
+    if rate <= 0:
+        return COUNT_MOST_S
+    return min(COUNT_MOST_S, max(COUNT_EVERY_S, room / (2 * rate)))
