@@ -1370,14 +1370,15 @@ def _crawl(c: Any) -> str:
             f"Here the 16-chain runs' containers used {cores(many)} cores on average and kept "
             f"{num(many['mean_in_flight_median'], 1)} requests in flight (one chain: "
             f"{cores(one)} cores, {num(one['mean_in_flight_median'], 1)} in flight); the bench's "
-            f"process (the S3 emulator, the Lambda API, the site) used "
+            f"process (the S3 emulator and the Lambda API; the site has its own) used "
             f"{num(many.get('bench_cpu_s_median'), 1)} CPU s a run against "
             f"{num(one.get('bench_cpu_s_median'), 1)} for one chain, "
             f"{busy(many)} of a core over the 16-chain run's working time: one Python process, "
             "so its interpreter lock holds it to about one core, and the S3 emulator is a possible "
-            "bound here that real S3 is not. Links also cross between chains through inboxes "
-            "taken in every 2 s or when a chain runs dry; how much each costs is not measured "
-            "here."
+            "bound here that real S3 is not (a chain's commits then take longer, and its tasks "
+            "wait for the links a commit adds). Links also cross between chains: a chain commits "
+            "every 2 s and takes in its inbox every second or when it runs dry; how much each "
+            "costs is not measured here."
         )
     default, tuned = table.get("crawlee_default") or {}, table.get("crawlee_64") or {}
     if default.get("mean_in_flight_median") is not None:
@@ -1415,6 +1416,7 @@ def _crawl(c: Any) -> str:
         pages_per_host=site["pages_per_host"],
         links_per_page=site["links_per_page"],
         deepest=site["deepest"],
+        max_depth=(site.get("spec") or {}).get("max_depth", site["deepest"]),
         per_host=cfg["per_host_concurrency"],
         tuned=cfg["tuned"],
         rounds=cfg["rounds"],
