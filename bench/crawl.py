@@ -202,6 +202,9 @@ class CrawlRun:
     """The most requests one host had in flight at once."""
     mean_in_flight: float = 0.0
     """Requests in flight on the whole site, on average from its first to its last."""
+    peak_rss_mb: float | None = None
+    """Baton: the largest container's high-water RSS (VmHWM) after the run (containers
+    outlive runs, so an earlier run's peak may show); a peer: its process's, at its end."""
     sample: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
     contention: dict[str, float] | None = None
@@ -419,6 +422,7 @@ class _Bench:
 
     def _baton(self, run: CrawlRun, contender: Contender) -> None:
         from bench.fanout import _containers_cpu_s
+        from bench.throughput import container_peaks_mb
 
         cpu0 = _containers_cpu_s()
         invoked = time.monotonic()
@@ -429,6 +433,7 @@ class _Bench:
         run.e2e_s = round(time.monotonic() - invoked, 3)
         self.stack.runtime.wait_idle(60)
         run.cpu_s = round(_containers_cpu_s() - cpu0, 3)
+        run.peak_rss_mb = round(max(container_peaks_mb(), default=0.0), 1) or None
         run.elapsed_s = float(summary["duration_s"])
         record = self.store.load_run(run_id)
         run.chains = int(record.chains)
@@ -500,6 +505,7 @@ class _Bench:
         run.note = "; ".join([f"process CPU {process_cpu:.2f} s with start-up", *summary["notes"]])
         run.sample = summary["sample"]
         run.versions = summary["versions"]
+        run.peak_rss_mb = summary.get("peak_rss_mb")
         shutil.rmtree(scratch, ignore_errors=True)
 
     def _wait(self, check: Callable[[], Any], every_s: float = 0.2) -> Any:
@@ -606,6 +612,7 @@ def _cell(runs: list[CrawlRun], skipped: str | None) -> dict[str, Any]:
         "failed": sum(r.failed for r in ok),
         "max_per_host": max(r.max_per_host for r in ok),
         "mean_in_flight_median": round(statistics.median(r.mean_in_flight for r in ok), 2),
+        "peak_rss_mb_max": max((r.peak_rss_mb for r in ok if r.peak_rss_mb), default=None),
         "chains_asked": ok[0].chains_asked or None,
         "chains_ran": chains or None,
         "notes": sorted({r.note for r in ok if r.note and r.chains_asked and "chain" in r.note}),

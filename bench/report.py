@@ -1313,7 +1313,7 @@ def _crawl(c: Any) -> str:
         cell = table.get(key) or {}
         if "skipped" in cell or "missing" in cell:
             why = cell.get("skipped") or cell.get("missing")
-            rows.append(f"| {label} | {why} |" + " |" * 9)
+            rows.append(f"| {label} | {why} |" + " |" * 10)
             continue
         asked, ran = cell.get("chains_asked"), cell.get("chains_ran")
         chains = f"{asked} / {', '.join(map(str, ran))}" if asked and ran else "-"
@@ -1323,6 +1323,7 @@ def _crawl(c: Any) -> str:
             f"| {num(cell.get('bench_cpu_s_median'), 1)} "
             f"| {', '.join(map(str, cell['found']))} | {num(cell['fetches_per_page_median'])} "
             f"| {chains} | {num(cell['mean_in_flight_median'], 1)} / {cell['max_per_host']} "
+            f"| {num(cell.get('peak_rss_mb_max'), 1)} "
             f"| {len(cell['errors'])} / {cell['short_of_oracle']} |"
         )
     ratios = c.get("ratios") or {}

@@ -73,6 +73,8 @@ class Summary:
     sample: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    peak_rss_mb: float | None = None
+    """This process's high-water RSS (VmHWM) when it emits, start-up and imports included."""
 
     def count(self, row: dict[str, Any]) -> None:
         self.pages += 1
@@ -90,6 +92,7 @@ class Summary:
             }
 
     def emit(self) -> None:
+        self.peak_rss_mb = _peak_rss_mb()
         json.dump(asdict(self), sys.stdout)
         sys.stdout.write("\n")
         sys.stdout.flush()
@@ -133,3 +136,13 @@ def version(distribution: str) -> str:
         return installed(distribution)
     except PackageNotFoundError:
         return "?"
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
