@@ -20,7 +20,7 @@ from typing import Any
 
 from worker.checkpoint import Checkpoint, RunStatus
 from worker.completion import try_complete
-from worker.config import DEFAULT_PRESIGN_EXPIRES_S, DEFAULT_PROCESSOR
+from worker.config import DEFAULT_PRESIGN_EXPIRES_S, DEFAULT_PROCESSOR, Settings
 from worker.container import Container
 from worker.cost import pricing_config
 from worker.crawl.chainlog import empty_frontier
@@ -331,19 +331,25 @@ def _new_record(
         start_position=position,
         created_ms=container.clock.now_ms(),
         source=request.source,
-        config={
-            "batch_size": settings.batch_size,
-            "concurrency": settings.concurrency,
-            "processor": settings.processor,
-            "max_legs": settings.max_legs,
-            "stall_after_ms": settings.stall_after_ms,
-            "pricing": pricing_config(
-                architecture(settings.architecture), parse_overrides(settings.prices)
-            ),
-        },
+        config=_config(settings, settings.processor),
         version=LAYOUT_VERSION,
         chains=max(1, min(chains, len(tasks) - position)),
     )
+
+
+def _config(settings: Settings, processor: str) -> dict[str, Any]:
+    """What a run pins at its start, whatever its source: its settings, and the prices its
+    cost is reported at (a run priced at a later deploy's prices would be a guess)."""
+    return {
+        "batch_size": settings.batch_size,
+        "concurrency": settings.concurrency,
+        "processor": processor,
+        "max_legs": settings.max_legs,
+        "stall_after_ms": settings.stall_after_ms,
+        "pricing": pricing_config(
+            architecture(settings.architecture), parse_overrides(settings.prices)
+        ),
+    }
 
 
 def _new_prefix_record(
@@ -383,12 +389,7 @@ def _new_prefix_record(
         start_position=0,
         created_ms=at,
         source=request.source,
-        config={
-            "concurrency": settings.concurrency,
-            "processor": processor,
-            "max_legs": settings.max_legs,
-            "stall_after_ms": settings.stall_after_ms,
-        },
+        config=_config(settings, processor),
         version=LAYOUT_VERSION,
         chains=max(1, chains),
         listing={
@@ -434,12 +435,7 @@ def _new_crawl_record(
         start_position=0,
         created_ms=container.clock.now_ms(),
         source=request.source,
-        config={
-            "concurrency": settings.concurrency,
-            "processor": spec.processor or settings.processor,
-            "max_legs": settings.max_legs,
-            "stall_after_ms": settings.stall_after_ms,
-        },
+        config=_config(settings, spec.processor or settings.processor),
         version=LAYOUT_VERSION,
         chains=max(1, min(chains, MAX_CRAWL_CHAINS)),
         crawl=spec.as_dict(),

@@ -13,7 +13,7 @@ from tests.conftest import put_tasks
 from tests.fakes import Killed, ticking_processor
 from tests.unit.harness import Harness, settings
 from worker.checkpoint import Checkpoint
-from worker.cost import cost_section
+from worker.cost import cost_section, pricing_config
 from worker.exceptions import TransientError
 from worker.prices import DEFAULT_PRICES, architecture, parse_overrides
 from worker.usage import Usage
@@ -330,3 +330,28 @@ def test_cost_of_a_run_started_before_metering_is_partial_on_the_set_architectur
 def test_cost_of_a_run_started_with_metering_is_full(h: Harness) -> None:
     run_id, _ = run_all(h)
     assert h.summary(run_id)["cost"]["metered"] == "full"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"key": "tasks/list.jsonl"},
+        {"prefix": {"prefix": "data/"}},
+        {"crawl": {"seeds": ["http://127.0.0.1:9/"]}},
+    ],
+    ids=["list", "prefix", "crawl"],
+)
+def test_cost_prices_are_pinned_by_the_start_of_every_kind_of_run(
+    s3: Any, bucket: str, source: dict[str, Any]
+) -> None:
+    """A prefix run or a crawl is priced as it started, as a list is: not at a later
+    deploy's prices, and never reported as partly metered."""
+    overrides = "lambda_gb_s_arm64=0.00002,s3_put=0.000006"
+    h = Harness(s3, bucket, settings(architecture="arm64", prices=overrides))
+    put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    started = h.invoke({"bucket": bucket, **source})["results"][0]
+    key = f"runs/{started['run_id']}/run.json"
+    record = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert record["config"]["pricing"] == pricing_config(
+        architecture("arm64"), parse_overrides(overrides)
+    )
