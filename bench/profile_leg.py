@@ -297,7 +297,14 @@ def measure(
                                 key = f"tasks/profile-{next(serial)}.jsonl"
                                 client.put_object(Bucket=BUCKET, Key=key, Body=body)
                                 figures = _leg(
-                                    tree, key, case, env, work, out if profiled else None, spy, rate
+                                    tree=tree,
+                                    key=key,
+                                    case=case,
+                                    env=env,
+                                    work=work,
+                                    spy_out=out if profiled else None,
+                                    spy=spy,
+                                    rate=rate,
                                 )
                         except (OSError, RuntimeError, ValueError) as exc:
                             m.error = f"{type(exc).__name__}: {exc}"[:400]

@@ -198,8 +198,8 @@ class Run:
     cpu_s: float = 0.0
     cpu_ms_per_page: float | None = None
     crawl_cpu_ms_per_page: float | None = None
-    """Start-up left out: a peer's CPU over its crawl call only; baton's CPU less that of a
-    1-page run (`baton_startup`) per container it started."""
+    """Start-up left out: a peer's CPU over its crawl call only; baton's CPU less, for each
+    container it started, a 1-page run's CPU per container (`baton_startup`)."""
     e2e_s: float = 0.0
     links: int = 0
     sample: dict[str, Any] | None = None
@@ -211,6 +211,7 @@ class Run:
     logged with it (None if the worker logs none), rows committed, failed rows, the CPU
     use logged with it (None if none)]."""
     legs: int | None = None
+    cold_starts: int = 0
     contention: dict[str, float] | None = None
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
@@ -238,7 +239,11 @@ def measure(
         with Origin(origins["latency"]) as latency, Origin(origins["fast"]) as fast:
             if any(c.peer is None for c in running):
                 startup = _startup(fast, config, work)
-                say(f"  baton's fixed cost per run (a 1-page run): {startup['cpu_s']} CPU s")
+                say(
+                    f"  baton's fixed cost per container: {startup['cpu_s']} CPU s "
+                    f"(a 1-page run: {startup['run_cpu_s']} s over "
+                    f"{startup['cold_starts']} containers)"
+                )
                 context = replace(context, startup_cpu_s=startup["cpu_s"])
             for round_ in range(config.rounds):
                 for origin in (latency, fast) if round_ % 2 == 0 else (fast, latency):
@@ -269,7 +274,8 @@ class _Context:
     contention: Contention | None
     say: Any
     startup_cpu_s: float | None = None
-    """Baton's CPU for a 1-page run: what one container's start and a run's ends cost."""
+    """Baton's fixed CPU per container: a 1-page run's (a container's start, the run's
+    ends) over the containers it started (the start's and leg 0's, two)."""
 
 
 def _run(contender: Contender, origin: Origin, round_: int, context: _Context) -> Run:
@@ -302,7 +308,14 @@ def _startup(origin: Origin, config: VersusConfig, work: Path) -> dict[str, Any]
     origin.reset()
     run = Run(origin.config.name, "baton_default", -1)
     _baton(run, BY_KEY["baton_default"], origin, _Context(config, work, None, print), pages=1)
-    return {"cpu_s": run.cpu_s, "e2e_s": run.e2e_s, "error": run.error}
+    per_container = round(run.cpu_s / max(1, run.cold_starts), 3)
+    return {
+        "cpu_s": per_container,
+        "run_cpu_s": run.cpu_s,
+        "cold_starts": run.cold_starts,
+        "e2e_s": run.e2e_s,
+        "error": run.error,
+    }
 
 
 def _baton(
@@ -333,8 +346,9 @@ def _baton(
     run.pages_per_s = round(processed / chain.duration_s, 2) if chain.duration_s > 0 else 0.0
     run.cpu_s = chain.container_cpu_s
     run.cpu_ms_per_page = round(chain.container_cpu_s * 1000 / processed, 3) if processed else None
+    run.cold_starts = int(chain.stats.get("cold_starts") or 1)
     if context.startup_cpu_s is not None and processed:
-        fixed = context.startup_cpu_s * int(chain.stats.get("cold_starts") or 1)
+        fixed = context.startup_cpu_s * run.cold_starts
         run.crawl_cpu_ms_per_page = round((chain.container_cpu_s - fixed) * 1000 / processed, 3)
     run.e2e_s = round(chain.finished_s - chain.upload_s, 3)
     run.links = chain.links

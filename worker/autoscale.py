@@ -10,7 +10,10 @@ sets the same variable), and
   faster the further below target it is (doubling below a quarter of it, so a
   leg reaches a latency-bound site's level in a couple of seconds);
 - shrinks on CPU saturation, on memory pressure, and when tasks time out;
-- holds otherwise (slots idle means the window, not the level, is the limit).
+- holds otherwise (slots idle means the window, not the level, is the limit), and
+  when tasks take much longer than the quickest the container has seen: that is a
+  queue, at the site or for this process's CPU, and tasks added to it would only
+  wait in it (Scrapy's AutoThrottle steers by the same latency).
 
 Throttling (429/503) is a host's business, not the leg's: `worker.hosts` backs
 that host off alone. The level learned is kept by the container, and written
@@ -28,6 +31,13 @@ MB_PER_VCPU = 1769
 """Lambda allocates CPU in proportion to memory: 1,769 MB buys one vCPU."""
 MAX_USEFUL_VCPUS = 1.0
 """One Python process holds the GIL for parsing and encoding: more vCPUs do not help it."""
+
+
+INFLATED = 1.4
+"""Mean task time over the quickest seen, past which more in flight only queues."""
+QUICKEST_DRIFT = 1.02
+"""Per interval, the quickest mean may rise this much: a site that got slower for good
+becomes the new norm in about 20 s, so the level can grow against it again."""
 
 
 def cpu_share(environ: dict[str, str] | None = None) -> float:
@@ -64,6 +74,9 @@ class Autoscaler:
     _last_cpu: float = field(default=0.0, init=False)
     _tasks: int = field(default=0, init=False)
     _timeouts: int = field(default=0, init=False)
+    _timed: int = field(default=0, init=False)
+    _task_s: float = field(default=0.0, init=False)
+    _quickest_s: float | None = field(default=None, init=False)
     _busy: float = field(default=0.0, init=False)
     _samples: int = field(default=0, init=False)
     learned: bool = field(default=False, init=False)
@@ -82,9 +95,13 @@ class Autoscaler:
         if self.fixed is None and not self.learned and level > 0:
             self.level = float(min(self.maximum, level))
 
-    def task_done(self, *, timed_out: bool) -> None:
+    def task_done(self, *, timed_out: bool, seconds: float | None = None) -> None:
+        """`seconds`: the task's time, when it ran to a row (a deferred one did not)."""
         self._tasks += 1
         self._timeouts += int(timed_out)
+        if seconds is not None:
+            self._timed += 1
+            self._task_s += seconds
 
     def tick(self, now: float, in_flight: int, waiting: bool, memory_use: float = 0.0) -> int:
         """Record how busy the slots are; every `interval_s`, adjust. Returns the level."""
@@ -100,18 +117,29 @@ class Autoscaler:
         use = (cpu - self._last_cpu) / elapsed / self.share if elapsed > 0 else 0.0
         saturated = self._busy / self._samples >= 0.5
         timeouts = self._timeouts / self._tasks if self._tasks else 0.0
-        self.level = self._next(use, saturated, timeouts, memory_use)
+        self.level = self._next(use, saturated, timeouts, memory_use, self._queued())
         self.learned = True
         self.last_cpu_use = use
         self._last_at, self._last_cpu = now, cpu
-        self._tasks = self._timeouts = self._samples = 0
-        self._busy = 0.0
+        self._tasks = self._timeouts = self._samples = self._timed = 0
+        self._busy = self._task_s = 0.0
         return self.current
 
-    def _next(self, use: float, saturated: bool, timeouts: float, memory_use: float) -> float:
+    def _queued(self) -> bool:
+        """Whether this interval's tasks took INFLATED times the quickest interval's."""
+        if not self._timed:
+            return False
+        mean = self._task_s / self._timed
+        quickest = self._quickest_s
+        self._quickest_s = mean if quickest is None else min(mean, quickest * QUICKEST_DRIFT)
+        return quickest is not None and mean > quickest * INFLATED
+
+    def _next(
+        self, use: float, saturated: bool, timeouts: float, memory_use: float, queued: bool
+    ) -> float:
         if memory_use > 0.85 or timeouts > 0.2 or use > 0.95:
             return max(1.0, self.level * 0.8)
-        if saturated and use < self.target:
+        if saturated and use < self.target and not queued:
             step = 2.0 if use < self.target / 4 else 1.5 if use < self.target / 2 else 1.15
             return min(float(self.maximum), self.level * step + 1)
         return self.level

@@ -80,6 +80,20 @@ def test_fetch_same_origin_redirect_keeps_credential_headers(origin: LoopbackSer
     assert origin.received[1].headers["authorization"] == "Bearer secret"
 
 
+def test_fetch_sends_its_own_headers_and_a_tasks_header_in_any_case_replaces_its_own(
+    origin: LoopbackServer,
+) -> None:
+    origin.routes["/page"] = static(b"<title>t</title>")
+    run(origin.url("/page"), user_agent="baton-test")
+    run(origin.url("/page"), headers={"user-agent": "the task's", "X-Trace": "1"})
+    plain, given = origin.received[0].headers, origin.received[1].headers
+    assert plain["user-agent"] == "baton-test"
+    assert plain["accept"].startswith("text/html")
+    assert given["user-agent"] == "the task's"
+    assert given["x-trace"] == "1"
+    assert "cookie" not in plain
+
+
 def test_fetch_final_url_carries_no_credentials(origin: LoopbackServer) -> None:
     origin.routes["/start"] = redirect("/landing")
     origin.routes["/landing"] = static(b"<title>landed</title>")

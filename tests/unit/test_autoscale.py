@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.autoscale import MB_PER_VCPU, Autoscaler, cpu_share
+from worker.autoscale import INFLATED, MB_PER_VCPU, Autoscaler, cpu_share
 
 
 @dataclass
@@ -71,6 +71,49 @@ def test_autoscale_shrinks_when_tasks_time_out() -> None:
         scaler.task_done(timed_out=True)
     scaler.tick(100.0 + scaler.interval_s, in_flight=100, waiting=True)
     assert scaler.current == 80
+
+
+def interval(scaler: Autoscaler, cpu: Cpu, now: float, task_s: float, tasks: int = 50) -> float:
+    """One interval at a tenth of the CPU, slots full, `tasks` finished in `task_s` each."""
+    for _ in range(tasks):
+        scaler.task_done(timed_out=False, seconds=task_s)
+    now += scaler.interval_s
+    cpu.seconds += 0.1 * scaler.share * scaler.interval_s
+    scaler.tick(now, in_flight=scaler.current, waiting=True)
+    return now
+
+
+def test_autoscale_holds_when_tasks_take_much_longer_than_at_a_lower_level() -> None:
+    """A queue somewhere (the site's, or this process's CPU): more in flight only waits."""
+    cpu = Cpu()
+    scaler = Autoscaler(start=8, cpu_seconds=cpu)
+    scaler.tick(100.0, in_flight=0, waiting=False)
+    now = interval(scaler, cpu, 100.0, task_s=0.2)
+    grown = scaler.current
+    assert grown > 8
+    interval(scaler, cpu, now, task_s=0.2 * INFLATED * 1.1)
+    assert scaler.current == grown
+
+
+def test_autoscale_grows_while_tasks_take_as_long_as_at_a_lower_level() -> None:
+    cpu = Cpu()
+    scaler = Autoscaler(start=8, cpu_seconds=cpu)
+    scaler.tick(100.0, in_flight=0, waiting=False)
+    now = interval(scaler, cpu, 100.0, task_s=0.2)
+    grown = scaler.current
+    interval(scaler, cpu, now, task_s=0.2 * INFLATED * 0.9)
+    assert scaler.current > grown
+
+
+def test_autoscale_a_site_that_stays_slower_becomes_the_norm_and_the_level_grows_again() -> None:
+    cpu = Cpu()
+    scaler = Autoscaler(start=8, cpu_seconds=cpu)
+    scaler.tick(100.0, in_flight=0, waiting=False)
+    now = interval(scaler, cpu, 100.0, task_s=0.2)
+    held = scaler.current
+    for _ in range(40):
+        now = interval(scaler, cpu, now, task_s=0.5)
+    assert scaler.current > held
 
 
 def test_autoscale_is_capped_and_pinned_by_a_fixed_level() -> None:
