@@ -11,15 +11,20 @@ instead of a `threading.Event`, so waiting yields to the scheduler (and a timeou
 is virtual). Futures hash by a sequence number, so the sets `wait` returns iterate
 in the same order every run.
 
-`container.io` (the cancel marker's HEAD beside a commit's PUT) runs inline: the
-HEAD happens just before the PUT instead of beside it, one of the real orders.
+`container.io` (a commit's results, holes, segment and mail PUTs side by side, the
+cancel marker's HEAD beside them, reads fanned out) is `ShuffledIo`: each call runs
+at once or waits until something waits for it, as the seed decides, and the calls
+waiting run in a seeded order. So side-by-side writes land in any order, and a crash
+between two of them leaves the rest unsent, as the process's death would.
 """
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 from tests.sim.scheduler import Actor, Scheduler, SimEvent, _ceil_ms
@@ -130,19 +135,92 @@ class TaskPool(ThreadPoolExecutor):
         return future
 
 
-class InlineExecutor(ThreadPoolExecutor):
-    """`container.io`: runs the call at once in the caller's thread (it may yield)."""
+class ShuffledIo(ThreadPoolExecutor):
+    """`container.io`: a call runs when submitted or waits, `rng` decides. Calls waiting
+    run, in an order `rng` draws, in the thread of whoever waits for one of them (they
+    may yield), until what it waits for is done; the rest wait on: a write still in
+    flight when its leg moved on lands at a later wait, perhaps the next leg's."""
 
-    def __init__(self) -> None:
-        super().__init__(max_workers=1)
+    def __init__(self, rng: random.Random, defer: float = 0.5) -> None:
+        super().__init__(max_workers=1)  # never started: submit is overridden
+        self.rng = rng
+        self.defer = defer
+        self._waiting: list[tuple[Future[Any], Callable[[], Any]]] = []
+        self._numbers = 0
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:
-            future.set_exception(exc)
+        self._numbers += 1
+        future: Future[T] = _Deferred(self, self._numbers)
+        self._waiting.append((future, partial(fn, *args, **kwargs)))
+        if self.rng.random() >= self.defer:
+            self.run_until(future.done)
         return future
+
+    def run_until(self, done: Callable[[], bool]) -> None:
+        while self._waiting and not done():
+            future, call = self._waiting.pop(self.rng.randrange(len(self._waiting)))
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled before it started (`Executor.map` on an error)
+            try:
+                result = call()
+            except Exception as exc:
+                future.set_exception(exc)
+            except BaseException:
+                self._waiting = []  # the process died: what was not sent never is
+                raise
+            else:
+                future.set_result(result)
+
+
+class _Deferred(Future[T]):
+    """A `ShuffledIo` call's future: waiting for it runs calls waiting until it is done."""
+
+    def __init__(self, io: ShuffledIo, number: int) -> None:
+        super().__init__()
+        self._io = io
+        self._number = number
+        self._waiters = _RunningWaiters(io)
+
+    def __hash__(self) -> int:
+        return self._number  # the sets `wait` returns iterate alike in every process
+
+    def result(self, timeout: float | None = None) -> T:
+        self._io.run_until(self.done)
+        return super().result(timeout=0)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._io.run_until(self.done)
+        return super().exception(timeout=0)
+
+
+class _RunningWaiters(list[Any]):
+    """`Future._waiters`: `concurrent.futures.wait`'s waiter runs calls until it is set
+    instead of blocking (no other thread would run them)."""
+
+    def __init__(self, io: ShuffledIo) -> None:
+        super().__init__()
+        self.io = io
+
+    def append(self, waiter: Any) -> None:
+        if not isinstance(waiter.event, _RunningEvent):
+            waiter.event = _RunningEvent(self.io, waiter.event)
+        super().append(waiter)
+
+
+class _RunningEvent:
+    def __init__(self, io: ShuffledIo, event: Any) -> None:
+        self.io = io
+        self.event = event
+
+    def set(self) -> None:
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return bool(self.event.is_set())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.io.run_until(self.is_set)
+        return self.is_set()
 
 
 class SimInFlight(InFlight):

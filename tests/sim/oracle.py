@@ -93,6 +93,7 @@ CATEGORIES = (
     "killer_deaths",
     "strike_reset",
     "livelock",
+    "resume_race",
 )
 
 
@@ -423,7 +424,31 @@ def judge(world: World) -> list[Violation]:
             )
     if not world.settled:
         violations.append(Violation("unfinished", f"the world did not settle: {world.stopped}"))
-    return violations
+    return _raced(world, violations)
+
+
+RACE_EFFECTS = frozenset(
+    {"unfinished", "counts", "manifest", "notices_early", "summary", "completed_early"}
+)
+
+
+def _raced(world: World, violations: list[Violation]) -> list[Violation]:
+    """A run completed while a start was resuming it (the completion read a chain's
+    ending before the resume's swap, and wrote the summary after it): what follows from
+    that (a summary of the ending, a chain left running, the marker the sweep watches
+    gone, so the world never settles) is that known finding, not a new one."""
+    if not world.raced:
+        return violations
+    return [
+        Violation("resume_race", v.message)
+        if v.category in RACE_EFFECTS
+        and (
+            any(run_id in v.message for run_id in world.raced)
+            or v.message.startswith("the world did not settle")
+        )
+        else v
+        for v in violations
+    ]
 
 
 def check_run(store: RunStore, run_id: str) -> list[Violation]:

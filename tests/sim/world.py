@@ -37,7 +37,7 @@ from cache import ObjectCache
 from tests.fakes import Killed
 from tests.sim import prefix
 from tests.sim.crawl import CrawlWorld
-from tests.sim.executors import InlineExecutor, SimClock, SimInFlight, TaskPool
+from tests.sim.executors import ShuffledIo, SimClock, SimInFlight, TaskPool
 from tests.sim.faults import FaultPlan
 from tests.sim.lam import USER_SOURCES, Invocation, SimContainer, SimInvoker, SimLambda
 from tests.sim.oracle import (
@@ -55,6 +55,7 @@ from tests.sim.scheduler import Actor, Scheduler
 from tests.sim.trace import Trace
 from worker.autoscale import Autoscaler
 from worker.budget import TimeBudget
+from worker.checkpoint import RunStatus
 from worker.config import Settings
 from worker.container import Container
 from worker.events import derive_run_id
@@ -249,6 +250,7 @@ class World:
         self.s3_rng = stream("s3")
         self.workload_rng = stream("workload")
         self.world_rng = stream("world")
+        self.io_rng = stream("io")
         self.clock = SimClock(self.scheduler)
         self.ledger = OwnerLedger()
         self.s3 = MemoryS3(SimNetwork(self), on_write=self._landed)
@@ -269,6 +271,10 @@ class World:
         self.settled = False
         self.stopped = ""
         self.violations: list[Violation] = []
+        self.resumers: dict[str, list[Invocation]] = {}
+        """Starts that swapped one of a run's chains from an ending back to running."""
+        self.raced: set[str] = set()
+        """Runs completed while a start was resuming them (soak.KNOWN_FINDINGS)."""
         self.notes: list[str] = []
         self.notices: list[Notice] = []
         self.notifier = SimNotifier(self)
@@ -277,6 +283,10 @@ class World:
 
     # the world's moves
     def run(self) -> list[Violation]:
+        # The runtime's retry policies draw their jitter from the global RNG (tenacity's
+        # `wait_exponential_jitter`): seeded here, one world's waits are the same in
+        # every process.
+        random.seed(f"baton-sim:{self.seed}:jitter")
         params = self.params
         self.trace.add("world", self._describe())
         if self.crawl is not None:
@@ -563,7 +573,7 @@ class World:
         container.instance_id = name
         container.cache = ObjectCache()
         container.pool = TaskPool(self.scheduler, self.clock, self.kill_by_task)
-        container.io = InlineExecutor()
+        container.io = ShuffledIo(self.io_rng)
         container.in_flight = lambda: SimInFlight(self.scheduler)
         container.processor = self.processor
         container._named.update(prefix.processors(self._task_started))
@@ -605,6 +615,9 @@ class World:
         chain = chain_of(key, prefix)
         if chain is None:
             return
+        resumed = _ended(before) and after is not None and not _ended(after)
+        if resumed and writer is not None and writer.event.source in USER_SOURCES:
+            self.resumers.setdefault(chain[0], []).append(writer)
         note = self.ledger.landed(
             chain,
             before.body if before else None,
@@ -637,8 +650,12 @@ class World:
         if why is not None:
             who = writer.name if writer else "?"
             name = key.rsplit("/", 1)[-1]
+            category = "completed_early"
+            if any(start.alive for start in self.resumers.get(run_id, [])):
+                category = "resume_race"
+                self.raced.add(run_id)
             self.ledger.violations.append(
-                Violation("completed_early", f"{who} wrote {run_id}'s {name} at +{at}: {why}")
+                Violation(category, f"{who} wrote {run_id}'s {name} at +{at}: {why}")
             )
 
     def _task_started(self, task: Task) -> None:
@@ -843,3 +860,10 @@ def simulate(seed: int) -> World:
         world = World(seed)
         world.run()
     return world
+
+
+def _ended(stored: Stored | None) -> bool:
+    """Whether a checkpoint as stored is in a terminal status (done, cancelled, ...)."""
+    if stored is None:
+        return False
+    return RunStatus(json.loads(stored.body)["status"]).terminal
