@@ -8,6 +8,11 @@ left. Then `summary.json` is written with `IfNoneMatch="*"`: the one leg (or
 sweep) whose write wins writes `manifest.json` and sends the completion notice;
 `notice.json` records that it went out, and the sweep repairs a winner that died
 between those steps.
+
+A start may resume a stopped run while a leg completes it. So the winner reads the
+chains again after its summary lands and takes the summary back if one moved (the
+resume's swaps come before it clears the completion), and drops the run's active
+marker only if no resume marked the run again since the completion read it.
 """
 
 from __future__ import annotations
@@ -93,8 +98,13 @@ def try_complete(
     if chains is None:
         return None
     summary = summarize(chains, record, store, architecture=architecture)
+    active = store.active_since(record.run_id)
     if not store.create_summary(record.run_id, summary):
         return None  # another leg (or the sweep) completed it
+    if _moved(store, record, chains, io):
+        store.withdraw_summary(record.run_id)
+        log.warning("run %s: a chain was resumed while it completed; not complete", record.run_id)
+        return None
     log.info(
         "run %s %s: %s tasks, %s ok, %s failed, in %s chains",
         record.run_id,
@@ -105,8 +115,22 @@ def try_complete(
         len(chains),
         extra={"event": "run_finished", "run_id": record.run_id, "status": summary["status"]},
     )
-    publish(store, record, summary, notifier, at_ms, presign_s=presign_s)
+    publish(store, record, summary, notifier, at_ms, presign_s=presign_s, active=active)
     return summary
+
+
+def _moved(
+    store: RunStore, record: RunRecord, chains: list[Checkpoint], io: Executor | None
+) -> bool:
+    """Whether any chain's checkpoint is not as the completion read it."""
+
+    def load(cp: Checkpoint) -> Checkpoint:
+        if record.version < LAYOUT_VERSION:
+            return store.load_checkpoint(record.run_id).checkpoint
+        return store.load_checkpoint(record.run_id, cp.chain).checkpoint
+
+    again = list(io.map(load, chains)) if io is not None else [load(cp) for cp in chains]
+    return again != chains
 
 
 def publish(
@@ -117,8 +141,10 @@ def publish(
     at_ms: int,
     *,
     presign_s: int = 0,
+    active: int | None,
 ) -> bool:
-    """The manifest, then the notice; True once the notice is recorded as sent."""
+    """The manifest, then the notice; True once the notice is recorded as sent. `active`:
+    the run's active marker as read before the summary (`RunStore.mark_inactive`)."""
     presigned_key = write_presigned(store, record)
     listed = manifest(store, record, summary, presign_s)
     if presigned_key is not None:
@@ -139,7 +165,7 @@ def publish(
         )
         return False
     store.put_notice(record.run_id, {"sent_ms": at_ms, "targets": targets, "detail": detail})
-    store.mark_inactive(record.run_id)
+    store.mark_inactive(record.run_id, active)
     return True
 
 
@@ -224,6 +250,7 @@ def repair(
     A notice is sent again only `resend_after_ms` after the run finished: until then
     the completing leg may still be sending it, and a second copy helps nobody.
     """
+    active = store.active_since(record.run_id)
     summary = store.load_summary(record.run_id)
     if summary is None:
         completed = try_complete(
@@ -231,12 +258,12 @@ def repair(
         )
         return None if completed is None else "completed"
     if store.load_notice(record.run_id) is not None:
-        store.mark_inactive(record.run_id)
+        store.mark_inactive(record.run_id, active)
         return "tidied"
     if at_ms - int(summary.get("finished_ms") or 0) < resend_after_ms:
         return None
     try:
-        sent = publish(store, record, summary, notifier, at_ms, presign_s=presign_s)
+        sent = publish(store, record, summary, notifier, at_ms, presign_s=presign_s, active=active)
         return "notice sent" if sent else None
     except BatonError as exc:
         log.warning("run %s: could not finish its completion: %s", record.run_id, exc)

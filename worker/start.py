@@ -159,24 +159,24 @@ def resume_run(
             f"position {position} is before run {record.run_id}'s start {record.start_position}"
         )
     store.clear_cancel(record.run_id)
-    store.clear_completion(record.run_id)
-    store.mark_active(record.run_id, at)
-    notes = []
+    resumed: list[Checkpoint] = []
     for current in chains:
         cp = current.checkpoint
         if cp.status is RunStatus.DONE or (cp.chain in queued and waiting(cp)):
             continue  # a queued chain is started by the queue, within the run's chains
         rewound = cp if position is None else rewind(store, cp, position)
-        resumed = store.swap(current, rewound.resume(at_ms=at)).checkpoint
+        resumed.append(store.swap(current, rewound.resume(at_ms=at)).checkpoint)
         store.clear_chain_done(record.run_id, cp.chain)
+    # Only now: a leg completing the run meanwhile either read a chain as resumed, or
+    # wrote its summary before this clears it (docs/design.md, completion).
+    store.clear_completion(record.run_id)
+    store.mark_active(record.run_id, at)
+    notes = []
+    for cp in resumed:
         log.info(
-            "run %s chain %s resumed at %s as leg %s",
-            cp.run_id,
-            cp.chain,
-            resumed.position,
-            resumed.leg,
+            "run %s chain %s resumed at %s as leg %s", cp.run_id, cp.chain, cp.position, cp.leg
         )
-        note = _hand_off(container, record, resumed, context)
+        note = _hand_off(container, record, cp, context)
         if note:
             notes.append(note)
     return StartResult(

@@ -410,8 +410,15 @@ class RunStore:
             return None
         return int(body) if body.strip().isdigit() else 0
 
-    def mark_inactive(self, run_id: str) -> None:
-        self.objects.delete(self.bucket, f"{self.prefix}{ACTIVE_DIR}{run_id}")
+    def mark_inactive(self, run_id: str, seen: int | None) -> None:
+        """Drop the run's marker if it is still the one read before (`active_since`): a
+        resume that marked the run again since keeps it, so the sweep goes on watching."""
+        if seen is not None and self.active_since(run_id) == seen:
+            self.objects.delete(self.bucket, f"{self.prefix}{ACTIVE_DIR}{run_id}")
+
+    def withdraw_summary(self, run_id: str) -> None:
+        """A completion that found a chain moved after it wrote the summary takes it back."""
+        self.objects.delete(self.bucket, self.run_prefix(run_id) + SUMMARY_FILE)
 
     def active_runs(self) -> Iterator[str]:
         prefix = f"{self.prefix}{ACTIVE_DIR}"

@@ -49,7 +49,7 @@ def sweep(container: Container, bucket: str, function: str) -> SweepResult:
             since = store.active_since(run_id)
             if since and at - since < settings.stall_after_ms:
                 continue  # a start under way marks the run before it writes run.json
-            store.mark_inactive(run_id)
+            store.mark_inactive(run_id, since)
             result.tidied.append(run_id)
             continue
         chains = store.chain_ids(run_id)

@@ -22,6 +22,8 @@ Modules: `config` (settings, records, errors), `container` (inside a container p
 `runtime` (the parent side) and `api` (the HTTP front).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from devstack.lambda_runtime.config import (
     ACCOUNT_ID,
     REGION,
@@ -35,7 +37,20 @@ from devstack.lambda_runtime.config import (
     RecursiveLoop,
 )
 from devstack.lambda_runtime.container import LambdaContext
-from devstack.lambda_runtime.runtime import LambdaRuntime, log_record
+
+if TYPE_CHECKING:
+    from devstack.lambda_runtime.runtime import LambdaRuntime, log_record
+
+
+def __getattr__(name: str) -> Any:
+    """The parent side loads when first asked for: a container process imports this
+    package too, and on Lambda no HTTP server (werkzeug) weighs on a cold start."""
+    if name in ("LambdaRuntime", "log_record"):
+        from devstack.lambda_runtime import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACCOUNT_ID",

@@ -23,17 +23,14 @@ KNOWN_FINDINGS: dict[str, str] = {
     "found after a deferred one (a hole) is committed before it: at the depth limit, pages "
     "within max_depth are then never crawled (about 1 crawl world in 4,000; "
     "test_sim_a_crawl_page_found_past_a_hole_keeps_its_distance)",
-    "resume_race": "a start resuming a stopped run races its completion: the completion read "
-    "a chain's ending before the resume's swap and wrote the summary after it, so the run "
-    "keeps a summary of its ending while a chain runs again, unwatched by the sweep "
-    "(docs/design.md, Known limits; test_sim_a_run_resumed_while_it_completes_ends_once)",
 }
 """Violations the simulator found in the runtime and reported, pinned by a strict xfail test
 (tests/sim/test_sim.py) instead of failing every run: counted in the summary line as
 `known=`. Remove an entry when the runtime is fixed (its xfail then passes, strictly).
 The two found first are fixed: host slots leaked by a leg that raised mid-window
 (seed 48), and an empty commit that forgot a dead leg's strike; so is the crawl's
-link found twice in one commit taking the deeper row's depth."""
+link found twice in one commit taking the deeper row's depth, and a run completed
+while a start resumed it (seed 5672, `resume_race`)."""
 TRACE_TAIL = 150
 KEEP = 20
 """Failures kept with their traces (every failing seed is kept, as a number)."""

@@ -227,7 +227,7 @@ def test_sim_catches_a_sweep_that_never_sends_a_refused_notice_again(
         store: RunStore, record: RunRecord, notifier: Notifier, at_ms: int, **kw: Any
     ) -> str | None:
         if store.load_summary(record.run_id) is not None:
-            store.mark_inactive(record.run_id)
+            store.mark_inactive(record.run_id, store.active_since(record.run_id))
             return "tidied"
         return repair(store, record, notifier, at_ms, **kw)
 
@@ -340,13 +340,13 @@ def test_sim_a_crawl_page_found_past_a_hole_keeps_its_distance() -> None:
     assert [str(v) for v in simulate(CRAWL_DEPTH_SEED).violations] == []
 
 
-@pytest.mark.xfail(strict=True, reason="known finding: soak.KNOWN_FINDINGS['resume_race']")
 def test_sim_a_run_resumed_while_it_completes_ends_once() -> None:
     """Seed 5672: the completing leg read chain 0000's cancelled checkpoint; the start then
-    swapped it back to running, cleared its done marker and marked the run active; the leg
-    wrote the summary (cancelled) and deleted the active marker. Chain 0000 ran on under a
-    summary of an ending, and a chain it split off stalled with no marker for the sweep.
-    Found once `container.io` ran side-by-side reads in other orders (`ShuffledIo`)."""
+    swapped it back to running. The leg used to write the summary (cancelled) and delete the
+    active marker the start had just written: chain 0000 ran on under a summary of an
+    ending, and a chain split off it stalled with no marker for the sweep. Found once
+    `container.io` ran side-by-side reads in other orders (`ShuffledIo`); each side of the
+    fix is pinned by tests/unit/test_resume_race.py."""
     assert [str(v) for v in simulate(RESUME_RACE_SEED).violations] == []
 
 
