@@ -25,7 +25,8 @@ Runs, in this order (one at a time, so they do not share the two cores):
    `bench.crawl_memory`); also written to `bench/results/crawl.json`, read back likewise;
 8. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
    (`--quick` in quick mode; `--huge` adds the 10M case that `peak_rss_mb_10m` comes
-   from) and `bench.parse_cost`; their `bench/results/*.json` are read back;
+   from), `bench.parse_cost` and `bench.fetch_cost` (CPU per request of each HTTP
+   client on the same pages); their `bench/results/*.json` are read back;
 9. the cost per million tasks on Lambda prices, from the figures above;
 10. the last CPU profile of a leg, `bench/results/profile_leg.json`, read back as it is
    (`python -m bench.profile_leg --tree before=<worktree>` makes it; it is not run here:
@@ -62,7 +63,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_JSON = BENCH_DIR / "results.json"
 BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
-EXTERNAL = ("tasklist_scaling", "parse_cost")
+EXTERNAL = ("tasklist_scaling", "parse_cost", "fetch_cost")
 TEN_MILLION = 10_000_000
 VERSUS_KEYS = (
     "latency_vs_crawlee_default",

@@ -11,6 +11,7 @@ from bench import (
     budget,
     cost,
     fanout,
+    fetch_cost,
     hop_overhead,
     prefix,
     profile_leg,
@@ -415,3 +416,17 @@ def test_bench_crawl_keys_are_numbers(crawled: dict[str, Any]) -> None:
     for key in ("crawl_vs_crawlee_1", "crawl_vs_crawlee_16"):
         assert isinstance(crawled[key], float), key
         assert crawled[key] > 0
+
+
+def test_fetch_cost_measures_every_client_on_the_same_pages() -> None:
+    """At a toy size: each client in its own process, CPU per request above 0, each beside
+    baton's fetch; aiohttp only where `.venv-bench` is (else said so)."""
+    found = fetch_cost.measure(pages=48, repeat=1, say=lambda _: None)
+    rows = {row["client"]: row for row in found["clients"]}
+    assert list(rows) == list(fetch_cost.CLIENTS)
+    for client, row in rows.items():
+        if client == "aiohttp" and "skipped" in row:
+            continue
+        assert row.get("cpu_ms_per_request", 0) > 0, row
+        assert row["vs_baton_fetch"] > 0
+    assert rows["baton fetch"]["vs_baton_fetch"] == 1.0
