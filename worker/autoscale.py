@@ -36,8 +36,11 @@ MAX_USEFUL_VCPUS = 1.0
 INFLATED = 1.4
 """Mean task time over the quickest seen, past which more in flight only queues."""
 QUICKEST_DRIFT = 1.02
-"""Per interval, the quickest mean may rise this much: a site that got slower for good
-becomes the new norm in about 20 s, so the level can grow against it again."""
+"""Per interval with tasks, the quickest mean may rise this much: a site that got slower
+for good is the new norm after about 17 such intervals, so the level grows against it."""
+QUICKEST_FLOOR_S = 0.005
+"""The quickest mean counted: tasks quicker than this (a signed URL, a blocked address)
+are no latency to steer by, and a zero would hold the level for good."""
 
 
 def cpu_share(environ: dict[str, str] | None = None) -> float:
@@ -91,12 +94,16 @@ class Autoscaler:
         return int(self.fixed or max(1, min(self.maximum, round(self.level))))
 
     def resume_from(self, level: int) -> None:
-        """A cold container starts at the level the run's last leg reached."""
+        """At a leg's start: a cold container starts at the level the run's last leg
+        reached. The quickest task time is the leg's own (another run's work, earlier in
+        this container, is no measure of this one's)."""
+        self._quickest_s = None
         if self.fixed is None and not self.learned and level > 0:
             self.level = float(min(self.maximum, level))
 
     def task_done(self, *, timed_out: bool, seconds: float | None = None) -> None:
-        """`seconds`: the task's time, when it ran to a row (a deferred one did not)."""
+        """`seconds`: the time of a task that ran to an ok row (not one deferred, failed or
+        retried: its time is its error's or its backoff's, not the site's latency)."""
         self._tasks += 1
         self._timeouts += int(timed_out)
         if seconds is not None:
@@ -129,7 +136,7 @@ class Autoscaler:
         """Whether this interval's tasks took INFLATED times the quickest interval's."""
         if not self._timed:
             return False
-        mean = self._task_s / self._timed
+        mean = max(QUICKEST_FLOOR_S, self._task_s / self._timed)
         quickest = self._quickest_s
         self._quickest_s = mean if quickest is None else min(mean, quickest * QUICKEST_DRIFT)
         return quickest is not None and mean > quickest * INFLATED

@@ -100,9 +100,16 @@ def try_complete(
     summary = summarize(chains, record, store, architecture=architecture)
     active = store.active_since(record.run_id)
     if not store.create_summary(record.run_id, summary):
-        return None  # another leg (or the sweep) completed it
+        found = store.load_summary(record.run_id)
+        if found is None or not stale(found, summary):
+            return None  # another leg (or the sweep) completed it
+        # A summary of the ending before a resume, whose writer died before it could
+        # take it back: it goes, and this completion writes the run's.
+        store.withdraw_summary(record.run_id, found)
+        if not store.create_summary(record.run_id, summary):
+            return None
     if _moved(store, record, chains, io):
-        store.withdraw_summary(record.run_id)
+        store.withdraw_summary(record.run_id, summary)
         log.warning("run %s: a chain was resumed while it completed; not complete", record.run_id)
         return None
     log.info(
@@ -119,14 +126,23 @@ def try_complete(
     return summary
 
 
+STATED = ("status", "processed", "ok", "failed")
+"""What a summary states about the run; two completions of one ending agree on them."""
+
+
+def stale(found: dict[str, Any], chains_say: dict[str, Any]) -> bool:
+    """Whether a summary (or a notice's detail) in place says another ending than the
+    chains do now, on what both state."""
+    both = [field for field in STATED if field in found and field in chains_say]
+    return any(found[field] != chains_say[field] for field in both)
+
+
 def _moved(
     store: RunStore, record: RunRecord, chains: list[Checkpoint], io: Executor | None
 ) -> bool:
     """Whether any chain's checkpoint is not as the completion read it."""
 
     def load(cp: Checkpoint) -> Checkpoint:
-        if record.version < LAYOUT_VERSION:
-            return store.load_checkpoint(record.run_id).checkpoint
         return store.load_checkpoint(record.run_id, cp.chain).checkpoint
 
     again = list(io.map(load, chains)) if io is not None else [load(cp) for cp in chains]
@@ -252,12 +268,19 @@ def repair(
     """
     active = store.active_since(record.run_id)
     summary = store.load_summary(record.run_id)
+    chains = finished_chains(store, record, io) if summary is not None else None
+    if chains is not None and summary is not None:
+        now = summarize(chains, record, store, architecture=architecture)
+        if stale(summary, now):  # written before a resume, by a leg that died
+            store.withdraw_summary(record.run_id, summary)
+            summary = None
     if summary is None:
         completed = try_complete(
             store, record, notifier, at_ms, presign_s, architecture=architecture, io=io
         )
         return None if completed is None else "completed"
-    if store.load_notice(record.run_id) is not None:
+    notice = store.load_notice(record.run_id)
+    if notice is not None and not stale(notice.get("detail") or {}, summary):
         store.mark_inactive(record.run_id, active)
         return "tidied"
     if at_ms - int(summary.get("finished_ms") or 0) < resend_after_ms:

@@ -283,7 +283,11 @@ class Fetcher:
         sent = self.session.headers
         if headers:
             sent = CaseInsensitiveDict(sent)
-            sent.update(headers)
+            for name, value in headers.items():
+                if value is None:  # as requests merges: a task's null drops the header
+                    sent.pop(name, None)
+                else:
+                    sent[name] = value
         request = requests.PreparedRequest()
         request.prepare(method="GET", url=url, headers=sent)
         return self.session.get_adapter(url).send(request, stream=True, timeout=timeout)

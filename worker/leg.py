@@ -566,9 +566,10 @@ class Leg:
             if row is None and late and late.tried and self._had_fair_share(outcome.left_ms):
                 row = {**task.result_base(), "error": str(late)}
             self.c.hosts.finished(host, row, at)
+            ran = row is not None and not row.get("error") and (row.get("attempts") or 1) == 1
             self.c.autoscaler.task_done(
                 timed_out=row is not None and _timed_out(row),
-                seconds=outcome.elapsed_ms / 1000 if row is not None else None,
+                seconds=outcome.elapsed_ms / 1000 if ran else None,
             )
             if row is not None:
                 self.budget.record_task(outcome.elapsed_ms)

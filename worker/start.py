@@ -159,6 +159,8 @@ def resume_run(
             f"position {position} is before run {record.run_id}'s start {record.start_position}"
         )
     store.clear_cancel(record.run_id)
+    store.clear_completion(record.run_id)
+    store.mark_active(record.run_id, at)  # so a resume that dies part-way is swept
     resumed: list[Checkpoint] = []
     for current in chains:
         cp = current.checkpoint
@@ -167,10 +169,11 @@ def resume_run(
         rewound = cp if position is None else rewind(store, cp, position)
         resumed.append(store.swap(current, rewound.resume(at_ms=at)).checkpoint)
         store.clear_chain_done(record.run_id, cp.chain)
-    # Only now: a leg completing the run meanwhile either read a chain as resumed, or
-    # wrote its summary before this clears it (docs/design.md, completion).
+    # Again after the swaps: a leg completing the run meanwhile either read a chain as
+    # resumed, or wrote its summary before this clears it; and a marker it read before
+    # is not this one, so it leaves it (docs/design.md, completion).
     store.clear_completion(record.run_id)
-    store.mark_active(record.run_id, at)
+    store.mark_active(record.run_id, at + 1)
     notes = []
     for cp in resumed:
         log.info(

@@ -416,9 +416,11 @@ class RunStore:
         if seen is not None and self.active_since(run_id) == seen:
             self.objects.delete(self.bucket, f"{self.prefix}{ACTIVE_DIR}{run_id}")
 
-    def withdraw_summary(self, run_id: str) -> None:
-        """A completion that found a chain moved after it wrote the summary takes it back."""
-        self.objects.delete(self.bucket, self.run_prefix(run_id) + SUMMARY_FILE)
+    def withdraw_summary(self, run_id: str, written: dict[str, Any]) -> None:
+        """Take back a summary that a resume made wrong, if it is still `written` (not a
+        later completion's own)."""
+        if self.load_summary(run_id) == written:
+            self.objects.delete(self.bucket, self.run_prefix(run_id) + SUMMARY_FILE)
 
     def active_runs(self) -> Iterator[str]:
         prefix = f"{self.prefix}{ACTIVE_DIR}"

@@ -94,6 +94,13 @@ def test_fetch_sends_its_own_headers_and_a_tasks_header_in_any_case_replaces_its
     assert "cookie" not in plain
 
 
+def test_fetch_a_tasks_null_header_drops_the_fetchers_own(origin: LoopbackServer) -> None:
+    origin.routes["/page"] = static(b"<title>t</title>")
+    row = run(origin.url("/page"), headers={"Accept": None})  # type: ignore[dict-item]
+    assert row["title"] == "t"
+    assert "accept" not in origin.received[0].headers
+
+
 def test_fetch_final_url_carries_no_credentials(origin: LoopbackServer) -> None:
     origin.routes["/start"] = redirect("/landing")
     origin.routes["/landing"] = static(b"<title>landed</title>")

@@ -116,6 +116,32 @@ def test_autoscale_a_site_that_stays_slower_becomes_the_norm_and_the_level_grows
     assert scaler.current > held
 
 
+def test_autoscale_instant_tasks_cannot_hold_the_level_for_good() -> None:
+    """Tasks that take no time (an inline processor, a blocked address) are no latency to
+    steer by: measured from zero, every later interval would look queued."""
+    cpu = Cpu()
+    scaler = Autoscaler(start=8, cpu_seconds=cpu)
+    scaler.tick(100.0, in_flight=0, waiting=False)
+    now = interval(scaler, cpu, 100.0, task_s=0.0)
+    grown = scaler.current
+    interval(scaler, cpu, now, task_s=0.006)
+    assert scaler.current > grown
+
+
+def test_autoscale_a_leg_measures_task_time_against_its_own_quickest() -> None:
+    """A warm container's last leg worked quicker tasks (another run's): a new leg's
+    slower site is not a queue."""
+    cpu = Cpu()
+    scaler = Autoscaler(start=8, cpu_seconds=cpu)
+    scaler.tick(100.0, in_flight=0, waiting=False)
+    now = interval(scaler, cpu, 100.0, task_s=0.02)
+    scaler.resume_from(0)
+    now = interval(scaler, cpu, now, task_s=0.2)
+    grown = scaler.current
+    interval(scaler, cpu, now, task_s=0.2)
+    assert scaler.current > grown
+
+
 def test_autoscale_is_capped_and_pinned_by_a_fixed_level() -> None:
     cpu = Cpu()
     capped = Autoscaler(start=8, maximum=20, cpu_seconds=cpu)

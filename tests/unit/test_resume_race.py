@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import put_tasks
+from tests.fakes import Killed
 from tests.unit.harness import Harness, settings
 from worker.checkpoint import Checkpoint, RunStatus
 from worker.completion import try_complete
@@ -98,3 +99,38 @@ def test_a_resume_clears_a_summary_written_after_its_swaps(h: Harness) -> None:
     assert list(h.store.active_runs()) == [run_id]
     h.drive(h.invoker.pop())
     assert h.summary(run_id)["status"] == "done"
+
+
+class DiesAfterItsFirstSwap(RunStore):
+    """A start that dies (its process killed) right after swapping its first chain."""
+
+    def clear_chain_done(self, run_id: str, chain: str) -> None:
+        raise Killed("the start died after its first swap")
+
+
+def test_a_resume_that_dies_after_its_swaps_leaves_the_run_watched(h: Harness) -> None:
+    run_id = stopped_before_completion(h)
+    h.store.mark_inactive(run_id, h.store.active_since(run_id))  # as after a completion
+    dying = DiesAfterItsFirstSwap(h.store.objects, h.bucket, h.store.prefix)
+    payload = {"bucket": h.bucket, "key": KEY, "run_id": run_id}
+    (request,) = parse_event(payload, h.settings.tasks_prefix, h.settings.results_prefix)
+    assert isinstance(request, StartRequest)
+    with pytest.raises(Killed):
+        resume_run(h.container, dying, request, h.context())
+    assert h.store.load_checkpoint(run_id).checkpoint.status is RunStatus.RUNNING
+    assert list(h.store.active_runs()) == [run_id]
+
+
+def test_a_summary_left_by_a_completion_that_died_before_taking_it_back_is_replaced(
+    h: Harness,
+) -> None:
+    """The resume cleared the completion; a leg that had read the chains before wrote its
+    summary (cancelled) after, then died. The resumed run's own completion replaces it."""
+    run_id = stopped_before_completion(h)
+    stale = {"run_id": run_id, "status": "cancelled", "processed": 0, "ok": 0, "failed": 0}
+    h.invoke({"bucket": h.bucket, "key": KEY, "run_id": run_id})
+    h.store.create_summary(run_id, stale)
+    h.drive(h.invoker.pop())
+    summary = h.summary(run_id)
+    assert (summary["status"], summary["processed"]) == ("done", len(URLS))
+    assert [n["status"] for n in h.notifier.sent] == ["done"]
