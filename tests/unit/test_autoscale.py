@@ -73,73 +73,63 @@ def test_autoscale_shrinks_when_tasks_time_out() -> None:
     assert scaler.current == 80
 
 
-def interval(scaler: Autoscaler, cpu: Cpu, now: float, task_s: float, tasks: int = 50) -> float:
-    """One interval at a tenth of the CPU, slots full, `tasks` finished in `task_s` each."""
-    for _ in range(tasks):
-        scaler.task_done(timed_out=False, seconds=task_s)
-    now += scaler.interval_s
-    cpu.seconds += 0.1 * scaler.share * scaler.interval_s
-    scaler.tick(now, in_flight=scaler.current, waiting=True)
-    return now
+class Paced:
+    """A controller past its first tick, fed interval by interval at a tenth of the CPU with
+    every slot busy: what varies is how long the tasks take."""
+
+    def __init__(self) -> None:
+        self.cpu = Cpu()
+        self.scaler = Autoscaler(start=8, cpu_seconds=self.cpu)
+        self.now = 100.0
+        self.scaler.tick(self.now, in_flight=0, waiting=False)
+
+    def interval(self, task_s: float, tasks: int = 50) -> int:
+        """One interval in which `tasks` finished in `task_s` each; the level after it."""
+        scaler = self.scaler
+        for _ in range(tasks):
+            scaler.task_done(timed_out=False, seconds=task_s)
+        self.now += scaler.interval_s
+        self.cpu.seconds += 0.1 * scaler.share * scaler.interval_s
+        return scaler.tick(self.now, in_flight=scaler.current, waiting=True)
 
 
 def test_autoscale_holds_when_tasks_take_much_longer_than_at_a_lower_level() -> None:
     """A queue somewhere (the site's, or this process's CPU): more in flight only waits."""
-    cpu = Cpu()
-    scaler = Autoscaler(start=8, cpu_seconds=cpu)
-    scaler.tick(100.0, in_flight=0, waiting=False)
-    now = interval(scaler, cpu, 100.0, task_s=0.2)
-    grown = scaler.current
+    paced = Paced()
+    grown = paced.interval(task_s=0.2)
     assert grown > 8
-    interval(scaler, cpu, now, task_s=0.2 * INFLATED * 1.1)
-    assert scaler.current == grown
+    assert paced.interval(task_s=0.2 * INFLATED * 1.1) == grown
 
 
 def test_autoscale_grows_while_tasks_take_as_long_as_at_a_lower_level() -> None:
-    cpu = Cpu()
-    scaler = Autoscaler(start=8, cpu_seconds=cpu)
-    scaler.tick(100.0, in_flight=0, waiting=False)
-    now = interval(scaler, cpu, 100.0, task_s=0.2)
-    grown = scaler.current
-    interval(scaler, cpu, now, task_s=0.2 * INFLATED * 0.9)
-    assert scaler.current > grown
+    paced = Paced()
+    grown = paced.interval(task_s=0.2)
+    assert paced.interval(task_s=0.2 * INFLATED * 0.9) > grown
 
 
 def test_autoscale_a_site_that_stays_slower_becomes_the_norm_and_the_level_grows_again() -> None:
-    cpu = Cpu()
-    scaler = Autoscaler(start=8, cpu_seconds=cpu)
-    scaler.tick(100.0, in_flight=0, waiting=False)
-    now = interval(scaler, cpu, 100.0, task_s=0.2)
-    held = scaler.current
-    for _ in range(40):
-        now = interval(scaler, cpu, now, task_s=0.5)
-    assert scaler.current > held
+    paced = Paced()
+    held = paced.interval(task_s=0.2)
+    levels = [paced.interval(task_s=0.5) for _ in range(40)]
+    assert levels[-1] > held
 
 
 def test_autoscale_instant_tasks_cannot_hold_the_level_for_good() -> None:
     """Tasks that take no time (an inline processor, a blocked address) are no latency to
     steer by: measured from zero, every later interval would look queued."""
-    cpu = Cpu()
-    scaler = Autoscaler(start=8, cpu_seconds=cpu)
-    scaler.tick(100.0, in_flight=0, waiting=False)
-    now = interval(scaler, cpu, 100.0, task_s=0.0)
-    grown = scaler.current
-    interval(scaler, cpu, now, task_s=0.006)
-    assert scaler.current > grown
+    paced = Paced()
+    grown = paced.interval(task_s=0.0)
+    assert paced.interval(task_s=0.006) > grown
 
 
 def test_autoscale_a_leg_measures_task_time_against_its_own_quickest() -> None:
     """A warm container's last leg worked quicker tasks (another run's): a new leg's
     slower site is not a queue."""
-    cpu = Cpu()
-    scaler = Autoscaler(start=8, cpu_seconds=cpu)
-    scaler.tick(100.0, in_flight=0, waiting=False)
-    now = interval(scaler, cpu, 100.0, task_s=0.02)
-    scaler.resume_from(0)
-    now = interval(scaler, cpu, now, task_s=0.2)
-    grown = scaler.current
-    interval(scaler, cpu, now, task_s=0.2)
-    assert scaler.current > grown
+    paced = Paced()
+    paced.interval(task_s=0.02)
+    paced.scaler.resume_from(0)
+    grown = paced.interval(task_s=0.2)
+    assert paced.interval(task_s=0.2) > grown
 
 
 def test_autoscale_is_capped_and_pinned_by_a_fixed_level() -> None:
