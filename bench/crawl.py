@@ -60,8 +60,9 @@ no one (this process's CPU over each run is kept beside it, `bench_cpu_s`). Ever
 URL set is compared with the oracle (`found`, `missing`, `extra`), and its fetches per
 page (re-fetches of one URL in other spellings show there).
 
-Keys: `crawl_vs_crawlee_1` and `crawl_vs_crawlee_16` (baton's median pages/s over Crawlee
-default's; targets 1.0 and 3.0, DESIGN.md "Benchmark fairness"), and the crawl's memory
+Keys: `crawl_vs_crawlee` and `crawl_vs_crawlee_16` (baton's median pages/s, one chain and
+16, over Crawlee default's; targets 1.0 and 3.0, DESIGN.md "Benchmark fairness"),
+`crawl_vs_scrapy` (one chain over Scrapy default's; target 1.5, issue 12), and the crawl's memory
 at 100k and 1M URLs from `bench.crawl_memory` (re-run here unless --quick).
 """
 
@@ -97,7 +98,7 @@ RESULTS_FILE = BENCH_DIR / "results" / "crawl.json"
 MEMORY_FILE = BENCH_DIR / "results" / "crawl_memory.json"
 BENCH_PYTHON = REPO_ROOT / ".venv-bench" / "bin" / "python"
 FUNCTION = "baton-crawl"
-TARGETS = {"crawl_vs_crawlee_1": 1.0, "crawl_vs_crawlee_16": 3.0}
+TARGETS = {"crawl_vs_crawlee": 1.0, "crawl_vs_crawlee_16": 3.0, "crawl_vs_scrapy": 1.5}
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,14 @@ CONTENDERS = (
 )
 BY_KEY = {c.key: c for c in CONTENDERS}
 RATIOS = {
-    "crawl_vs_crawlee_1": ("baton_1", "crawlee_default"),
+    "crawl_vs_crawlee": ("baton_1", "crawlee_default"),
     "crawl_vs_crawlee_16": ("baton_16", "crawlee_default"),
+    "crawl_vs_scrapy": ("baton_1", "scrapy_default"),
 }
 """Key: (the baton contender, the peer it is divided by); targets in TARGETS."""
 CONTEXT_RATIOS = {
     "crawl_vs_crawlee_64_1": ("baton_1", "crawlee_64"),
     "crawl_vs_crawlee_64_16": ("baton_16", "crawlee_64"),
-    "crawl_vs_scrapy_default_1": ("baton_1", "scrapy_default"),
     "crawl_vs_scrapy_default_16": ("baton_16", "scrapy_default"),
 }
 """Beside the keys, no target: against Crawlee tuned and Scrapy default."""

@@ -1327,7 +1327,7 @@ def _crawl(c: Any) -> str:
             f"| {len(cell['errors'])} / {cell['short_of_oracle']} |"
         )
     ratios = c.get("ratios") or {}
-    r1, r16 = ratios.get("crawl_vs_crawlee_1") or {}, ratios.get("crawl_vs_crawlee_16") or {}
+    r1, r16 = ratios.get("crawl_vs_crawlee") or {}, ratios.get("crawl_vs_crawlee_16") or {}
     ran16 = r16.get("chains_ran")
     ran_text = f"chains that ran: {', '.join(map(str, ran16))}" if ran16 else "chains: n/a"
     labels = c["contenders"]
@@ -1424,8 +1424,10 @@ def _crawl(c: Any) -> str:
         crawlee_version=(c.get("versions") or {}).get("crawlee", ""),
         scrapy_version=(c.get("versions") or {}).get("scrapy", ""),
         rows="\n".join(rows),
-        crawl_vs_crawlee_1=num(c.get("crawl_vs_crawlee_1")),
-        crawl_vs_crawlee_1_min=num(r1.get("of_minimums")),
+        crawl_vs_crawlee=num(c.get("crawl_vs_crawlee")),
+        crawl_vs_crawlee_min=num(r1.get("of_minimums")),
+        crawl_vs_scrapy=num(c.get("crawl_vs_scrapy")),
+        crawl_vs_scrapy_min=num((ratios.get("crawl_vs_scrapy") or {}).get("of_minimums")),
         crawl_vs_crawlee_16=num(c.get("crawl_vs_crawlee_16")),
         crawl_vs_crawlee_16_min=num(r16.get("of_minimums")),
         chains_16_ran=ran_text,

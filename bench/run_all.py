@@ -20,9 +20,10 @@ Runs, in this order (one at a time, so they do not share the two cores):
 6. `bench.prefix`: baton's prefix runs (presign, sha256; C = 1, 16) against a plain
    boto3 loop on the same emulator (`prefix_ratio`); also written to
    `bench/results/prefix.json`, which `--render-only` reads back;
-7. `bench.crawl`: baton's crawl mode (1 and 16 chains) against Crawlee on a 16-host
-   site (`crawl_vs_crawlee_1`, `crawl_vs_crawlee_16`, and the crawl's memory keys from
-   `bench.crawl_memory`); also written to `bench/results/crawl.json`, read back likewise;
+7. `bench.crawl`: baton's crawl mode (1 and 16 chains) against Crawlee and Scrapy on a
+   16-host site (`crawl_vs_crawlee`, `crawl_vs_crawlee_16`, `crawl_vs_scrapy`, and the
+   crawl's memory keys from `bench.crawl_memory`); also written to
+   `bench/results/crawl.json`, read back likewise;
 8. the other benchmarks, as subprocesses, if present: `bench.tasklist_scaling`
    (`--quick` in quick mode; `--huge` adds the 10M case that `peak_rss_mb_10m` comes
    from), `bench.parse_cost` and `bench.fetch_cost` (CPU per request of each HTTP
@@ -85,8 +86,9 @@ FANOUT_KEYS = (
 PREFIX_KEYS = prefix.PREFIX_KEYS
 """Issue 16's keys, copied from bench/results/prefix.json to the top of bench/results.json."""
 CRAWL_KEYS = (
-    "crawl_vs_crawlee_1",
+    "crawl_vs_crawlee",
     "crawl_vs_crawlee_16",
+    "crawl_vs_scrapy",
     "crawl_peak_rss_mb_100k",
     "crawl_peak_rss_mb_1m",
 )

@@ -25,6 +25,7 @@ from worker.crawl.steps import (
     CRAWL_LINGER_STEP_S,
     CrawlSteps,
     Growth,
+    Held,
     crawl_checkpoint,
 )
 from worker.events import LegEvent
@@ -411,6 +412,7 @@ class Leg:
         cp = self._checkpoint
         window = Window(cp.position, list(cp.holes))
         adopted: list[dict[str, Any]] = []
+        stored: list[Held] = []
         for start, end, key in self.store.result_keys(cp.run_id, start_after=cp.position - 1):
             if start < window.position:  # StartAfter "...{p-1}" still lists "{p-1}-{p-1}"
                 continue
@@ -420,16 +422,18 @@ class Leg:
             log.info("run %s: adopting results %s written by a leg that died", cp.run_id, key)
             window.adopt_range(start, end, rows)
             adopted.extend(rows)
+            stored.append(Held(key, start, end))
         if cp.holes:
-            for _, _, key in self.store.hole_keys(cp.run_id, start_after=cp.holes[0] - 1):
+            for first, last, key in self.store.hole_keys(cp.run_id, start_after=cp.holes[0] - 1):
                 new = [r for r in self.store.read_rows(key) if r["index"] in window.holes]
                 if new:
                     log.info("run %s: adopting holes %s written by a leg that died", cp.run_id, key)
                     window.adopt_holes(new)
                     adopted.extend(new)
+                    stored.append(Held(key, first, last))
         if adopted:
             commit = Commit(cp.position, window.position, adopted, [], window.holes)
-            self._commit_state(commit, 0, write=False)
+            self._commit_state(commit, 0, write=False, stored=stored)
 
     def work(self, tasks: TaskList) -> bool:
         """Run tasks until the range is done or the leg must stop; False if nothing was done.
@@ -618,12 +622,14 @@ class Leg:
         *,
         write: bool = True,
         replan_from: int | None = None,
+        stored: Sequence[Held] | None = None,
     ) -> None:
         """Write a commit's rows (range object, holes object), then CAS the checkpoint past it.
 
         A crawl's commit also writes the links its rows found as the log's next segment
         before the CAS, which then counts them. With `replan_from` (the careful line)
-        the plan is extended from the commit's end in the same CAS.
+        the plan is extended from the commit's end in the same CAS. `stored` names the
+        objects that hold the rows when they are not written here (adopted orphans).
         """
         cp = self._checkpoint
         began = self.clock.monotonic()
@@ -642,7 +648,11 @@ class Leg:
         rows = [*commit.rows, *commit.hole_rows]
         steps = self.crawl
         try:
-            growth = steps.grow(cp, rows) if steps is not None else None
+            growth = None
+            if steps is not None:
+                upto = min([*commit.holes, commit.end])
+                kept = self._stored(commit) if stored is None else stored
+                growth = steps.grow(cp, rows, upto=upto, stored=kept)
         except BaseException:
             wait(writes)  # none may land after the redone batch's write of its key
             raise
@@ -679,6 +689,19 @@ class Leg:
             now = self.clock.monotonic()
             self._log_commit(cp, commit, failed, (now - self._logged_at) * 1000, now - began)
             self._logged_at = now
+
+    def _stored(self, commit: Commit) -> list[Held]:
+        """The objects a commit writes, for a crawl to read rows from again later."""
+        run_id = self._checkpoint.run_id
+        found = []
+        if commit.rows:
+            key = self.store.results_key(run_id, commit.start, commit.end - 1)
+            found.append(Held(key, commit.start, commit.end - 1))
+        if commit.hole_rows:
+            first = min(row["index"] for row in commit.hole_rows)
+            last = max(row["index"] for row in commit.hole_rows)
+            found.append(Held(self.store.holes_key(run_id, first, last), first, last))
+        return found
 
     def _had_fair_share(self, left_ms: float) -> bool:
         """A task that ran out of time although it started with a full request timeout (or

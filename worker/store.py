@@ -295,10 +295,13 @@ class RunStore:
         self.objects.put(self.bucket, key, body, content_type="application/x-ndjson")
         return key
 
+    def holes_key(self, run_id: str, first: int, last: int) -> str:
+        return f"{self.run_prefix(run_id)}{HOLES_DIR}{first:010d}-{last:010d}.jsonl"
+
     def put_holes(self, run_id: str, rows: list[dict[str, Any]]) -> str:
         """Rows of holes, in their own key space: range objects' key ranges never overlap."""
         indices = [row["index"] for row in rows]
-        key = f"{self.run_prefix(run_id)}{HOLES_DIR}{min(indices):010d}-{max(indices):010d}.jsonl"
+        key = self.holes_key(run_id, min(indices), max(indices))
         body = b"".join(_dumps(row) + b"\n" for row in sorted(rows, key=lambda r: r["index"]))
         self.objects.put(self.bucket, key, body, content_type="application/x-ndjson")
         return key

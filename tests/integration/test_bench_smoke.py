@@ -378,11 +378,11 @@ CRAWL_TOY = crawl_bench.CrawlBenchConfig(
     hosts=2,
     pages_per_host=4,
     rounds=1,
-    contenders=("baton_1", "baton_16", "crawlee_default"),
+    contenders=("baton_1", "baton_16", "crawlee_default", "scrapy_default"),
     memory_bench=False,
     max_wait_s=120.0,
 )
-"""Two hosts of a few pages; Crawlee only where the peers' virtualenv exists."""
+"""Two hosts of a few pages; Crawlee and Scrapy only where the peers' virtualenv exists."""
 
 
 @pytest.fixture(scope="module")
@@ -413,7 +413,7 @@ def test_bench_crawl_baton_finds_the_oracles_pages(crawled: dict[str, Any]) -> N
     not crawl_bench.BENCH_PYTHON.exists(), reason="no .venv-bench (make bench-setup)"
 )
 def test_bench_crawl_keys_are_numbers(crawled: dict[str, Any]) -> None:
-    for key in ("crawl_vs_crawlee_1", "crawl_vs_crawlee_16"):
+    for key in ("crawl_vs_crawlee", "crawl_vs_crawlee_16", "crawl_vs_scrapy"):
         assert isinstance(crawled[key], float), key
         assert crawled[key] > 0
 

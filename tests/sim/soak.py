@@ -18,19 +18,15 @@ from dataclasses import dataclass, field
 from tests.sim.oracle import CATEGORIES
 from tests.sim.world import simulate
 
-KNOWN_FINDINGS: dict[str, str] = {
-    "depth": "a crawl of one chain gives a page a depth past its distance when a deeper page "
-    "found after a deferred one (a hole) is committed before it: at the depth limit, pages "
-    "within max_depth are then never crawled (about 1 crawl world in 4,000; "
-    "test_sim_a_crawl_page_found_past_a_hole_keeps_its_distance)",
-}
+KNOWN_FINDINGS: dict[str, str] = {}
 """Violations the simulator found in the runtime and reported, pinned by a strict xfail test
 (tests/sim/test_sim.py) instead of failing every run: counted in the summary line as
 `known=`. Remove an entry when the runtime is fixed (its xfail then passes, strictly).
-The two found first are fixed: host slots leaked by a leg that raised mid-window
-(seed 48), and an empty commit that forgot a dead leg's strike; so is the crawl's
-link found twice in one commit taking the deeper row's depth, and a run completed
-while a start resumed it (seed 5672, `resume_race`)."""
+Every one found so far is fixed: host slots leaked by a leg that raised mid-window
+(seed 48), an empty commit that forgot a dead leg's strike, the crawl's link found
+twice in one commit taking the deeper row's depth, a run completed while a start resumed
+it (seed 5672, `resume_race`), and a crawl page found past a hole taking a depth past
+its distance (seed 97651, `depth`)."""
 TRACE_TAIL = 150
 KEEP = 20
 """Failures kept with their traces (every failing seed is kept, as a number)."""

@@ -330,13 +330,12 @@ def test_sim_catches_inbox_objects_deleted_before_the_cas_that_counts_them(
     assert caught is not None  # seed 196 today
 
 
-@pytest.mark.xfail(strict=True, reason="known finding: soak.KNOWN_FINDINGS['depth']")
 def test_sim_a_crawl_page_found_past_a_hole_keeps_its_distance() -> None:
     """Seed 97651, one chain, max_depth 3: a page deferred by its leg (a hole) links to pages
-    that rows found after it, one level deeper, also link to; those rows were committed
-    first, so the pages got the deeper depth, were not followed at the limit, and a page
-    at distance 3 was never crawled. (The same within one commit is fixed: a commit's links
-    are taken shallowest first.)"""
+    that rows found after it, one level deeper, also link to. Those rows were committed
+    first and their links taken at once, so the pages got the deeper depth, were not
+    followed at the limit, and a page at distance 3 was never crawled. Links past a hole
+    now wait for it."""
     assert [str(v) for v in simulate(CRAWL_DEPTH_SEED).violations] == []
 
 

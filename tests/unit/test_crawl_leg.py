@@ -390,6 +390,43 @@ def test_crawl_a_deferred_page_crawled_beside_a_deeper_one_gives_its_links_its_d
     }
 
 
+def test_crawl_pages_found_past_a_hole_wait_for_it_so_every_page_keeps_its_distance(
+    h: Harness,
+) -> None:
+    """A page deferred twice (a hole over two legs) while a page found after it, one level
+    deeper, is committed: the later page's links wait until the hole's row is in. Taken at
+    once, a link both make got the deeper depth, was not followed at the depth limit, and
+    the page behind it (within max_depth) was never crawled."""
+    graph = {
+        f"{A}/": [f"{A}/1", f"{A}/2"],
+        f"{A}/1": [f"{A}/4"],  # the page deferred: A/4 is at distance 2
+        f"{A}/2": [f"{A}/3"],
+        f"{A}/3": [f"{A}/4"],  # committed before A/1: through it, A/4 is at 3
+        f"{A}/4": [f"{A}/5"],  # A/5 is at distance 3
+        f"{A}/5": [],
+    }
+    deferred: list[str] = []
+
+    def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
+        h.clock.advance(100)
+        if task.url == f"{A}/1" and len(deferred) < 2:
+            deferred.append(task.url)
+            raise OutOfTimeError("ran out of the leg's time", tried=False)
+        return {"status": 200, "links": graph[str(task.url)]}
+
+    h.container.processor = process
+    run_id = crawl(h, max_depth=3)
+    assert len(deferred) == 2
+    assert pages(h, run_id) == {
+        f"{A}/": 0,
+        f"{A}/1": 1,
+        f"{A}/2": 1,
+        f"{A}/3": 2,
+        f"{A}/4": 2,
+        f"{A}/5": 3,
+    }
+
+
 def test_crawl_inbox_objects_of_two_attempts_at_one_batch_are_two_objects(h: Harness) -> None:
     """A redone batch never writes over the mail of its dead attempt: the owner may have
     taken that in, and deleting it after its CAS would take the redo's links with it."""

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from worker.checkpoint import Checkpoint
 from worker.clock import Clock
@@ -84,6 +84,14 @@ class CrawlMemory:
     def forget(self, incarnation: str, chain: str) -> None:
         """After a write whose fate is unknown: the next leg rebuilds from S3."""
         self.logs.pop((incarnation, chain), None)
+
+
+class Held(NamedTuple):
+    """A results or holes object committed past a hole: its rows' links wait for it."""
+
+    key: str
+    first: int
+    last: int
 
 
 @dataclass(frozen=True)
@@ -168,18 +176,36 @@ class CrawlSteps:
         return self._grow(cp, found, rows=(), send=False)  # each chain seeds its own hosts
 
     def grow(
-        self, cp: Checkpoint, rows: Sequence[dict[str, Any]], *, mail: Sequence[str] = ()
+        self,
+        cp: Checkpoint,
+        rows: Sequence[dict[str, Any]],
+        *,
+        upto: int | None = None,
+        stored: Sequence[Held] = (),
+        mail: Sequence[str] = (),
     ) -> Growth:
         """The links in a commit's rows that are new to the log, written as its next
         segment (nothing written when there are none); links to other chains' hosts go to
         their inboxes. With several chains, the links other chains sent are taken in too:
         the inbox objects `mail` names (the chain has nothing else left and just listed
-        them), else the whole inbox every MAIL_EVERY_S."""
+        them), else the whole inbox every MAIL_EVERY_S.
+
+        Links are taken in log order, from rows below `upto` (the commit's lowest hole
+        left, else its end): rows committed past a hole are held in their objects
+        (`stored`, kept in the checkpoint as `held`) until the hole's row is in. The log
+        is breadth-first, so a hole's page is no deeper than those after it; taking their
+        links first gave a link both make the deeper depth, and at `max_depth` the page
+        behind it was never crawled."""
         assert self.log is not None
-        self.log.release_below(min([cp.position, *cp.holes]))
+        below = min([cp.position, *cp.holes])
+        self.log.release_below(below)
+        upto = below if upto is None else upto
+        held = [Held(*h) for h in (cp.frontier or {}).get("held", ())]
+        ready = [row for row in rows if int(row["index"]) < upto]
+        ready += self._held_rows(held, below, upto)
         found: list[tuple[str, int, str | None]] = []
         limit = self.spec.max_depth
-        for row in rows:
+        for row in sorted(ready, key=lambda r: int(r["index"])):
             depth = int(row.get("depth") or 0)
             if depth >= limit:
                 continue
@@ -191,7 +217,14 @@ class CrawlSteps:
             self._mail_checked = now
             merged = list(mail) or self.mail(cp)
             found += self._read_mail(merged)
-        return self._grow(cp, found, rows, merged=tuple(merged))
+        still = [h for h in (*held, *stored) if h.last >= upto]
+        return self._grow(cp, found, rows, merged=tuple(merged), held=still)
+
+    def _held_rows(self, held: Sequence[Held], below: int, upto: int) -> list[dict[str, Any]]:
+        """Rows of the held objects whose links are due: in [below, upto)."""
+        due = [h.key for h in held if h.first < upto]
+        read = self.io.map(self.store.read_rows, due)
+        return [row for rows in read for row in rows if below <= int(row["index"]) < upto]
 
     def committed(self, growth: Growth) -> None:
         """After the CAS that counted `growth`: the container's copy of the log grows, and
@@ -218,6 +251,7 @@ class CrawlSteps:
         *,
         send: bool = True,
         merged: tuple[str, ...] = (),
+        held: Sequence[Held] = (),
     ) -> Growth:
         assert self.log is not None
         own = int(cp.chain)
@@ -264,7 +298,7 @@ class CrawlSteps:
             cp.range_end,
             entries,
             body,
-            self._state(cp, entries, rows),
+            self._state(cp, entries, rows) | {"held": [list(h) for h in held]},
             sent_to=tuple(f"{part:04d}" for part in sorted(outgoing)),
             merged=merged,
         )
