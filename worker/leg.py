@@ -650,9 +650,8 @@ class Leg:
         try:
             growth = None
             if steps is not None:
-                upto = min([*commit.holes, commit.end])
                 kept = self._stored(commit) if stored is None else stored
-                growth = steps.grow(cp, rows, upto=upto, stored=kept)
+                growth = steps.grow(cp, rows, end=commit.end, holes=commit.holes, stored=kept)
         except BaseException:
             wait(writes)  # none may land after the redone batch's write of its key
             raise
@@ -1186,7 +1185,8 @@ class Leg:
 
     def _swap(self, new: Checkpoint, ahead: Usage | None = None) -> Checkpoint:
         """CAS the chain's checkpoint; a steal that landed first shortens the range and the
-        write is redone on top of it (anything else: ConflictError, this leg lost it).
+        write is redone on top of it, and one that landed on our write (whose answer was
+        lost) is taken as it is (anything else: ConflictError, this leg lost it).
 
         Each write carries this leg's usage not yet recorded, and `ahead` (requests
         that follow it); once it lands, that is recorded (worker.usage)."""
@@ -1203,6 +1203,11 @@ class Leg:
             except ConflictError:
                 self._unsure = None
                 current = self.store.load_checkpoint(new.run_id, new.chain)
+                if redo_after_split(new, current.checkpoint, new) is not None:
+                    # Our write landed (its answer lost) and a steal landed on top of it.
+                    self.held = current
+                    self.meter.landed(delta)
+                    return current.checkpoint
                 redone = redo_after_split(self.held.checkpoint, current.checkpoint, new)
                 if redone is None:
                     raise

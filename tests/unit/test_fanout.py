@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import put_tasks
 from tests.fakes import Killed
 from tests.unit.harness import Harness, settings
 from worker.checkpoint import Checkpoint
 from worker.start import ranges
-from worker.store import DONE_DIR, RunRecord
+from worker.store import DONE_DIR, RunRecord, RunStore
 
 URLS = [f"https://example.com/{i}" for i in range(40)]
 
@@ -373,3 +374,51 @@ def test_fanout_adopting_a_dead_legs_results_stops_at_the_chains_range(h: Harnes
     assert (cp.position, cp.ok) == (20, 20)
     summary = h.summary(run_id)
     assert (summary["processed"], summary["ok"]) == (40, 40)
+
+
+class StealUnderTheClaim:
+    """The first claim of `chain` lands but its answer is lost, and a thief's split lands on
+    top before the claimer reads the checkpoint back: botocore's retry then fails its
+    IfMatch, and the object no longer holds the claim's bytes. (The thief dies after its
+    split: the victim's owner makes the range and invokes it.)"""
+
+    def __init__(self, client: Any, bucket: str, chain: str) -> None:
+        self._client = client
+        self._store = RunStore.over(client, bucket)
+        self._chain = chain
+        self.stolen: Checkpoint | None = None
+
+    def put_object(self, **params: Any) -> Any:
+        answer = self._client.put_object(**params)
+        if (
+            self.stolen is None
+            and "IfMatch" in params
+            and params["Key"].endswith(f"/chains/{self._chain}/checkpoint.json")
+        ):
+            victim = self._store.load_checkpoint(json.loads(params["Body"])["run_id"], self._chain)
+            cp = victim.checkpoint
+            at = cp.steal_line + cp.stealable // 2
+            self.stolen = self._store.swap(victim, cp.split(f"{cp.chain}.1", at)).checkpoint
+            raise ClientError(
+                {"Error": {"Code": "PreconditionFailed"}, "ResponseMetadata": {}}, "PutObject"
+            )
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_fanout_a_claim_whose_answer_was_lost_under_a_steal_holds_the_chain(
+    s3: Any, bucket: str
+) -> None:
+    """The claim landed, so the chain is this leg's: reading it back as lost left the chain
+    owned by a leg that had returned, and the next owner counted a strike for it."""
+    put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    lossy = StealUnderTheClaim(s3, bucket, "0000")
+    h = Harness(lossy, bucket, settings(bucket=bucket, stall_after_ms=10_000), timeout_ms=60_000)
+    run_id = start(h, 1)["run_id"]
+    h.drive(h.invoker.pop())
+    assert lossy.stolen is not None
+    assert h.store.load_checkpoint(run_id, "0000").checkpoint.strikes == 0
+    assert sorted(h.result_indices(run_id)) == list(range(40))
+    assert len(h.notifier.sent) == 1

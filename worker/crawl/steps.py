@@ -50,6 +50,9 @@ STRIDE = 10_000_000
 MAX_CRAWL_CHAINS = 1000
 """Result keys hold ten digits: 1,000 chains of STRIDE indices."""
 KEPT_RUNS = 4
+HELD_MOST = 16
+"""Objects whose rows' links may wait for a hole (`grow`): past this, they are taken, so a
+hole held open long (a host's Crawl-delay) bounds the checkpoint and the wait."""
 MAIL_EVERY_S = 1.0
 """With several chains, how often a leg looks in its inbox."""
 CRAWL_COMMIT_EVERY_S = 2.0
@@ -180,7 +183,8 @@ class CrawlSteps:
         cp: Checkpoint,
         rows: Sequence[dict[str, Any]],
         *,
-        upto: int | None = None,
+        end: int | None = None,
+        holes: Sequence[int] = (),
         stored: Sequence[Held] = (),
         mail: Sequence[str] = (),
     ) -> Growth:
@@ -190,19 +194,41 @@ class CrawlSteps:
         the inbox objects `mail` names (the chain has nothing else left and just listed
         them), else the whole inbox every MAIL_EVERY_S.
 
-        Links are taken in log order, from rows below `upto` (the commit's lowest hole
-        left, else its end): rows committed past a hole are held in their objects
-        (`stored`, kept in the checkpoint as `held`) until the hole's row is in. The log
-        is breadth-first, so a hole's page is no deeper than those after it; taking their
-        links first gave a link both make the deeper depth, and at `max_depth` the page
-        behind it was never crawled."""
+        `end` and `holes` are the commit's new position and the holes it leaves. A row
+        past a hole and deeper than it waits for it: the hole's page may link to what the
+        row links to, one level shallower, and taken first the row's link gave that page
+        the deeper depth (at `max_depth`, never followed). Waiting rows stay in their
+        objects (`stored`, kept in the checkpoint as `held`) until the rows below them are
+        all in, at most HELD_MOST objects (then every held row is taken)."""
         assert self.log is not None
         below = min([cp.position, *cp.holes])
         self.log.release_below(below)
-        upto = below if upto is None else upto
+        upto = min([*holes, below if end is None else end])
+        level = min((self.log.entry(self.store, h).depth for h in holes), default=-1)
         held = [Held(*h) for h in (cp.frontier or {}).get("held", ())]
-        ready = [row for row in rows if int(row["index"]) < upto]
-        ready += self._held_rows(held, below, upto)
+        waiting = [h for h in (*held, *stored) if h.last >= upto]
+        if len(waiting) > HELD_MOST:
+            log.info(
+                "crawl %s chain %s: %s objects held past hole %s, taking their links",
+                cp.run_id,
+                cp.chain,
+                len(waiting),
+                upto,
+            )
+            upto, level, waiting = max(h.last + 1 for h in waiting), -1, []
+
+        def due(row: dict[str, Any]) -> bool:
+            index = int(row["index"])
+            return below <= index and (index < upto or int(row.get("depth") or 0) <= level)
+
+        ready = [row for row in rows if due(row)]
+        if upto > below:
+            ready += [row for row in self._held_rows(held, upto) if due(row)]
+        waiting = [
+            h
+            for h in waiting
+            if h in held or any(not due(r) for r in rows if h.first <= int(r["index"]) <= h.last)
+        ]
         found: list[tuple[str, int, str | None]] = []
         limit = self.spec.max_depth
         for row in sorted(ready, key=lambda r: int(r["index"])):
@@ -217,14 +243,12 @@ class CrawlSteps:
             self._mail_checked = now
             merged = list(mail) or self.mail(cp)
             found += self._read_mail(merged)
-        still = [h for h in (*held, *stored) if h.last >= upto]
-        return self._grow(cp, found, rows, merged=tuple(merged), held=still)
+        return self._grow(cp, found, rows, merged=tuple(merged), held=waiting)
 
-    def _held_rows(self, held: Sequence[Held], below: int, upto: int) -> list[dict[str, Any]]:
-        """Rows of the held objects whose links are due: in [below, upto)."""
-        due = [h.key for h in held if h.first < upto]
-        read = self.io.map(self.store.read_rows, due)
-        return [row for rows in read for row in rows if below <= int(row["index"]) < upto]
+    def _held_rows(self, held: Sequence[Held], upto: int) -> list[dict[str, Any]]:
+        """Rows of the held objects that may be due: those with rows below `upto`."""
+        read = self.io.map(self.store.read_rows, [h.key for h in held if h.first < upto])
+        return [row for rows in read for row in rows]
 
     def committed(self, growth: Growth) -> None:
         """After the CAS that counted `growth`: the container's copy of the log grows, and
@@ -257,8 +281,8 @@ class CrawlSteps:
         own = int(cp.chain)
         fresh: dict[int, Entry] = {}
         outgoing: dict[int, dict[int, Entry]] = {}
-        # Shallowest first, so a link found twice keeps its shallower depth: a commit's rows
-        # come in index order with its holes' rows (worked late, often shallower) last.
+        # Shallowest first, so a link found twice keeps its shallower depth (mail from other
+        # chains comes after the rows, at whatever depth its sender found).
         for raw, depth, page in sorted(found, key=lambda link: link[1]):
             url = normalise(raw, query=self.spec.query)
             if url is None or not self.scope.allows(url):
