@@ -179,6 +179,9 @@ class Checkpoint:
 
         A previous owner whose lease ran out died holding the run, working the
         batch it planned: count a strike and go one task at a time over all of it.
+        One that gave the run back may have written results anywhere in its plan (an
+        orphan this leg adopts): the new plan never ends below it, or a steal could
+        split inside that orphan and the index would be worked twice.
         """
         if self.finished:
             raise ClaimRefused("already_finished", f"run is {self.status}")
@@ -198,7 +201,9 @@ class Checkpoint:
             strikes=strikes,
             careful_until=careful_until,
             started_ms=self.started_ms or at_ms,
-            batch_end=plan(self.position, careful_until),
+            batch_end=max(self.batch_end, plan(self.position, careful_until))
+            if careful_until <= self.position
+            else plan(self.position, careful_until),
         )
 
     def advance(

@@ -979,11 +979,11 @@ class Leg:
         until the listing ends (None: the chain ended done, this leg may go on working)
         or the leg must stop (its result)."""
         cp = self._checkpoint
+        self.place_pending()  # what was listed is worked, even when the listing stops here
         if cp.strikes >= self.settings.max_task_attempts:
             return self.finish(
                 RunStatus.FAILED, f"listing killed its leg {cp.strikes} times; the run stops"
             )
-        self.place_pending()
         while not self._listing["done"]:
             if self._cancel_requested(cp.run_id):
                 return self.finish(RunStatus.CANCELLED, "cancel requested")

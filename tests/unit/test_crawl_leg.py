@@ -16,7 +16,7 @@ from tests.unit.harness import Harness, settings
 from worker.checkpoint import RunStatus
 from worker.completion import finished_chains
 from worker.crawl.chainlog import OthersCount
-from worker.crawl.frontier import Entry, encode_segment
+from worker.crawl.frontier import Entry, decode_segment, encode_segment
 from worker.crawl.steps import COUNT_EVERY_S, COUNT_MOST_S, STRIDE, count_wait
 from worker.events import parse_event
 from worker.exceptions import BadEventError, OutOfTimeError
@@ -425,6 +425,58 @@ def test_crawl_pages_found_past_a_hole_wait_for_it_so_every_page_keeps_its_dista
         f"{A}/4": 2,
         f"{A}/5": 3,
     }
+
+
+def _legs_deferring_a_1(h: Harness, graph: dict[str, list[str]], legs: int) -> str:
+    """A crawl of `graph` run for `legs` legs, each of which defers A/1 (a hole) and commits
+    what it finished after it."""
+
+    def process(task: Task, ctx: TaskContext) -> dict[str, Any]:
+        h.clock.advance(100)
+        if task.url == f"{A}/1":
+            raise OutOfTimeError("ran out of the leg's time", tried=False)
+        return {"status": 200, "links": graph[str(task.url)]}
+
+    h.container.processor = process
+    answer = h.invoke({"bucket": h.bucket, "crawl": spec(max_depth=3)})
+    for _ in range(legs):
+        h.invoke(h.invoker.pop())
+    return str(answer["results"][0]["run_id"])
+
+
+def _logged(h: Harness, run_id: str) -> set[str]:
+    """Every URL in the run's frontier segments."""
+    found = set()
+    for obj in h.store.objects.list(h.bucket, f"runs/{run_id}/frontier/"):
+        found |= {e.url for e in decode_segment(h.store.read_bytes(obj.key))}
+    return found
+
+
+def test_crawl_rows_past_a_hole_as_shallow_as_it_take_their_links_at_once(h: Harness) -> None:
+    graph = {f"{A}/": [f"{A}/1", f"{A}/2"], f"{A}/2": [f"{A}/3"], f"{A}/1": [], f"{A}/3": []}
+    run_id = _legs_deferring_a_1(h, graph, legs=1)
+    cp = h.checkpoint(run_id)
+    assert cp["holes"] == [1]
+    assert f"{A}/3" in _logged(h, run_id)  # A/2 is at A/1's depth: nothing to wait for
+    assert cp["frontier"]["held"] == []
+
+
+def test_crawl_rows_past_a_hole_and_deeper_wait_in_their_objects(h: Harness) -> None:
+    graph = {
+        f"{A}/": [f"{A}/1", f"{A}/2"],
+        f"{A}/2": [f"{A}/3"],
+        f"{A}/3": [f"{A}/4"],
+        f"{A}/1": [],
+        f"{A}/4": [],
+    }
+    run_id = _legs_deferring_a_1(h, graph, legs=2)
+    cp = h.checkpoint(run_id)
+    assert cp["holes"] == [1]
+    assert cp["position"] == 4
+    assert f"{A}/4" not in _logged(h, run_id)  # A/3 (depth 2) waits for A/1 (depth 1)
+    [(key, first, last)] = cp["frontier"]["held"]
+    assert first <= 3 <= last
+    assert any(row["url"] == f"{A}/3" for row in h.store.read_rows(key))
 
 
 def test_crawl_inbox_objects_of_two_attempts_at_one_batch_are_two_objects(h: Harness) -> None:

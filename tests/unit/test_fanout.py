@@ -422,3 +422,23 @@ def test_fanout_a_claim_whose_answer_was_lost_under_a_steal_holds_the_chain(
     assert h.store.load_checkpoint(run_id, "0000").checkpoint.strikes == 0
     assert sorted(h.result_indices(run_id)) == list(range(40))
     assert len(h.notifier.sent) == 1
+
+
+def test_fanout_a_claim_after_a_give_back_keeps_the_plan_no_steal_splits_below() -> None:
+    """Seed 21151: a leg wrote results 10-13 (its plan) and gave the chain back when its CAS
+    failed; the next claim planned only to 13, a thief split at 13, and index 13 was in the
+    orphan the chain then adopted and in the thief's range too."""
+    given_back = Checkpoint(run_id="r", total=40, position=10, end=20, batch_end=14)
+    claimed = given_back.claim(
+        leg=0, owner="next", at_ms=1, lease_until_ms=2, plan=lambda position, _: position + 3
+    )
+    assert claimed.batch_end == 14
+    assert claimed.steal_line == 14
+
+
+def test_fanout_a_claim_plans_past_the_given_back_plan_when_it_can() -> None:
+    given_back = Checkpoint(run_id="r", total=40, position=10, end=20, batch_end=14)
+    claimed = given_back.claim(
+        leg=0, owner="next", at_ms=1, lease_until_ms=2, plan=lambda position, _: position + 8
+    )
+    assert claimed.batch_end == 18

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -509,3 +510,33 @@ def test_prefix_a_leg_killed_at_any_state_write_loses_and_repeats_no_key(
             cp.status,
         )
     _exactly_once(h, run_id)
+
+
+def test_prefix_a_listing_that_keeps_killing_its_leg_still_works_what_it_listed(
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 19482: the lister died with a listed segment pending (its chain not yet made),
+    the next claim counted the strike that stops the listing, and the run completed
+    failed with that segment's keys in no chain: listed, never worked, never reported."""
+    for key in KEYS:
+        s3.put_object(Bucket=bucket, Key=key, Body=body(key))
+    config = settings(bucket=bucket, list_page_size=5, segment_pages=1, stall_after_ms=10_000)
+    h = Harness(s3, bucket, replace(config, max_task_attempts=1), timeout_ms=60_000)
+    h.clock.at_ms = time.time() * 1000 + 1
+    run_id = start(h, chains=2)
+    die_once(
+        monkeypatch,
+        RunStore,
+        "create_checkpoint",
+        lambda self, cp: cp.chain == segment_chain(10),
+        after=False,
+    )
+    with pytest.raises(Killed):
+        h.drive(h.invoker.pop())
+    recover(h)
+    summary = h.summary(run_id)
+    assert summary["status"] == "failed"
+    assert "listing killed its leg" in str(h.checkpoint(run_id, LISTER)["reason"])
+    worked = sorted(h.result_indices(run_id))
+    assert worked == list(range(len(worked)))
+    assert {10, 11, 12, 13, 14} <= set(worked)  # the segment pending when the lister died
