@@ -105,6 +105,7 @@ class Checkpoint:
     frontier: dict[str, Any] | None = None
     """A crawl chain (its log is `[start, end)`, growing): `seeded`, `pauses` (seconds each
     host must still wait, carried to the next leg), `depth` (the deepest page in the log),
+    `held` (`[key, first, last]` of results objects whose rows' links wait for a hole),
     and counts of the rows by `depths`, `statuses` and `hosts` (the top ones)."""
 
     # predicates
@@ -303,6 +304,13 @@ class Checkpoint:
         values = {k: v for k, v in data.items() if k in known}
         values["status"] = RunStatus(values.get("status", RunStatus.RUNNING))
         return cls(**values)
+
+
+def written_under_steals(written: Checkpoint, current: Checkpoint) -> bool:
+    """Whether `current` is `written` with only steals landed on it since: a write whose
+    answer was lost did land. Only thieves change just `end` and `splits`, and every write
+    of ours is unique (its owner, usage counts and millisecond times)."""
+    return redo_after_split(written, current, written) is not None
 
 
 def redo_after_split(

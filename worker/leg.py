@@ -16,7 +16,13 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
-from worker.checkpoint import Checkpoint, ClaimRefused, RunStatus, redo_after_split
+from worker.checkpoint import (
+    Checkpoint,
+    ClaimRefused,
+    RunStatus,
+    redo_after_split,
+    written_under_steals,
+)
 from worker.completion import try_complete
 from worker.container import Container
 from worker.crawl.steps import (
@@ -979,8 +985,10 @@ class Leg:
         until the listing ends (None: the chain ended done, this leg may go on working)
         or the leg must stop (its result)."""
         cp = self._checkpoint
-        self.place_pending()  # what was listed is worked, even when the listing stops here
-        if cp.strikes >= self.settings.max_task_attempts:
+        most = self.settings.max_task_attempts
+        if cp.strikes <= most:  # what was listed is worked, even when the listing stops here
+            self.place_pending()  # (past `most`, placing it is what kills the leg)
+        if cp.strikes >= most:
             return self.finish(
                 RunStatus.FAILED, f"listing killed its leg {cp.strikes} times; the run stops"
             )
@@ -1119,17 +1127,24 @@ class Leg:
         input or bug can leave it `running` while every sweep re-crashes it.
         """
         try:
-            current = self.store.load_checkpoint(self.event.run_id, self.event.chain)
-            if current.checkpoint.owner != self.owner:
-                return
-            if self._unsure is not None and current.checkpoint == self._unsure[0]:
-                self.meter.landed(self._unsure[1])  # the write that raised had landed
-            self._unsure = None
-            released = current.checkpoint.release(crashed=not isinstance(exc, TransientError))
-            delta = self.meter.pending(ONE_PUT)
-            released = with_usage(released, delta, self.clock.now_ms())
-            self.held = self.store.swap(current, released)
-            self.meter.landed(delta)
+            for _ in range(MAX_SPLIT_RETRIES):  # a steal landing meanwhile: give back again
+                current = self.store.load_checkpoint(self.event.run_id, self.event.chain)
+                if current.checkpoint.owner != self.owner:
+                    return
+                unsure, self._unsure = self._unsure, None
+                if unsure is not None and written_under_steals(unsure[0], current.checkpoint):
+                    self.meter.landed(unsure[1])  # the write that raised had landed
+                released = current.checkpoint.release(crashed=not isinstance(exc, TransientError))
+                delta = self.meter.pending(ONE_PUT)
+                released = with_usage(released, delta, self.clock.now_ms())
+                try:
+                    self.held = self.store.swap(current, released)
+                except ConflictError:
+                    continue
+                self.meter.landed(delta)
+                break
+            else:
+                raise ConflictError(f"chain {self.event.chain} kept changing under us")
             if released.crashes >= MAX_CRASHES:
                 self.finish(
                     RunStatus.FAILED,
@@ -1203,8 +1218,7 @@ class Leg:
             except ConflictError:
                 self._unsure = None
                 current = self.store.load_checkpoint(new.run_id, new.chain)
-                if redo_after_split(new, current.checkpoint, new) is not None:
-                    # Our write landed (its answer lost) and a steal landed on top of it.
+                if written_under_steals(new, current.checkpoint):  # its answer lost
                     self.held = current
                     self.meter.landed(delta)
                     return current.checkpoint

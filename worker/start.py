@@ -223,6 +223,7 @@ def rewind(store: RunStore, cp: Checkpoint, position: int) -> Checkpoint:
         ok=len(kept) - failed,
         failed=failed,
         careful_until=0,
+        batch_end=position,  # nothing past it is left to protect: the next leg plans anew
         failure_kinds=kinds,
         failure_samples=samples,
     )

@@ -442,3 +442,52 @@ def test_fanout_a_claim_plans_past_the_given_back_plan_when_it_can() -> None:
         leg=0, owner="next", at_ms=1, lease_until_ms=2, plan=lambda position, _: position + 8
     )
     assert claimed.batch_end == 18
+
+
+class StealBeforeTheGiveBack:
+    """Just before a leg's give-back (a write with no owner and a crash counted) lands, a
+    thief splits the chain: the give-back's IfMatch then fails on the thief's write."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
+        self._store = RunStore.over(client, bucket)
+        self.stolen = False
+
+    def put_object(self, **params: Any) -> Any:
+        if not self.stolen and params["Key"].endswith("/chains/0000/checkpoint.json"):
+            written = json.loads(params["Body"])
+            if written["owner"] is None and written["crashes"] == 1:
+                victim = self._store.load_checkpoint(written["run_id"], "0000")
+                cp = victim.checkpoint
+                self._store.swap(victim, cp.split("0000.1", cp.steal_line + cp.stealable // 2))
+                self.stolen = True
+        return self._client.put_object(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_fanout_a_give_back_raced_by_a_steal_still_gives_the_chain_back(
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept by a leg that has gone, the chain would wait out its lease and the next owner
+    would count a strike for a leg that never died."""
+    put_tasks(s3, bucket, "tasks/list.jsonl", URLS, jsonl=True)
+    racing = StealBeforeTheGiveBack(s3, bucket)
+    h = Harness(racing, bucket, settings(bucket=bucket, stall_after_ms=10_000), timeout_ms=60_000)
+    run_id = start(h, 1)["run_id"]
+    real = RunStore.put_results
+    crashed: list[int] = []
+
+    def crashing(self: RunStore, *args: Any) -> Any:
+        if not crashed:
+            crashed.append(1)
+            raise RuntimeError("a bug in the leg")
+        return real(self, *args)
+
+    monkeypatch.setattr(RunStore, "put_results", crashing)
+    with pytest.raises(RuntimeError, match="a bug in the leg"):
+        h.invoke(h.invoker.pop())
+    assert racing.stolen
+    cp = h.store.load_checkpoint(run_id, "0000").checkpoint
+    assert (cp.owner, cp.crashes) == (None, 1)

@@ -540,3 +540,36 @@ def test_prefix_a_listing_that_keeps_killing_its_leg_still_works_what_it_listed(
     worked = sorted(h.result_indices(run_id))
     assert worked == list(range(len(worked)))
     assert {10, 11, 12, 13, 14} <= set(worked)  # the segment pending when the lister died
+
+
+def test_prefix_a_lister_killed_by_placing_a_segment_still_fails_its_run(
+    s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its last strike the lister fails the run without placing again: the placing is
+    what kills it, and placing first every time would never let the run end."""
+    for key in KEYS:
+        s3.put_object(Bucket=bucket, Key=key, Body=body(key))
+    config = settings(bucket=bucket, list_page_size=5, segment_pages=1, stall_after_ms=10_000)
+    h = Harness(s3, bucket, replace(config, max_task_attempts=1), timeout_ms=60_000)
+    h.clock.at_ms = time.time() * 1000 + 1
+    run_id = start(h, chains=2)
+    real = RunStore.create_checkpoint
+
+    def killing(self: RunStore, cp: Any) -> Any:
+        if cp.chain == segment_chain(10):
+            raise Killed("placing this segment kills the leg")
+        return real(self, cp)
+
+    monkeypatch.setattr(RunStore, "create_checkpoint", killing)
+    with pytest.raises(Killed):
+        h.drive(h.invoker.pop())
+    h.clock.advance(h.timeout_ms + h.settings.stall_after_ms + 1)
+    h.invoker.calls.clear()
+    with pytest.raises(Killed):  # strike 1 of 1: it places what it listed, and dies again
+        h.drive({"action": "sweep"})
+    h.clock.advance(h.timeout_ms + h.settings.stall_after_ms + 1)
+    h.invoker.calls.clear()
+    h.drive({"action": "sweep"})
+    lister = h.checkpoint(run_id, LISTER)
+    assert lister["status"] == "failed"
+    assert "listing killed its leg 2 times" in str(lister["reason"])

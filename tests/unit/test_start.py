@@ -72,6 +72,19 @@ def test_resume_a_stalled_run_rewinds_without_duplicates(h: Harness) -> None:
     assert (summary["ok"], summary["processed"]) == (23, 23)
 
 
+def test_resume_rewound_plans_anew_from_its_position(h: Harness) -> None:
+    """The plan of the leg before the rewind protects nothing (its results past the position
+    are gone): kept, the next leg would start it all at once, and a death of that leg would
+    put all of it in one-at-a-time careful mode."""
+    first = manual(h, 0)["results"][0]
+    h.invoke(h.invoker.pop())
+    h.invoker.pop()  # lost hand-off: the run stalls past position 3
+    assert h.checkpoint(first["run_id"])["batch_end"] > 3
+    manual(h, 3, run_id=first["run_id"])
+    cp = h.checkpoint(first["run_id"])
+    assert (cp["position"], cp["batch_end"]) == (3, 3)
+
+
 def test_resume_past_the_checkpoint_is_refused(h: Harness) -> None:
     first = manual(h, 0)["results"][0]
     h.invoker.pop()
