@@ -133,7 +133,10 @@ def _first_caught(category: str, seeds: range) -> int | None:
 
 
 def test_sim_catches_a_lost_cas_answer_read_as_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both read-backs off: the store's (its bytes in place) and the leg's (its write under a
+    steal, which also covers the bytes in place)."""
     monkeypatch.setattr(RunStore, "_holds", lambda self, key, body: None)
+    monkeypatch.setattr("worker.leg.written_under_steals", lambda written, current: False)
     assert _first_caught("strikes", range(1, 101)) is not None
 
 
