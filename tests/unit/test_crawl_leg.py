@@ -353,6 +353,10 @@ def test_crawl_container_forgets_the_urls_of_segments_already_crawled(h: Harness
     assert len(log.seen) == len(DEPTHS)  # while the seen-set keeps every URL
 
 
+HOLE_GRAPH_DEPTHS = {f"{A}/": 0, f"{A}/1": 1, f"{A}/2": 1, f"{A}/3": 2, f"{A}/4": 2, f"{A}/5": 3}
+"""The distances in the graphs of the tests of a deferred page (A/1) below."""
+
+
 def test_crawl_a_deferred_page_crawled_beside_a_deeper_one_gives_its_links_its_depth(
     h: Harness,
 ) -> None:
@@ -380,14 +384,7 @@ def test_crawl_a_deferred_page_crawled_beside_a_deeper_one_gives_its_links_its_d
     h.container.processor = process
     run_id = crawl(h, max_depth=3)
     assert deferred
-    assert pages(h, run_id) == {
-        f"{A}/": 0,
-        f"{A}/1": 1,
-        f"{A}/2": 1,
-        f"{A}/3": 2,
-        f"{A}/4": 2,
-        f"{A}/5": 3,
-    }
+    assert pages(h, run_id) == HOLE_GRAPH_DEPTHS
 
 
 def test_crawl_pages_found_past_a_hole_wait_for_it_so_every_page_keeps_its_distance(
@@ -417,14 +414,7 @@ def test_crawl_pages_found_past_a_hole_wait_for_it_so_every_page_keeps_its_dista
     h.container.processor = process
     run_id = crawl(h, max_depth=3)
     assert len(deferred) == 2
-    assert pages(h, run_id) == {
-        f"{A}/": 0,
-        f"{A}/1": 1,
-        f"{A}/2": 1,
-        f"{A}/3": 2,
-        f"{A}/4": 2,
-        f"{A}/5": 3,
-    }
+    assert pages(h, run_id) == HOLE_GRAPH_DEPTHS
 
 
 def _legs_deferring_a_1(h: Harness, graph: dict[str, list[str]], legs: int) -> str:

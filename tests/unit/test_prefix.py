@@ -512,17 +512,23 @@ def test_prefix_a_leg_killed_at_any_state_write_loses_and_repeats_no_key(
     _exactly_once(h, run_id)
 
 
+def one_strike(s3: Any, bucket: str) -> Harness:
+    """The `h` fixture's bucket and settings, with a listing stopped by its first strike."""
+    for key in KEYS:
+        s3.put_object(Bucket=bucket, Key=key, Body=body(key))
+    config = settings(bucket=bucket, list_page_size=5, segment_pages=1, stall_after_ms=10_000)
+    h = Harness(s3, bucket, replace(config, max_task_attempts=1), timeout_ms=60_000)
+    h.clock.at_ms = time.time() * 1000 + 1
+    return h
+
+
 def test_prefix_a_listing_that_keeps_killing_its_leg_still_works_what_it_listed(
     s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Seed 19482: the lister died with a listed segment pending (its chain not yet made),
     the next claim counted the strike that stops the listing, and the run completed
     failed with that segment's keys in no chain: listed, never worked, never reported."""
-    for key in KEYS:
-        s3.put_object(Bucket=bucket, Key=key, Body=body(key))
-    config = settings(bucket=bucket, list_page_size=5, segment_pages=1, stall_after_ms=10_000)
-    h = Harness(s3, bucket, replace(config, max_task_attempts=1), timeout_ms=60_000)
-    h.clock.at_ms = time.time() * 1000 + 1
+    h = one_strike(s3, bucket)
     run_id = start(h, chains=2)
     die_once(
         monkeypatch,
@@ -547,11 +553,7 @@ def test_prefix_a_lister_killed_by_placing_a_segment_still_fails_its_run(
 ) -> None:
     """Past its last strike the lister fails the run without placing again: the placing is
     what kills it, and placing first every time would never let the run end."""
-    for key in KEYS:
-        s3.put_object(Bucket=bucket, Key=key, Body=body(key))
-    config = settings(bucket=bucket, list_page_size=5, segment_pages=1, stall_after_ms=10_000)
-    h = Harness(s3, bucket, replace(config, max_task_attempts=1), timeout_ms=60_000)
-    h.clock.at_ms = time.time() * 1000 + 1
+    h = one_strike(s3, bucket)
     run_id = start(h, chains=2)
     real = RunStore.create_checkpoint
 
