@@ -245,6 +245,21 @@ def _lister_dies_then_recovers(h: Harness, arrange: Callable[[Harness], None]) -
     return run_id
 
 
+def _dies_making_chain_10(monkeypatch: pytest.MonkeyPatch) -> Callable[[Harness], None]:
+    """An arrangement: the lister dies once, as it makes the chain of the segment at 10."""
+
+    def arrange(h: Harness) -> None:
+        die_once(
+            monkeypatch,
+            RunStore,
+            "create_checkpoint",
+            lambda self, cp: cp.chain == segment_chain(10),
+            after=False,
+        )
+
+    return arrange
+
+
 def _exactly_once(h: Harness, run_id: str) -> None:
     assert sorted(h.result_indices(run_id)) == list(range(23))
     assert sorted(r["id"] for r in h.store.rows(run_id)) == KEYS
@@ -272,16 +287,7 @@ def test_prefix_lister_dying_after_the_segment_put_loses_and_repeats_nothing(
 def test_prefix_lister_dying_after_its_cas_leaves_the_chain_to_its_next_leg(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def arrange(h: Harness) -> None:
-        die_once(
-            monkeypatch,
-            RunStore,
-            "create_checkpoint",
-            lambda self, cp: cp.chain == segment_chain(10),
-            after=False,
-        )
-
-    run_id = _lister_dies_then_recovers(h, arrange)
+    run_id = _lister_dies_then_recovers(h, _dies_making_chain_10(monkeypatch))
     _exactly_once(h, run_id)
 
 
@@ -529,17 +535,7 @@ def test_prefix_a_listing_that_keeps_killing_its_leg_still_works_what_it_listed(
     the next claim counted the strike that stops the listing, and the run completed
     failed with that segment's keys in no chain: listed, never worked, never reported."""
     h = one_strike(s3, bucket)
-    run_id = start(h, chains=2)
-    die_once(
-        monkeypatch,
-        RunStore,
-        "create_checkpoint",
-        lambda self, cp: cp.chain == segment_chain(10),
-        after=False,
-    )
-    with pytest.raises(Killed):
-        h.drive(h.invoker.pop())
-    recover(h)
+    run_id = _lister_dies_then_recovers(h, _dies_making_chain_10(monkeypatch))
     summary = h.summary(run_id)
     assert summary["status"] == "failed"
     assert "listing killed its leg" in str(h.checkpoint(run_id, LISTER)["reason"])
